@@ -1,0 +1,1 @@
+"""The machinery behind ``deploy/local/stack`` (standard library only; see that script)."""

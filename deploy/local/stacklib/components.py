@@ -1,0 +1,209 @@
+"""The four managed processes: how each is prepared, started, probed and stopped.
+
+A component that `up` starts gets fresh data (its ``data/`` directory is recreated) and a
+pidfile holding its pid and start time; `down` signals only a process whose pid *and* start time
+still match, so it never touches anything it did not start, even after a pid was recycled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .configs import (
+    KAFKA_LOG4J2,
+    alertmanager_config,
+    kafka_cluster_id,
+    kafka_server_properties,
+    prometheus_config,
+)
+from .install import ensure_kafka_libs, fresh_dir, which
+from .probes import http_ok, kafka_answers, port_taken, redis_answers
+from .settings import HOST, Settings
+
+__all__ = ["ORDER", "Component", "components"]
+
+ORDER = ("redis", "alertmanager", "prometheus", "kafka")  # start order; `down` reverses it
+
+
+@dataclass
+class Component:
+    """One managed process."""
+
+    name: str
+    address: str
+    ports: tuple[int, ...]
+    directory: Path
+    probe: Callable[[], bool]  # one quick attempt: does it answer?
+    prepare: Callable[[], list[str]]  # write config, reset data; returns the command line
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid `up` recorded, when that very process still runs, else None."""
+        try:
+            pid_text, started = self.pidfile.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        return pid if _start_time(pid) == started else None
+
+    def start(self) -> int:
+        taken = [p for p in self.ports if port_taken(p)]
+        if taken:
+            raise SystemExit(
+                f"stack: cannot start {self.name}: port(s) {taken} on {HOST} are taken by a "
+                "process this stack did not start; stop it or pick other ports (stack --help)"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cmd = self.prepare()
+        with self.logfile.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.directory, start_new_session=True,
+            )  # fmt: skip
+        self.pidfile.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+        return proc.pid
+
+    def stop(self, grace: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; True when a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            print(f"stack: {self.name} ignored SIGTERM for {grace:.0f}s; killing it", flush=True)
+            os.kill(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.1)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _start_time(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot; None when gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def kafka(s: Settings) -> Component:
+    d = s.root / "kafka"
+
+    def prepare() -> list[str]:
+        libs = ensure_kafka_libs(s)
+        props = _write(d / "server.properties", kafka_server_properties(s, fresh_dir(d / "data")))
+        log4j = _write(d / "log4j2.properties", KAFKA_LOG4J2)
+        java = [
+            which("java"), f"-Xmx{s.kafka_heap}", "-Xms64m", "-XX:+UseSerialGC",
+            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={d}", "-cp", f"{libs}/*",
+        ]  # fmt: skip
+        fmt = [*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id()]
+        done = subprocess.run([*fmt, "-c", str(props)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"stack: formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+        return [*java, "kafka.Kafka", str(props)]
+
+    return Component(
+        "kafka", f"{HOST}:{s.kafka_port}", (s.kafka_port, s.controller_port), d,
+        lambda: kafka_answers(s.kafka_port), prepare,
+    )  # fmt: skip
+
+
+def redis(s: Settings) -> Component:
+    d = s.root / "redis"
+
+    def prepare() -> list[str]:
+        # 256 databases: the test fixtures hand each test a database of its own
+        return [
+            which("redis-server"), "--port", str(s.redis_port), "--bind", HOST,
+            "--dir", str(fresh_dir(d / "data")), "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--databases", "256", "--logfile", "",
+        ]  # fmt: skip
+
+    return Component(
+        "redis", f"{HOST}:{s.redis_port}", (s.redis_port,), d,
+        lambda: redis_answers(s.redis_port), prepare,
+    )  # fmt: skip
+
+
+def prometheus(s: Settings) -> Component:
+    d = s.root / "prometheus"
+    url = f"http://{HOST}:{s.prometheus_port}"
+
+    def prepare() -> list[str]:
+        fresh_dir(s.targets_dir)  # targets of an earlier run point at dead exporters
+        _write(s.targets_dir / "driftscope.json", "[]\n")
+        s.rules_dir.mkdir(parents=True, exist_ok=True)  # kept: rules copied here survive
+        cfg = _write(d / "prometheus.yml", prometheus_config(s))
+        return [
+            which("prometheus"), f"--config.file={cfg}",
+            f"--storage.tsdb.path={fresh_dir(d / 'data')}", "--storage.tsdb.retention.time=1d",
+            f"--web.listen-address={HOST}:{s.prometheus_port}", "--web.enable-lifecycle",
+        ]  # fmt: skip
+
+    return Component(
+        "prometheus", url, (s.prometheus_port,), d, lambda: http_ok(f"{url}/-/ready"), prepare
+    )
+
+
+def alertmanager(s: Settings) -> Component:
+    d = s.root / "alertmanager"
+    url = f"http://{HOST}:{s.alertmanager_port}"
+
+    def prepare() -> list[str]:
+        cfg = _write(d / "alertmanager.yml", alertmanager_config(s))
+        return [
+            which("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
+            f"--storage.path={fresh_dir(d / 'data')}",
+            f"--web.listen-address={HOST}:{s.alertmanager_port}",
+            "--cluster.listen-address=",  # no gossip port: one instance, nothing to join
+        ]  # fmt: skip
+
+    return Component(
+        "alertmanager", url, (s.alertmanager_port,), d, lambda: http_ok(f"{url}/-/ready"), prepare
+    )
+
+
+def components(s: Settings, names: list[str]) -> list[Component]:
+    """The named components (all when ``names`` is empty) in start order."""
+    makers = {
+        "redis": redis,
+        "alertmanager": alertmanager,
+        "prometheus": prometheus,
+        "kafka": kafka,
+    }
+    unknown = sorted(set(names) - set(makers))
+    if unknown:
+        raise SystemExit(f"stack: unknown component(s) {unknown}; known: {', '.join(ORDER)}")
+    return [makers[n](s) for n in ORDER if not names or n in names]
