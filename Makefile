@@ -1,0 +1,44 @@
+# driftscope — the two commands the README names are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+STACK  := deploy/local/stack
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-unit check stack-up stack-down stack-status bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[attribution,embedder-export,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The demo: embedded mode, no services.
+demo: $(STAMP)
+	$(VENV)/bin/driftscope demo --out demo-out
+
+## The whole suite against the real stack: install, stack up, pytest, stack down.
+test: $(STAMP)
+	$(STACK) up
+	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(STACK) down; exit $$status
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+stack-up:
+	$(STACK) up
+stack-down:
+	$(STACK) down
+stack-status:
+	$(STACK) status
+
+clean:
+	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""The ``driftscope`` command line."""
+
+__all__: list[str] = []

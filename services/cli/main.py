@@ -1,0 +1,59 @@
+"""``driftscope``: the on-call command line.
+
+Heavy imports (torch, onnxruntime, kafka) happen inside the commands that need them, so
+``driftscope --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.cli.errors import friendly_errors
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="driftscope",
+    help="Watch production LLM outputs for drift and trace it to the fine-tuning data behind it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Manage the models driftscope itself runs (the output embedder).",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+err_console = Console(stderr=True)
+
+
+@models_app.command("export-embedder")
+@friendly_errors
+def export_embedder_cmd(
+    out: Annotated[Path | None, typer.Option(help="Target directory (default: cache).")] = None,
+    quantize: Annotated[bool, typer.Option(help="Also write an int8-quantised model.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Re-export even if an export exists.")] = False,
+) -> None:
+    """Export all-MiniLM-L6-v2 to ONNX for the collector's embedding signal.
+
+    Needs the ``embedder-export`` extra (torch); the collector itself then runs on onnxruntime only.
+    """
+    from services.collector.embedder import default_embedder_dir, export_embedder
+
+    target = out or default_embedder_dir()
+    with err_console.status(f"exporting all-MiniLM-L6-v2 to {target} …"):
+        path = export_embedder(target, quantize=quantize, overwrite=overwrite)
+    err_console.print(f"[green]embedder ready[/green] at {path}")
+
+
+def _mount_optional() -> None:
+    try:
+        from attribution.cli import app as attribution_app
+    except ImportError:  # the attribution library is not importable in this install
+        return
+    app.add_typer(attribution_app, name="attribution")
+
+
+_mount_optional()

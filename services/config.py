@@ -1,0 +1,191 @@
+"""Settings, read once at each entrypoint.
+
+One pydantic-settings model per deployable (:class:`CollectorSettings`, :class:`WorkerSettings`,
+:class:`CliSettings`), environment prefix ``DRIFTSCOPE_`` with ``__`` for nesting (for example
+``DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092``), optionally seeded from a YAML file.
+Components receive only the sub-model they need (``KafkaSettings``, ``RedisSettings``, ...), never
+the whole settings object, and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.collector.signals import SignalSettings
+from services.errors import ConfigError
+
+__all__ = [
+    "CliSettings",
+    "CollectorSettings",
+    "EmbedderSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "SegmentSettings",
+    "TopicSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the Kafka cluster."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "driftscope"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    request_timeout_ms: int = Field(default=30_000, ge=1000)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to every kafka-python client the project creates."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.ssl_cafile:
+            kw["ssl_cafile"] = str(self.ssl_cafile)
+        return kw
+
+
+class TopicSettings(BaseModel):
+    outputs: str = "llm.outputs"
+    dead_letter: str = "llm.outputs.dlq"
+    anomalies: str = "driftscope.anomalies"
+    attributions: str = "driftscope.attributions"
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:16379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "driftscope:"
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class MetricsSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless exposed.")
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class EmbedderSettings(BaseModel):
+    enabled: bool = True
+    model_dir: Path | None = Field(
+        default=None, description="Exported embedder; default: the user cache directory."
+    )
+    quantized: bool = False
+    sampling_rate: float = Field(
+        default=0.25, ge=0.0, le=1.0,
+        description="Share of events embedded; bounds embedding cost on busy streams.",
+    )
+    batch_size: int = Field(default=32, ge=1)
+    threads: int = Field(default=1, ge=1)
+
+
+class SegmentSettings(BaseModel):
+    """Which segment labels become stream keys; values outside the allow-list become ``other``."""
+
+    label: str | None = Field(default=None, description="Segment label to split on, e.g. route.")
+    allowed: list[str] = Field(default_factory=list)
+
+    def key_for(self, segment: dict[str, str]) -> str:
+        if self.label is None:
+            return "all"
+        value = segment.get(self.label)
+        if value is None:
+            return "unlabelled"
+        return value if value in self.allowed else "other"
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTSCOPE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: an operator's DRIFTSCOPE_* variable beats the config file.
+        return env_settings, init_settings, file_secret_settings
+
+
+class CollectorSettings(_Base):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    drift_config: Path | None = Field(default=None, description="Detector settings file.")
+    group_id: str = "driftscope-collector"
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)
+    checkpoint_every: int = Field(default=500, ge=1)
+
+
+class WorkerSettings(_Base):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9465))
+    group_id: str = "driftscope-worker"
+
+
+class CliSettings(_Base):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    prometheus_url: str = "http://127.0.0.1:19090"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], path: Path | None = None) -> S:
+    """Build ``cls`` from an optional YAML file, overridden by ``DRIFTSCOPE_*`` variables.
+
+    Raises :class:`ConfigError` naming the file and the offending field.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist", path=str(path)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {exc}", path=str(path)
+            ) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping", path=str(path))
+        data = loaded or {}
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"invalid setting {loc!r}{f' in {path}' if path else ''}: {first['msg']}",
+            path=str(path) if path else None, field=loc,
+        ) from None

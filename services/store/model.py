@@ -1,0 +1,95 @@
+"""Records the state store holds: incidents and collector checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
+
+
+class IncidentState(StrEnum):
+    """Lifecycle: open → attributing → attributed | failed → acknowledged → resolved."""
+
+    OPEN = "open"
+    ATTRIBUTING = "attributing"
+    ATTRIBUTED = "attributed"
+    FAILED = "failed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Exemplar(BaseModel):
+    event_id: str
+    prompt: str | None = None
+    output: str | None = None
+
+
+class Incident(BaseModel):
+    """One drift incident: a continuing anomaly on (model, version, segment, signal, detector)."""
+
+    id: str
+    state: IncidentState = IncidentState.OPEN
+    opened_at: datetime
+    updated_at: datetime
+    model: str
+    model_version: str
+    segment: str
+    signal: str
+    detector: str
+    statistic: float
+    threshold: float
+    effect_size: float
+    p_value: float | None = None
+    event_id: str
+    updates: int = 0
+    exemplars: list[Exemplar] = Field(default_factory=list)
+    reference_summary: dict[str, Any] = Field(default_factory=dict)
+    window_summary: dict[str, Any] = Field(default_factory=dict)
+    state_history: list[dict[str, str]] = Field(default_factory=list)
+    attribution: dict[str, Any] | None = None
+
+    def transition(self, state: IncidentState, at: datetime, reason: str | None = None) -> None:
+        self.state = state
+        self.updated_at = at
+        entry = {"state": state.value, "at": at.astimezone(UTC).isoformat()}
+        if reason:
+            entry["reason"] = reason
+        self.state_history.append(entry)
+
+    def absorb(self, new: Incident, max_exemplars: int = 50) -> None:
+        """Fold a repeated anomaly ``new`` into this live incident it continues."""
+        self.updates += 1
+        self.updated_at = max(self.updated_at, new.updated_at)
+        self.statistic = new.statistic
+        self.threshold = new.threshold
+        self.effect_size = new.effect_size
+        self.p_value = new.p_value
+        self.window_summary = new.window_summary
+        seen = {e.event_id for e in self.exemplars}
+        self.exemplars.extend(e for e in new.exemplars if e.event_id not in seen)
+        del self.exemplars[max_exemplars:]
+
+
+class Checkpoint(BaseModel):
+    """What a collector persists per partition: the next offset and the detector state."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    monitors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    totals: dict[str, int] = Field(default_factory=dict)
+    saved_at: datetime
+
+
+def dedup_key(model: str, version: str, segment: str, signal: str, detector: str) -> str:
+    return "|".join((model, version, segment, signal, detector))
+
+
+def incident_id_for(key: str, event_id: str) -> str:
+    """Deterministic: the same anomaly re-raised after a redelivery gets the same id."""
+    return "inc-" + hashlib.sha256(f"{key}#{event_id}".encode()).hexdigest()[:16]
