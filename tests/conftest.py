@@ -62,7 +62,11 @@ def stack() -> Iterator[StackInfo]:
     try:
         info, started = ensure_stack()
     except StackError as exc:
-        pytest.fail(f"the service stack is not available:\n{exc}", pytrace=False)
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"the service stack is not available:\n{problem}", pytrace=False)
     yield info
     stop_stack(started)
 
