@@ -1,0 +1,106 @@
+"""The collector's Prometheus metrics, on a registry passed in.
+
+Label cardinality is bounded: ``model`` and ``model_version`` come from the events (one series set
+per deployed version), ``segment`` only from the allow-list in
+:class:`~services.config.SegmentSettings`, ``signal``/``detector`` from the drift settings, and
+``reason`` from the fixed list of invalid-event reasons. Raw text never becomes a label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["CollectorMetrics"]
+
+_STREAM = ("model", "model_version", "segment")
+_LOGPROB_BUCKETS = (-5.0, -3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.35, -0.25, -0.15, -0.1, 0.0)
+
+
+class CollectorMetrics:
+    """All metrics of one collector process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter(
+            "driftscope_events_consumed_total", "Messages read from the input topic.",
+            ["topic"], registry=registry)
+        self.processed = Counter(
+            "driftscope_events_processed_total", "Valid events observed by the drift monitors.",
+            _STREAM, registry=registry)
+        self.invalid = Counter(
+            "driftscope_events_invalid_total",
+            "Messages sent to the dead-letter topic, by machine-readable reason.",
+            ["reason"], registry=registry)
+        self.embedded = Counter(
+            "driftscope_embeddings_computed_total", "Outputs embedded for the embedding signal.",
+            registry=registry)
+        self.logprob_mean = Histogram(
+            "driftscope_signal_logprob_mean", "Mean token logprob (nats) of each output.",
+            _STREAM, registry=registry,
+            buckets=_LOGPROB_BUCKETS)
+        self.output_length = Histogram(
+            "driftscope_signal_output_length_chars", "Output length in characters.",
+            _STREAM, registry=registry,
+            buckets=(10, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400))
+        self.refusals = Counter(
+            "driftscope_refusals_total", "Outputs that matched a refusal pattern.",
+            _STREAM, registry=registry)
+        self.window_value = Gauge(
+            "driftscope_signal_window_value",
+            "Current window's mean of a signal (a rate for boolean signals).",
+            (*_STREAM, "signal"), registry=registry)
+        self.reference_value = Gauge(
+            "driftscope_signal_reference_value",
+            "Reference mean of a signal (a rate for boolean signals).",
+            (*_STREAM, "signal"), registry=registry)
+        self.refusal_rate = Gauge(
+            "driftscope_refusal_rate_ratio", "Refusal rate over the current window.",
+            _STREAM, registry=registry)
+        self.detector_statistic = Gauge(
+            "driftscope_detector_statistic", "Latest statistic of a detector.",
+            (*_STREAM, "signal", "detector"), registry=registry)
+        self.detector_threshold = Gauge(
+            "driftscope_detector_threshold", "Threshold the statistic is compared with.",
+            (*_STREAM, "signal", "detector"), registry=registry)
+        self.detector_alarm = Gauge(
+            "driftscope_detector_alarm", "1 while the detector is in alarm (cooldown), else 0.",
+            (*_STREAM, "signal", "detector"), registry=registry)
+        self.anomalies = Counter(
+            "driftscope_anomalies_total", "Anomalies raised by detectors.",
+            (*_STREAM, "signal", "detector"), registry=registry)
+        self.incidents_opened = Counter(
+            "driftscope_incidents_opened_total", "Incidents opened (not updates).",
+            (*_STREAM, "signal"), registry=registry)
+        self.lag = Gauge(
+            "driftscope_consumer_lag_messages", "Messages behind the end of each partition.",
+            ["topic", "partition"], registry=registry)
+        self.batch_seconds = Histogram(
+            "driftscope_processing_seconds", "Wall time to process one polled batch.",
+            registry=registry, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.event_age = Histogram(
+            "driftscope_event_age_seconds", "Time from an event's ts to its processing.",
+            registry=registry, buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
+        self.checkpoints = Counter(
+            "driftscope_checkpoints_total", "Checkpoints written to the state store.",
+            ["outcome"], registry=registry)
+        self.up = Gauge("driftscope_collector_up", "1 while the consume loop runs.",
+                        registry=registry)
+
+    def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
+        """Copy a monitor's ``summary()`` into the gauges."""
+        for signal, info in summary.get("signals", {}).items():
+            cur = info.get("window_value")
+            ref = info.get("reference_value")
+            if cur is not None:
+                self.window_value.labels(*labels, signal).set(cur)
+                if signal == "refusal":
+                    self.refusal_rate.labels(*labels).set(cur)
+            if ref is not None:
+                self.reference_value.labels(*labels, signal).set(ref)
+            for det, d in info.get("detectors", {}).items():
+                if d.get("statistic") is not None:
+                    self.detector_statistic.labels(*labels, signal, det).set(d["statistic"])
+                if d.get("threshold") is not None:
+                    self.detector_threshold.labels(*labels, signal, det).set(d["threshold"])
+                self.detector_alarm.labels(*labels, signal, det).set(1 if d.get("alarm") else 0)
