@@ -138,8 +138,9 @@ class Prometheus:
     """The stack's Prometheus, seen from one test.
 
     ``register_target`` writes one file_sd JSON file per call into the stack's targets directory
-    (Prometheus job ``driftscope`` reads every ``*.json`` there), written to a temporary name and
-    renamed so Prometheus never reads half a file; ``close`` removes this helper's files.
+    (Prometheus job ``driftscope`` reads every ``*.json`` there), ``add_rules`` one rule file into
+    its rules directory; each is written to a temporary name and renamed so Prometheus never
+    reads half a file, and ``close`` removes this helper's files.
     """
 
     url: str
@@ -186,6 +187,17 @@ class Prometheus:
                 )
             time.sleep(0.5)
 
+    def add_rules(self, text: str) -> Path:
+        """Write one Prometheus rule file (YAML ``groups: ...``) into the stack's rules directory
+        and reload; ``close`` removes it (and reloads) again."""
+        path = self.rules_dir / f"test-{uuid.uuid4().hex}.yml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        self._files.append(path)
+        self.reload()
+        return path
+
     def reload(self) -> None:
         """Make Prometheus re-read its config and rule files (``POST /-/reload``)."""
         req = urllib.request.Request(f"{self.url}/-/reload", data=b"", method="POST")
@@ -193,6 +205,9 @@ class Prometheus:
             pass
 
     def close(self) -> None:
+        had_rules = any(path.parent == self.rules_dir for path in self._files)
         for path in self._files:
             path.unlink(missing_ok=True)
         self._files.clear()
+        if had_rules:
+            self.reload()

@@ -117,6 +117,23 @@ def test_prometheus_scrapes_a_registered_exporter(prometheus: Prometheus) -> Non
     assert float(result[0]["value"][1]) == value
 
 
+def test_prometheus_rule_alert_reaches_alertmanager(
+    prometheus: Prometheus, alertmanager_url: str
+) -> None:
+    name = f"DriftscopeRuleSmoke{uuid.uuid4().hex[:8]}"
+    prometheus.add_rules(
+        f"groups:\n- name: {name}\n  rules:\n  - alert: {name}\n    expr: vector(1)\n"
+        "    labels: {severity: info}\n"
+    )
+    query = urllib.parse.urlencode({"filter": f'alertname="{name}"'})
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    listed: list[dict[str, Any]] = []
+    while not listed and time.monotonic() < deadline:
+        listed = http_json(f"{alertmanager_url}/api/v2/alerts?{query}")
+        time.sleep(0.5)
+    assert [a["labels"]["alertname"] for a in listed] == [name]
+
+
 class _WebhookSink(BaseHTTPRequestHandler):
     received: list[dict[str, Any]]
 

@@ -170,6 +170,9 @@ def prometheus(s: Settings) -> Component:
             which("prometheus"), f"--config.file={cfg}",
             f"--storage.tsdb.path={fresh_dir(d / 'data')}", "--storage.tsdb.retention.time=1d",
             f"--web.listen-address={HOST}:{s.prometheus_port}", "--web.enable-lifecycle",
+            # re-send firing alerts every second (default 1m): an alert whose first send was
+            # dropped while Alertmanager was being rediscovered after a reload arrives anyway
+            "--rules.alert.resend-delay=1s",
         ]  # fmt: skip
 
     return Component(
