@@ -22,12 +22,12 @@ __all__ = ["KAFKA_POM", "ensure_installed", "ensure_kafka_libs", "file_lock", "f
 
 KAFKA_POM = Path(__file__).resolve().parent.parent / "kafka-pom.xml"
 
-# component -> [(program that must be on PATH, Debian package that brings it)]
-APT_PACKAGES = {
-    "redis": [("redis-server", "redis-server")],
-    "prometheus": [("prometheus", "prometheus")],
-    "alertmanager": [("prometheus-alertmanager", "prometheus-alertmanager")],
-    "kafka": [("java", "openjdk-17-jre-headless")],
+# component -> [(programs, any of which will do, Debian package that brings one)]
+APT_PACKAGES: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "redis": [(("redis-server",), "redis-server")],
+    "prometheus": [(("prometheus",), "prometheus")],
+    "alertmanager": [(("prometheus-alertmanager", "alertmanager"), "prometheus-alertmanager")],
+    "kafka": [(("java",), "openjdk-17-jre-headless")],
 }
 APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=600"]  # wait for a running apt instead of failing
 
@@ -85,7 +85,12 @@ def java_major() -> int:
 def ensure_installed(s: Settings, names: list[str]) -> None:
     """apt-get install the packages of ``names`` whose programs are missing (Maven only while
     the Kafka jars are not cached); refuse a Java older than 17 (Kafka 4 needs 17)."""
-    wanted = {pkg for n in names for prog, pkg in APT_PACKAGES[n] if not shutil.which(prog)}
+    wanted = {
+        pkg
+        for n in names
+        for progs, pkg in APT_PACKAGES[n]
+        if not any(shutil.which(prog) for prog in progs)
+    }
     if "kafka" in names and not (s.kafka_libs / ".complete").exists() and not shutil.which("mvn"):
         wanted.add("maven")
     if wanted:
