@@ -11,8 +11,9 @@ Keys (all under ``key_prefix``, default ``driftscope:``):
 ``live:{dedup key}``                   "id|expires" of the incident a continuing anomaly updates
 =====================================  ==========================================================
 
-Opening an incident is one Lua script, so two replicas raising the same anomaly at once still
-open one incident; cooldowns run on event time, so a replayed backlog behaves like live traffic.
+Claiming the live key and writing a new incident is one Lua script, so two replicas raising the
+same anomaly at once still open one incident; cooldowns run on event time, so a replayed backlog
+behaves like live traffic.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from services.store.model import Checkpoint, Incident, IncidentState
 __all__ = ["RedisStore"]
 
 _CLAIM = """
+-- KEYS: live key, incidents index.  ARGV: new id, event ts, expires, incident key prefix,
+-- retention seconds, new incident JSON, opened-at score.
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local sep = string.find(cur, '|', 1, true)
@@ -40,6 +43,8 @@ if cur then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[5])
+redis.call('SET', ARGV[4] .. ARGV[1], ARGV[6], 'NX', 'EX', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 return false
 """
 
@@ -110,22 +115,15 @@ class RedisStore:
         ts = incident.updated_at.timestamp()
         existing = self._call(
             "claim an incident",
-            lambda: self._claim(keys=[live_key], args=[
-                incident.id, ts, ts + cooldown_s, f"{self.p}incident:", self.retention_s]),
+            lambda: self._claim(keys=[live_key, f"{self.p}incidents"], args=[
+                incident.id, ts, ts + cooldown_s, f"{self.p}incident:", self.retention_s,
+                incident.model_dump_json(), incident.opened_at.timestamp()]),
             key=live_key,
         )
         if existing is None:
-            self._write_new(incident)
             return incident, True
         inc_id = existing.decode() if isinstance(existing, bytes) else str(existing)
         return self._update(inc_id, lambda stored: stored.absorb(incident)), False
-
-    def _write_new(self, incident: Incident) -> None:
-        key = f"{self.p}incident:{incident.id}"
-        pipe = self.r.pipeline()
-        pipe.set(key, incident.model_dump_json(), nx=True, ex=self.retention_s)
-        pipe.zadd(f"{self.p}incidents", {incident.id: incident.opened_at.timestamp()})
-        self._call("open an incident", pipe.execute, key=key)
 
     def _update(self, incident_id: str, change: Any) -> Incident:
         key = f"{self.p}incident:{incident_id}"
