@@ -1,0 +1,284 @@
+"""``driftscope attribution …``: build indexes, query them, evaluate methods (DESIGN.md).
+
+Mounted by the main CLI with ``app.add_typer(attribution_app, name="attribution")``. Heavy
+imports (torch, transformers) happen inside the commands so ``driftscope --help`` stays fast.
+``--json`` prints only JSON lines on stdout; otherwise progress bars go to stderr and results
+are a table. A user mistake (missing file, bad JSONL line, mismatched index) prints one line
+``error: …`` on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from services.errors import DriftscopeError
+
+__all__ = ["app"]
+
+app = typer.Typer(name="attribution", help="Trace outputs back to fine-tuning examples.",
+                  no_args_is_help=True)
+index_app = typer.Typer(name="index", help="Build attribution indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+_err = Console(stderr=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn driftscope's own errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except DriftscopeError as exc:
+        _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except ValidationError as exc:  # settings out of range
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        _err.print(f"[red]error:[/red] {where}: {first['msg']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def _progress(enabled: bool, description: str) -> Iterator[Callable[[int, int], None]]:
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=_err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+ModelOpt = Annotated[Path, typer.Option("--model", help="Hugging Face causal-LM directory.")]
+AdapterOpt = Annotated[
+    Path | None, typer.Option("--adapter", help="PEFT (LoRA) adapter directory.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON lines on stdout.")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cuda / cpu; default: CUDA when present.")
+]
+
+
+@index_app.command("build")
+def index_build(
+    model: ModelOpt,
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus JSONL.")],
+    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
+    method: Annotated[str | None, typer.Option(
+        "--method", help="Method spec name[:variant][@layer]; default: repsim.")] = None,
+    adapter: AdapterOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    shard_size: Annotated[int, typer.Option(min=1)] = 4096,
+    proj_dim: Annotated[int, typer.Option(help="Gradient projection side k.")] = 16,
+    storage_dtype: Annotated[str, typer.Option(help="float16 or float32.")] = "float16",
+    overwrite: Annotated[bool, typer.Option(help="Replace an index of another identity.")] = False,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Featurize a corpus into an index directory (resumes an interrupted build)."""
+    with _user_errors():
+        from attribution.data import load_corpus
+        from attribution.index import build_index
+        from attribution.modeling import load_model
+        from attribution.settings import AttributionSettings, parse_method_spec
+
+        base = AttributionSettings(proj_dim=proj_dim, storage_dtype=storage_dtype)
+        settings = parse_method_spec(method, base=base) if method else base
+        examples = load_corpus(corpus)
+        _quiet_transformers()
+        loaded = load_model(model, adapter, device=device)
+        t0 = time.perf_counter()
+        with _progress(not json_out, f"indexing ({settings.spec})") as bar:
+            index = build_index(loaded, examples, out, settings, batch_size=batch_size,
+                                shard_size=shard_size, progress=bar, overwrite=overwrite)
+        secs = time.perf_counter() - t0
+        summary = {"index": str(out), "method": settings.spec, "examples": index.count,
+                   "dim": index.manifest["dim"], "shards": len(index.manifest["shards"]),
+                   "seconds": round(secs, 3)}
+        if json_out:
+            _emit(summary)
+        else:
+            Console().print(f"indexed {index.count} examples with {settings.spec} "
+                            f"({summary['dim']} dims) into {out} in {secs:.1f}s")
+
+
+@app.command("query")
+def query(
+    index: Annotated[list[Path], typer.Option(
+        "--index", help="Index directory; repeat to compare methods (adds agreement).")],
+    queries: Annotated[Path, typer.Option("--queries", help="Queries JSONL.")],
+    method: Annotated[str | None, typer.Option(
+        "--method", help="Score with this method (must use the index's features).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1)] = 10,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Model directory; default: the one named in the manifest.")] = None,
+    adapter: AdapterOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Attribute each query to its most responsible corpus examples."""
+    with _user_errors():
+        from attribution.agreement import agreement
+        from attribution.data import load_queries
+        from attribution.index import open_index
+        from attribution.manifest import read_manifest
+        from attribution.modeling import load_model
+
+        qs = load_queries(queries)
+        _quiet_transformers()
+        per_method: dict[str, list[Any]] = {}
+        loaded: dict[tuple[str, str | None], Any] = {}
+        for path in index:
+            manifest = read_manifest(path)
+            mdir = str(model) if model else manifest["model"]["model_dir"]
+            adir = str(adapter) if adapter else manifest["model"]["adapter_dir"]
+            if (mdir, adir) not in loaded:
+                loaded[(mdir, adir)] = load_model(mdir, adir, device=device)
+            idx = open_index(path, model=loaded[(mdir, adir)], method=method)
+            name = idx.settings.spec
+            if name in per_method:
+                name = f"{name}#{len(per_method)}"
+            per_method[name] = idx.query(qs, top_k, batch_size=batch_size)
+        agree = {a.query_id: a for a in agreement(per_method, top_k)} if len(index) > 1 else {}
+        _print_query(per_method, agree, json_out)
+
+
+def _print_query(per_method: dict[str, list[Any]], agree: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        for name, results in per_method.items():
+            for res in results:
+                obj = res.to_json()
+                obj["method"] = name
+                if res.query_id in agree:
+                    obj["agreement"] = agree[res.query_id].to_json()
+                _emit(obj)
+        return
+    console = Console()
+    for name, results in per_method.items():
+        for res in results:
+            table = Table(title=f"query {res.query_id} — {name}")
+            for col in ("rank", "id", "score"):
+                table.add_column(col, justify="right" if col != "id" else "left")
+            for h in res.results:
+                table.add_row(str(h.rank), h.id, f"{h.score:.4g}")
+            console.print(table)
+            if res.query_id in agree and agree[res.query_id].mean_overlap is not None:
+                a = agree[res.query_id]
+                console.print(f"agreement across methods: overlap@{a.k}={a.mean_overlap:.2f}")
+
+
+@app.command("eval")
+def eval_(
+    corpus: Annotated[Path | None, typer.Option(
+        "--corpus", help="Labelled corpus JSONL; default: the three generated tasks.")] = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="Labelled queries JSONL.")] = None,
+    label_field: Annotated[str, typer.Option("--label-field")] = "label",
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Model directory; default: fine-tune a tiny model on the corpus.")] = None,
+    adapter: AdapterOpt = None,
+    methods: Annotated[str | None, typer.Option(
+        "--methods", help="Comma-separated method specs; default: all of them.")] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated generated tasks.")] = (
+        "harmful,class,backdoor"),
+    arch: Annotated[str, typer.Option(help="Tiny model: gpt2 or llama.")] = "gpt2",
+    lora: Annotated[bool, typer.Option(help="Fine-tune the tiny model with LoRA.")] = False,
+    seed: int = 0,
+    workdir: Annotated[Path | None, typer.Option(help="Keep models/indexes here.")] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure Acc, Cover and auPRC of every method (DESIGN.md, "Attribution")."""
+    with _user_errors():
+        from attribution.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
+
+        _quiet_transformers()
+        specs = [m.strip() for m in methods.split(",")] if methods else list(DEFAULT_EVAL_METHODS)
+        log = None if json_out else (lambda s: _err.print(s, highlight=False))
+        with tempfile.TemporaryDirectory(prefix="driftscope-eval-") as tmp:
+            work = workdir or Path(tmp)
+            if corpus is None:
+                if queries is not None or model is not None:
+                    raise _usage("--queries and --model need --corpus")
+                if arch not in ("gpt2", "llama"):
+                    raise _usage("--arch must be gpt2 or llama")
+                rows = evaluate_tasks(work, tasks=[t.strip() for t in tasks.split(",")],
+                                      methods=specs, seed=seed, arch=arch,  # type: ignore[arg-type]
+                                      lora=lora, log=log)
+            else:
+                rows = _eval_user(corpus, queries, label_field, model, adapter, device, specs,
+                                  work, arch, lora, seed, log)
+        if json_out:
+            for row in rows:
+                _emit(row.to_json())
+            return
+        _print_eval(rows)
+
+
+def _usage(message: str) -> DriftscopeError:
+    from services.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path | None,
+               adapter: Path | None, device: str | None, specs: list[str], work: Path,
+               arch: str, lora: bool, seed: int, log: Any) -> list[Any]:
+    from attribution.data import load_corpus, load_queries
+    from attribution.evaluate import evaluate
+    from attribution.modeling import load_model
+    from attribution.tinymodel import build_tiny_model
+
+    if queries is None:
+        raise _usage("--corpus needs --queries")
+    cx, qx = load_corpus(corpus), load_queries(queries)
+    if model is None:
+        words = [t for q in qx for t in (q.prompt, q.response)]
+        tiny = build_tiny_model(cx, work / "model", arch=arch, lora=lora, seed=seed,  # type: ignore[arg-type]
+                                extra_texts=words)
+        loaded = load_model(tiny.model_dir, tiny.adapter_dir, device=device)
+    else:
+        loaded = load_model(model, adapter, device=device)
+    return evaluate(loaded, cx, qx, methods=specs, label_field=label_field, workdir=work,
+                    log=log)
+
+
+def _print_eval(rows: list[Any]) -> None:
+    table = Table(title="attribution evaluation")
+    for col in ("task", "method", "acc", "cover", "auprc", "seconds"):
+        table.add_column(col, justify="left" if col in ("task", "method") else "right")
+    for r in rows:
+        table.add_row(r.task or "-", r.method, f"{r.acc:.3f}", f"{r.cover:.3f}",
+                      f"{r.auprc:.3f}", f"{r.seconds:.1f}")
+    Console().print(table)

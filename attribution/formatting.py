@@ -1,0 +1,136 @@
+"""Turn (prompt, response) pairs into token ids with a response mask.
+
+Rule (DESIGN.md, "Formatting"):
+
+* the tokenizer has a chat template: the example is rendered as a user turn (``prompt``) followed
+  by an assistant turn (``response``); the prompt part is the rendering of the user turn with the
+  generation prompt, and the response tokens are everything after it (the assistant text and
+  the template's end-of-turn tokens);
+* otherwise the **default join rule**: ``tokens(prompt + "\\n")`` (with the tokenizer's own
+  special tokens, e.g. BOS) followed by ``tokens(response)`` and the EOS token.
+
+Prompt and response are tokenised separately and concatenated, so the boundary is exact.
+Over-long examples lose prompt tokens from the left first (the response is what is attributed),
+then response tokens from the right.
+
+``labels`` holds ``-100`` on prompt and padding positions so the loss covers the response only.
+Batches are right-padded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from services.errors import MissingExtraError
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - needs the extra missing
+    raise MissingExtraError("torch", "attribution") from exc
+
+__all__ = ["EncodedBatch", "ExampleLike", "collate", "encode_example"]
+
+IGNORE_INDEX = -100
+
+
+class ExampleLike(Protocol):
+    """Anything with a prompt and a response (corpus examples, queries, production outputs)."""
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def response(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    prompt_len: int  # number of leading prompt tokens
+
+
+def _ids(tokenizer: Any, text: str, *, special: bool) -> list[int]:
+    out = tokenizer(text, add_special_tokens=special)["input_ids"]
+    return [int(t) for t in out]
+
+
+def encode_example(tokenizer: Any, example: ExampleLike, max_length: int) -> Encoded:
+    """Token ids of one example and the length of its prompt part (see module docstring)."""
+    if getattr(tokenizer, "chat_template", None):
+        user = [{"role": "user", "content": example.prompt}]
+        full_text = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": example.response}], tokenize=False
+        )
+        prompt_text = tokenizer.apply_chat_template(
+            user, tokenize=False, add_generation_prompt=True
+        )
+        if not full_text.startswith(prompt_text):  # template rewrites the user turn: use a prefix
+            n = 0
+            while n < min(len(full_text), len(prompt_text)) and full_text[n] == prompt_text[n]:
+                n += 1
+            prompt_text = full_text[:n]
+        prompt_ids = _ids(tokenizer, prompt_text, special=False)
+        response_ids = _ids(tokenizer, full_text[len(prompt_text) :], special=False)
+    else:
+        prompt_ids = _ids(tokenizer, example.prompt + "\n", special=True)
+        response_ids = _ids(tokenizer, example.response, special=False)
+        if tokenizer.eos_token_id is not None:
+            response_ids.append(int(tokenizer.eos_token_id))
+    if not response_ids:
+        response_ids = [int(tokenizer.eos_token_id or 0)]
+    overflow = len(prompt_ids) + len(response_ids) - max_length
+    if overflow > 0:
+        cut = min(overflow, max(len(prompt_ids) - 1, 0))
+        prompt_ids = prompt_ids[cut:]
+        response_ids = response_ids[: max_length - len(prompt_ids)]
+    return Encoded(prompt_ids + response_ids, len(prompt_ids))
+
+
+@dataclass
+class EncodedBatch:
+    """A right-padded batch. ``response_mask`` marks response tokens (the attributed part)."""
+
+    input_ids: torch.Tensor  # (B, T) long
+    attention_mask: torch.Tensor  # (B, T) long
+    labels: torch.Tensor  # (B, T) long, -100 outside the response
+    response_mask: torch.Tensor  # (B, T) bool
+    last_prompt: torch.Tensor  # (B,) index of the last prompt token
+    last_response: torch.Tensor  # (B,) index of the last response token
+
+    def to(self, device: torch.device) -> EncodedBatch:
+        return EncodedBatch(
+            *(t.to(device) for t in (
+                self.input_ids, self.attention_mask, self.labels, self.response_mask,
+                self.last_prompt, self.last_response,
+            ))
+        )
+
+
+def collate(
+    tokenizer: Any, examples: Sequence[ExampleLike], max_length: int
+) -> EncodedBatch:
+    """Encode and right-pad ``examples`` into one batch."""
+    enc = [encode_example(tokenizer, ex, max_length) for ex in examples]
+    width = max(len(e.input_ids) for e in enc)
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    b = len(enc)
+    input_ids = torch.full((b, width), int(pad), dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    labels = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
+    response = torch.zeros((b, width), dtype=torch.bool)
+    last_prompt = torch.zeros(b, dtype=torch.long)
+    last_response = torch.zeros(b, dtype=torch.long)
+    for i, e in enumerate(enc):
+        n = len(e.input_ids)
+        ids = torch.tensor(e.input_ids, dtype=torch.long)
+        input_ids[i, :n] = ids
+        attention[i, :n] = 1
+        labels[i, e.prompt_len : n] = ids[e.prompt_len :]
+        response[i, e.prompt_len : n] = True
+        last_prompt[i] = max(e.prompt_len - 1, 0)
+        last_response[i] = n - 1
+    return EncodedBatch(input_ids, attention, labels, response, last_prompt, last_response)

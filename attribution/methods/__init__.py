@@ -1,0 +1,22 @@
+"""Attribution methods, registered by name (see :mod:`attribution.methods.base`)."""
+
+from attribution.methods import gradsim, influence, repsim  # noqa: F401 - register built-ins
+from attribution.methods.base import (
+    Block,
+    Featurizer,
+    Method,
+    RowSource,
+    available_methods,
+    get_method,
+    register,
+)
+
+__all__ = [
+    "Block",
+    "Featurizer",
+    "Method",
+    "RowSource",
+    "available_methods",
+    "get_method",
+    "register",
+]

@@ -1,0 +1,124 @@
+"""The attribution-method extension point: a small ABC plus a registry by name.
+
+A method has two halves:
+
+* a **featurizer** turns a batch of (prompt, response) examples into one float32 vector per
+  example, using the fine-tuned model (hidden states for repsim, projected per-example gradients
+  for the gradient family). Index rows and queries go through the same featurizer.
+* a **scoring rule**: ``score(query, example_i) = <prepare_queries(q), row_i>`` where ``row_i`` is
+  the unit-normalised stored feature (``cosine`` methods, query normalised too) or the raw feature
+  (other methods). ``prepare_queries`` may use statistics of all index rows (inverse-Hessian
+  approximations of LiSSA and DataInf).
+
+Higher score always means *more responsible* for the query's behaviour. Adding a method is adding
+one module that subclasses :class:`Method` and calls :func:`register`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from attribution.errors import UnknownMethodError
+from attribution.settings import AttributionSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from attribution.formatting import EncodedBatch
+    from attribution.modeling import LoadedModel
+
+__all__ = [
+    "Block",
+    "Featurizer",
+    "Method",
+    "RowSource",
+    "available_methods",
+    "get_method",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A contiguous slice of the feature vector: one layer's projected gradient (or the whole
+    hidden state for repsim). ``n_params`` is the size of the unprojected layer gradient."""
+
+    name: str
+    dim: int
+    n_params: int
+
+
+class Featurizer(Protocol):
+    """Maps a batch to (B, D) float32 features; ``blocks`` lay out the D dimensions."""
+
+    blocks: list[Block]
+
+    def __call__(self, batch: EncodedBatch) -> torch.Tensor: ...
+
+    def close(self) -> None: ...
+
+
+class RowSource(Protocol):
+    """Stored index rows, raw (un-normalised) float32, in blocks of rows."""
+
+    blocks: list[Block]
+
+    def iter_raw_rows(self) -> Iterator[torch.Tensor]: ...
+
+    @property
+    def count(self) -> int: ...
+
+
+class Method(ABC):
+    """An attribution method; see the module docstring for the scoring contract."""
+
+    name: ClassVar[str]
+    #: score on unit-normalised rows and queries (cosine) instead of raw features (dot)
+    cosine: ClassVar[bool] = False
+
+    def __init__(self, settings: AttributionSettings) -> None:
+        self.settings = settings
+
+    @property
+    def is_cosine(self) -> bool:
+        return self.cosine
+
+    @abstractmethod
+    def featurizer(self, model: LoadedModel) -> Featurizer:
+        """The featurizer for ``model``; call ``close()`` when done (it may hold hooks)."""
+
+    def prepare_queries(self, queries: torch.Tensor, rows: RowSource) -> torch.Tensor:
+        """Transform (Q, D) raw query features before the inner product; identity by default."""
+        return queries
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    """Names of the registered methods, sorted."""
+    from attribution import methods as _methods  # noqa: F401 - registers the built-ins
+
+    return sorted(_REGISTRY)
+
+
+def get_method(settings: AttributionSettings | str) -> Method:
+    """Instantiate the method named by ``settings`` (or by a method spec string)."""
+    from attribution import methods as _methods  # noqa: F401 - registers the built-ins
+    from attribution.settings import parse_method_spec
+
+    if isinstance(settings, str):
+        settings = parse_method_spec(settings)
+    cls = _REGISTRY.get(settings.method)
+    if cls is None:
+        raise UnknownMethodError(settings.method, sorted(_REGISTRY))
+    return cls(settings)
