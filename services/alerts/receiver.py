@@ -1,0 +1,199 @@
+"""An Alertmanager-compatible webhook receiver: a small HTTP server that checks who is calling,
+parses Alertmanager's message and hands it to a handler.
+
+Point an Alertmanager ``webhook_configs`` entry at ``http://HOST:PORT/alertmanager`` with
+``http_config.authorization.credentials`` set to the receiver's ``bearer_token`` (see
+``deploy/alertmanager/alertmanager.yml``); a driftscope sender may sign instead
+(``X-Driftscope-Signature`` under one of ``signing_secrets``, replays refused). The usual handler
+is :meth:`Notifier.notify_alerts`, which relays the alerts to driftscope's webhook endpoints
+(signed generic JSON, Slack), so Prometheus alerts and drift incidents reach the same places.
+
+Answers: ``200`` accepted; ``400`` not JSON or not an Alertmanager message; ``401`` no valid
+credentials (no detail given); ``404``/``405`` wrong path or method; ``409`` a replayed
+signature; ``411`` no ``Content-Length``; ``413`` body over ``max_body_bytes`` (refused before
+reading it); ``500`` the handler failed — Alertmanager retries on 5xx, so a passing outage of
+the handler loses nothing. ``GET /-/healthy`` answers 200 for probes.
+
+Standard library only (:mod:`http.server`, one thread per request). It is meant for a trusted
+network next to Alertmanager; put TLS in front of it (ingress, sidecar) when it is exposed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.alerts.alertmanager import AlertmanagerMessage
+from services.alerts.errors import SignatureError
+from services.alerts.settings import ReceiverSettings
+from services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
+
+__all__ = ["AlertReceiver"]
+
+log = logging.getLogger("driftscope.alerts.receiver")
+
+Handler = Callable[[AlertmanagerMessage], object]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AlertReceiver:
+    """Serve ``settings.path`` until :meth:`close`; ``handler`` gets each accepted message.
+
+    ``clock`` gives Unix seconds for signature freshness. ``port=0`` in the settings binds a free
+    port; :attr:`port` tells which. Use as a context manager or call :meth:`start`/:meth:`close`.
+    """
+
+    def __init__(self, settings: ReceiverSettings, handler: Handler, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.clock = clock
+        self.replays = ReplayGuard(settings.tolerance_s)
+        self.accepted = 0
+        self.refused = 0
+        self._server = ThreadingHTTPServer((settings.host, settings.port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}{self.settings.path}"
+
+    def start(self) -> AlertReceiver:
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                        name="driftscope-alert-receiver", daemon=True)
+        self._thread.start()
+        log.info("alert receiver on %s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread (a deployable's main loop); :meth:`close` from another."""
+        self._server.serve_forever()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> AlertReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- request handling (called from the server's threads) -----------------------------------
+
+    def authenticate(self, headers: Any, body: bytes) -> None:
+        """Accept a matching bearer token or a valid, fresh, unseen signature; else _Refused."""
+        token = self.settings.bearer_token
+        auth = headers.get("Authorization") or ""
+        if token is not None and auth.startswith("Bearer "):
+            given = auth[len("Bearer "):].strip().encode()
+            if hmac.compare_digest(given, token.get_secret_value().encode()):
+                return
+        header = headers.get(SIGNATURE_HEADER)
+        if self.settings.signing_secrets and header:
+            now = self.clock()
+            try:
+                ts = verify(body, header, self.settings.signing_secrets, now=now,
+                            tolerance_s=self.settings.tolerance_s)
+                self.replays.check_and_remember(header, ts, now)
+            except SignatureError as exc:
+                if exc.reason == "replayed":
+                    raise _Refused(409, "replayed") from None
+                raise _Refused(401, "unauthorized") from None
+            return
+        if token is None and not self.settings.signing_secrets:
+            return  # allow_unauthenticated (the settings refuse this combination otherwise)
+        raise _Refused(401, "unauthorized")
+
+    def accept(self, body: bytes) -> AlertmanagerMessage:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _Refused(400, "body is not JSON") from None
+        try:
+            return AlertmanagerMessage.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            detail = f"not an Alertmanager v4 message: {where}: {first['msg']}"
+            raise _Refused(400, detail) from None
+
+
+def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
+    settings = receiver.settings
+
+    class _Handler(BaseHTTPRequestHandler):
+        server_version = "driftscope-receiver"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            if self.path == "/-/healthy":
+                self._answer(200, "ok")
+            else:
+                self._answer(404 if self.path != settings.path else 405, "not found")
+
+        def do_POST(self) -> None:
+            try:
+                message = self._read_message()
+            except _Refused as refused:
+                receiver.refused += 1
+                self._answer(refused.status, refused.message)
+                return
+            try:
+                receiver.handler(message)
+            except Exception:
+                log.exception("alert handler failed on group %s", message.group_key)
+                self._answer(500, "handler failed")
+                return
+            receiver.accepted += 1
+            self._answer(200, "ok")
+
+        def _read_message(self) -> AlertmanagerMessage:
+            if self.path.split("?", 1)[0] != settings.path:
+                raise _Refused(404, "not found")
+            length_header = self.headers.get("Content-Length")
+            if length_header is None or not length_header.isdigit():
+                self.close_connection = True
+                raise _Refused(411, "Content-Length required")
+            length = int(length_header)
+            if length > settings.max_body_bytes:
+                self.close_connection = True  # the unread body must not be parsed as a request
+                raise _Refused(413, f"body over {settings.max_body_bytes} bytes")
+            body = self.rfile.read(length)
+            receiver.authenticate(self.headers, body)
+            return receiver.accept(body)
+
+        def _answer(self, status: int, text: str) -> None:
+            data = (text + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # the request line has no secret (tokens travel in headers), but keep it at DEBUG
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    return _Handler
