@@ -1,0 +1,97 @@
+"""The shipped Prometheus rules and Alertmanager config, checked by the tools that load them.
+
+``promtool check rules`` (syntax, PromQL), ``promtool test rules`` (the unit tests in
+``deploy/prometheus/tests``: each alert fires on the series it should, when it should, with the
+labels and annotations Alertmanager routes and shows), ``amtool check-config`` and
+``amtool config routes test`` (which receiver each kind of alert reaches). The tools come with
+the Debian packages ``prometheus`` and ``prometheus-alertmanager``; a missing tool fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROM = REPO / "deploy" / "prometheus"
+RULES = sorted((PROM / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
+AM_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (Debian packages prometheus, "
+                    "prometheus-alertmanager)")
+    return path
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+def test_rule_files_are_valid() -> None:
+    assert len(RULES) >= 2
+    done = run(tool("promtool"), "check", "rules", *map(str, RULES))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    assert RULE_TESTS
+    done = run(tool("promtool"), "test", "rules", *map(str, RULE_TESTS))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_every_alert_is_unit_tested_and_routable() -> None:
+    alerts = {r["alert"]: r for f in RULES for g in yaml.safe_load(f.read_text())["groups"]
+              for r in g["rules"] if "alert" in r}
+    tested = {t["alertname"] for f in RULE_TESTS for case in yaml.safe_load(f.read_text())["tests"]
+              for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+    assert set(alerts) <= tested, f"alerts never seen firing in a rule test: {set(alerts) - tested}"
+    for name, rule in alerts.items():
+        assert rule["labels"]["service"] == "driftscope", name
+        assert rule["labels"]["severity"] in {"page", "warning", "info"}, name
+        assert {"summary", "description"} <= set(rule["annotations"]), name
+
+
+def test_rule_tests_catch_a_broken_threshold(tmp_path: Path) -> None:
+    """The rule tests can fail: with the dead-letter threshold raised to 50% they must."""
+    (tmp_path / "rules").mkdir()
+    for f in RULES:
+        text = f.read_text().replace("ratio_rate5m > 0.05", "ratio_rate5m > 0.5")
+        (tmp_path / "rules" / f.name).write_text(text)
+    (tmp_path / "tests").mkdir()
+    for f in RULE_TESTS:
+        shutil.copy(f, tmp_path / "tests" / f.name)
+    done = run(tool("promtool"), "test", "rules", *[str(tmp_path / "tests" / f.name)
+                                                     for f in RULE_TESTS])
+    assert done.returncode != 0
+    assert "DriftscopeDeadLetterRateHigh" in done.stdout + done.stderr
+
+
+def test_alertmanager_config_is_valid() -> None:
+    done = run(tool("amtool"), "check-config", str(AM_CONFIG))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["service=driftscope", "severity=warning", "alertname=DriftscopeDriftAlarm"],
+         "driftscope"),
+        (["service=driftscope", "severity=page", "alertname=DriftscopeCollectorDown"],
+         "driftscope"),
+        (["service=payments", "severity=page", "alertname=Other"], "blackhole"),
+    ],
+)
+def test_alertmanager_routes_driftscope_alerts_to_the_receiver(labels: list[str],
+                                                               receiver: str) -> None:
+    done = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == receiver
