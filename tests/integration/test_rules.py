@@ -95,3 +95,30 @@ def test_alertmanager_routes_driftscope_alerts_to_the_receiver(labels: list[str]
     done = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == receiver
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """Each panel, annotation and variable query, with Grafana's variables substituted, parses
+    (promtool checks it as a recording rule's expression). Whether it returns data is
+    test_dashboard_queries' job, against a Prometheus that scraped a live collector."""
+    from tests.grafana_dashboards import (
+        load_dashboards,
+        queries,
+        substitute,
+        variable_query_as_promql,
+    )
+
+    rules = []
+    for name, dashboard in load_dashboards().items():
+        for q in queries(name, dashboard):
+            expr = substitute(q.expr, {})
+            if q.kind == "variable":
+                parsed = variable_query_as_promql(expr)
+                assert parsed is not None, f"{name} {q.where}: not label_values(...): {q.expr}"
+                expr = parsed[0]
+            rules.append({"record": f"dashboard:query_{len(rules)}", "expr": expr})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    done = run(tool("promtool"), "check", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in done.stdout
