@@ -84,10 +84,6 @@ class AlertReceiver:
         log.info("alert receiver on %s", self.url)
         return self
 
-    def serve_forever(self) -> None:
-        """Serve on the calling thread (a deployable's main loop); :meth:`close` from another."""
-        self._server.serve_forever()
-
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -1,0 +1,130 @@
+"""``driftscope alerts …``: the alert receiver as a deployable, and a look at the dead letters.
+
+Mounted into the main CLI as ``driftscope alerts`` (``app``), and runnable on its own as
+``python -m services.alerts`` (what ``deploy/compose.yaml`` and ``deploy/k8s`` run).
+
+Settings (:class:`AlertsSettings`, read once here): a YAML file (``--config``) overridden by
+``DRIFTSCOPE_*`` variables, for example ``DRIFTSCOPE_RECEIVER__BEARER_TOKEN``,
+``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[{"name": "ops", "url": "...", "secret": "..."}]'``,
+``DRIFTSCOPE_REDIS__URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.alerts.settings import ReceiverSettings, WebhookSettings
+from services.cli.errors import friendly_errors
+from services.config import MetricsSettings, RedisSettings, load_settings
+
+__all__ = ["AlertsSettings", "app"]
+
+app = typer.Typer(help="The Alertmanager-compatible receiver and webhook dead letters.",
+                  no_args_is_help=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings; DRIFTSCOPE_* variables override it.",
+                 exists=True, dir_okay=False),
+]
+
+
+class AlertsSettings(BaseSettings):
+    """Settings of the alert-receiver deployable (environment prefix ``DRIFTSCOPE_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTSCOPE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    receiver: ReceiverSettings = Field(description="Required: at least its credentials.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
+    max_queue: int = Field(default=1000, ge=1, description="Relayed notifications waiting.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings, file_secret_settings  # as services.config
+
+
+def _redis(settings: RedisSettings) -> Any:
+    import redis
+
+    password = settings.password.get_secret_value() if settings.password else None
+    return redis.Redis.from_url(settings.url, password=password,
+                                socket_timeout=settings.socket_timeout_s,
+                                socket_connect_timeout=settings.socket_timeout_s)
+
+
+@app.command("receive")
+@friendly_errors
+def receive_cmd(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
+) -> None:
+    """Serve the Alertmanager webhook; relay accepted alerts to the configured webhooks."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from services.alerts.deadletter import RedisDeadLetterSink
+    from services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
+    from services.alerts.receiver import AlertReceiver
+    from services.alerts.transport import UrllibTransport
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = load_settings(AlertsSettings, config)
+    registry = CollectorRegistry()
+    metrics = WebhookMetrics(registry)
+    server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
+    sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key,
+                               max_len=s.webhooks.dead_letter_max)
+    notifier = Notifier(s.webhooks, transport=UrllibTransport(), dead_letters=sink,
+                        metrics=metrics)
+    relay = BackgroundNotifier(notifier, max_queue=s.max_queue)
+    receiver = AlertReceiver(s.receiver, relay.submit_alerts).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.getLogger("driftscope.alerts").info(
+        "alert receiver on %s, relaying to %d endpoint(s)", receiver.url,
+        len(s.webhooks.endpoints))
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.close()
+        relay.close()
+        server.shutdown()
+
+
+@app.command("dead-letters")
+@friendly_errors
+def dead_letters_cmd(
+    config: ConfigOpt = None,
+    count: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """Print the newest dead-letter records, one JSON object a line."""
+    from services.alerts.deadletter import RedisDeadLetterSink
+
+    s = load_settings(AlertsSettings, config)
+    sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key)
+    for record in sink.read(count):
+        sys.stdout.write(json.dumps(record.model_dump(mode="json")) + "\n")
