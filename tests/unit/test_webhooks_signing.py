@@ -123,3 +123,24 @@ def test_replay_guard_memory_is_bounded() -> None:
     for i in range(50):
         guard.check_and_remember(f"t={T0},v1={i:064x}", T0, now=T0)
     assert len(guard) == 10
+
+
+def test_the_documented_verification_snippet_agrees_with_the_signer() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    section = doc.split("## Verifying the signature", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "docs/webhooks.md", "exec"), namespace)
+    check = namespace["verify"]
+    now = int(time.time())
+    header = sign(BODY, SECRET, now)
+    secret = SECRET.get_secret_value()
+    assert check(BODY, header, secret) is True  # type: ignore[operator]
+    assert check(BODY + b"x", header, secret) is False  # type: ignore[operator]
+    assert check(BODY, sign(BODY, SECRET, now - 301), secret) is False  # type: ignore[operator]
+    assert check(BODY, header, "another-secret-0123456789") is False  # type: ignore[operator]
