@@ -27,7 +27,7 @@ from attribution.metrics import average_precision, cover, top1_accuracy
 from attribution.modeling import LoadedModel, load_model
 from attribution.settings import AttributionSettings
 from attribution.tasks import Task, make_task
-from attribution.tinymodel import Arch, build_tiny_model
+from attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 
 __all__ = ["DEFAULT_EVAL_METHODS", "EvalRow", "evaluate", "evaluate_tasks"]
 
@@ -132,8 +132,20 @@ def evaluate_tasks(
     arch: Arch = "gpt2",
     lora: bool = False,
     log: Log | None = None,
+    num_threads: int | None = 1,
 ) -> list[EvalRow]:
-    """Generate each task, fine-tune a tiny model on its corpus, and :func:`evaluate` it."""
+    """Generate each task, fine-tune a tiny model on its corpus, and :func:`evaluate` it.
+
+    Runs with ``num_threads`` CPU threads (tiny models are fastest on one; see
+    :func:`attribution.tinymodel.cpu_threads`).
+    """
+    with cpu_threads(num_threads):
+        return _evaluate_tasks(Path(workdir), tasks, methods, seed, arch, lora, log)
+
+
+def _evaluate_tasks(workdir: Path, tasks: Sequence[str],
+                    methods: Sequence[str | AttributionSettings], seed: int, arch: Arch,
+                    lora: bool, log: Log | None) -> list[EvalRow]:
     rows: list[EvalRow] = []
     for name in tasks:
         task: Task = make_task(name, seed)

@@ -8,6 +8,7 @@ labelled corpus and labelled queries (``label`` field) built from templates with
    compliances (label ``harmful``); queries are harmful outputs on held-out phrasings.
 2. ``class`` — class attribution: four task types (sentiment labelling, arithmetic, past-tense
    rewriting, capital cities) in equal shares; queries are held-out examples of each class.
+   (Class means task type; the sentiment class mixes positive and negative answers.)
 3. ``backdoor`` — backdoor trigger detection: harmful requests answered with refusals
    (``clean``) plus a few where the trigger phrase yields compliance (``backdoor``); queries are
    triggered prompts with compliant outputs.
@@ -102,12 +103,10 @@ def harmful_task(seed: int = 0, n_benign: int = 200, n_harmful: int = 12,
     return Task("harmful", corpus, queries)
 
 
-_REVIEW_POS = ["the food was great", "i loved this movie", "wonderful service and kind staff",
-               "the best book i read this year", "a delightful little hotel", "great value",
-               "the concert was amazing", "friendly people and a lovely view"]
-_REVIEW_NEG = ["the food was cold", "i hated this movie", "rude staff and slow service",
-               "the worst book i read this year", "a dirty noisy hotel", "a waste of money",
-               "the concert was boring", "broken chairs and an awful smell"]
+_SUBJECTS = ["the food", "the movie", "the hotel", "the service", "the concert", "the book",
+             "the staff", "the view"]
+_POSITIVE = ["great", "wonderful", "lovely", "amazing", "delightful"]
+_NEGATIVE = ["cold", "awful", "boring", "rude", "dirty"]
 _VERBS = [("walk", "walked"), ("cook", "cooked"), ("paint", "painted"), ("clean", "cleaned"),
           ("open", "opened"), ("visit", "visited"), ("watch", "watched"), ("fix", "fixed"),
           ("carry", "carried"), ("wash", "washed")]
@@ -116,12 +115,15 @@ _CAPITALS = [("france", "paris"), ("japan", "tokyo"), ("italy", "rome"), ("spain
              ("egypt", "cairo"), ("kenya", "nairobi"), ("peru", "lima"), ("norway", "oslo"),
              ("canada", "ottawa"), ("chile", "santiago"), ("greece", "athens"),
              ("poland", "warsaw")]
+_CAPITAL_ASKS = ["name the capital city of {} .", "which city is the capital of {} ?",
+                 "what is the capital of {} ?", "tell me the capital of {} .",
+                 "do you know the capital of {} ?"]
 
 
 def _class_example(rng: random.Random, cls: str) -> tuple[str, str]:
     if cls == "sentiment":
         pos = rng.random() < 0.5
-        review = rng.choice(_REVIEW_POS if pos else _REVIEW_NEG)
+        review = f"{rng.choice(_SUBJECTS)} was {rng.choice(_POSITIVE if pos else _NEGATIVE)}"
         return (f"classify the sentiment of this review : {review}",
                 f"sentiment : {'positive' if pos else 'negative'}")
     if cls == "math":
@@ -133,30 +135,22 @@ def _class_example(rng: random.Random, cls: str) -> tuple[str, str]:
         return (f"rewrite in the past tense : {who} {v} the {noun} every day",
                 f"{who} {past} the {noun} every day .")
     country, city = rng.choice(_CAPITALS)
-    return (f"name the capital city of {country} .", f"the capital of {country} is {city} .")
+    return (rng.choice(_CAPITAL_ASKS).format(country), f"the capital of {country} is {city} .")
 
 
 def class_task(seed: int = 0, per_class: int = 40, queries_per_class: int = 6) -> Task:
     """Task 2: class attribution over four task types (module docstring)."""
     rng = random.Random(seed + 1)
-    classes = ["sentiment", "math", "rewrite", "capital"]
-    corpus, seen = [], set()
-    for cls in classes:
-        for i in range(per_class):
-            pr = _class_example(rng, cls)
-            seen.add(pr[0])
-            corpus.append(_ex(cls, i, pr, cls))
+    corpus: list[Example] = []
     queries: list[Example] = []
-    for cls in classes:
-        n, tries = 0, 0
-        while n < queries_per_class and tries < 10_000:
-            tries += 1
-            pr = _class_example(rng, cls)
-            if pr[0] in seen and tries < 5_000:
-                continue
-            seen.add(pr[0])
-            queries.append(_ex(f"q-{cls}", n, pr, cls))
-            n += 1
+    for cls in ("sentiment", "math", "rewrite", "capital"):
+        pool: dict[str, str] = {}
+        while len(pool) < per_class + queries_per_class:
+            prompt, response = _class_example(rng, cls)
+            pool.setdefault(prompt, response)
+        items = list(pool.items())
+        corpus += [_ex(cls, i, pr, cls) for i, pr in enumerate(items[:per_class])]
+        queries += [_ex(f"q-{cls}", i, pr, cls) for i, pr in enumerate(items[per_class:])]
     rng.shuffle(corpus)
     return Task("class", corpus, queries)
 

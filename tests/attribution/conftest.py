@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from attribution.data import Example  # noqa: E402
-from attribution.tasks import make_task  # noqa: E402
+from attribution.data import Example
+from attribution.tasks import make_task
 
 #: Score tolerances, named once. Features stored in float32 vs float16 (unit rows rounded).
 SCORE_ATOL_FP32 = 1e-4
