@@ -1,0 +1,1 @@
+"""Benchmarks: performance and quality measured against baselines run in the same process."""

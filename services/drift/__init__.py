@@ -1,0 +1,53 @@
+"""Calibrated drift detection for LLM output signals: pure, no I/O.
+
+One :class:`StreamMonitor` per stream (model, model version, segment) takes
+:class:`Observation` s and returns :class:`Anomaly` s. Detectors are registered by name
+(:func:`register_detector`); :class:`DriftSettings` says which run on which signal, with what
+minimum effect, under which false-alarm budget. See ``docs/drift.md``.
+"""
+
+from __future__ import annotations
+
+from services.drift.calibration import Budget, split_budget
+from services.drift.monitor import StreamMonitor
+from services.drift.records import Anomaly, Observation, SignalValue, StreamKey
+from services.drift.reference import ReferenceSnapshot
+from services.drift.registry import (
+    Detector,
+    DetectorContext,
+    Finding,
+    SequentialDetector,
+    WindowDetector,
+    available_detectors,
+    register_detector,
+)
+from services.drift.settings import (
+    DEFAULT_SIGNALS,
+    DriftSettings,
+    EffectUnit,
+    SignalConfig,
+    SignalKind,
+)
+
+__all__ = [
+    "DEFAULT_SIGNALS",
+    "Anomaly",
+    "Budget",
+    "Detector",
+    "DetectorContext",
+    "DriftSettings",
+    "EffectUnit",
+    "Finding",
+    "Observation",
+    "ReferenceSnapshot",
+    "SequentialDetector",
+    "SignalConfig",
+    "SignalKind",
+    "SignalValue",
+    "StreamKey",
+    "StreamMonitor",
+    "WindowDetector",
+    "available_detectors",
+    "register_detector",
+    "split_budget",
+]

@@ -1,0 +1,116 @@
+"""Two-sided CUSUM on reference normal scores (a rank-based, distribution-free CUSUM).
+
+Each value ``x`` gets its rank position ``j ∈ {0, …, n}`` among the ``n`` reference values (the
+number of reference values below it; ties with reference values are broken at random, the
+randomised probability integral transform) and the score ``z = Φ⁻¹((j + ½)/(n + 1))``. Under no
+drift a new value is exchangeable with the reference, so ``j`` is *exactly* uniform on
+``{0, …, n}`` whatever the signal's distribution — heavy-tailed latency, bounded confidence,
+integer lengths, a share that is mostly zero — and ``z`` is close to N(0, 1) with bounded steps.
+Page's CUSUM then runs on ``z`` (see :mod:`services.drift.sequential`).
+
+* ``k⁺``/``k⁻`` are the mean score shift that a change of exactly the minimum effect (shift by
+  ``min_effect`` × reference std, or scale by ``1 ± min_effect``, ...) produces on the reference:
+  the statistic drifts down under any smaller change.
+* ``h`` is calibrated by the Brook-Evans chain on that exact null law of ``z``, averaging the
+  false-alarm rate over the ``1/√n`` error with which a finite reference places the scores (the
+  conditional mean of ``z`` given the reference has standard deviation ``1/√n``).
+* Tie-breaking draws come from a hash of (detector seed, event index): restored monitors draw
+  the same ones.
+* A constant reference (zero std) leaves nothing to rank against: the detector stays off.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtri
+
+from services.drift.effects import continuous_scale
+from services.drift.reference import ContinuousReference
+from services.drift.registry import DetectorContext, register_detector
+from services.drift.sequential import TwoSidedCusum, calibrate_sides
+from services.drift.settings import EffectUnit, SignalConfig, SignalKind
+
+__all__ = ["NormalScoreCusum", "shifted", "uniform_hash"]
+
+FloatArray = npt.NDArray[np.float64]
+_MASK = (1 << 64) - 1
+
+
+def uniform_hash(seed: int, index: int) -> float:
+    """A uniform number in [0, 1) from (seed, index), SplitMix64's mixer (Steele et al. 2014)."""
+    z = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
+
+
+def shifted(config: SignalConfig, ref: ContinuousReference, values: FloatArray,
+            side: int) -> FloatArray:
+    """``values`` moved by exactly the minimum effect, up (``side=1``) or down (``-1``)."""
+    if config.effect_unit is EffectUnit.RELATIVE:
+        return values * (1.0 + side * config.min_effect)
+    return values + side * config.min_effect * continuous_scale(config, ref)
+
+
+def _mean_score(v: FloatArray, table: FloatArray, x: FloatArray) -> float:
+    """Mean score of ``x``, ties averaged over their rank positions (the randomisation's mean)."""
+    lo = np.searchsorted(v, x, side="left")
+    hi = np.searchsorted(v, x, side="right")
+    csum = np.concatenate(([0.0], np.cumsum(table)))
+    return float(np.mean((csum[hi + 1] - csum[lo]) / (hi - lo + 1)))
+
+
+@register_detector("cusum", SignalKind.CONTINUOUS)
+class NormalScoreCusum(TwoSidedCusum):
+    """Two-sided CUSUM on reference normal scores (module docstring)."""
+
+    @classmethod
+    def calibrate(cls, ctx: DetectorContext) -> dict[str, Any]:
+        ref = ctx.reference
+        assert isinstance(ref, ContinuousReference)
+        v = ref.values
+        n = v.size
+        if n < 2 or not ref.std > 0 or continuous_scale(ctx.config, ref) <= 0:
+            return {"disabled": "degenerate_reference"}
+        table: FloatArray = ndtri((np.arange(n + 1) + 0.5) / (n + 1))
+        base = _mean_score(v, table, v)
+        k_up = _mean_score(v, table, shifted(ctx.config, ref, v, 1)) - base
+        k_down = base - _mean_score(v, table, shifted(ctx.config, ref, v, -1))
+        k_up_opt = k_up if k_up > 1e-3 else None
+        k_down_opt = k_down if k_down > 1e-3 else None
+        h_up, h_down = calibrate_sides(ctx, table, k_up_opt, k_down_opt, 1.0 / math.sqrt(n))
+        return {"disabled": None, "k_up": k_up_opt, "k_down": k_down_opt, "h_up": h_up,
+                "h_down": h_down}
+
+    def setup_score(self) -> None:
+        ref = self.ctx.reference
+        assert isinstance(ref, ContinuousReference)
+        self._ref = ref.values.tolist()
+        n = len(self._ref)
+        self._table = ndtri((np.arange(n + 1) + 0.5) / (n + 1)).tolist()
+        self._mean = ref.mean
+        self._scale = continuous_scale(self.ctx.config, ref)
+        self._seed = self.ctx.seed
+
+    def increments(self, x: float, index: int) -> tuple[float, float]:
+        r = self._ref
+        lo = bisect_left(r, x)
+        hi = bisect_right(r, x)
+        if hi > lo:  # tied with reference values: a random position among the ties
+            lo += int(uniform_hash(self._seed, index) * (hi - lo + 1))
+        z: float = self._table[lo]
+        return z - self._kp, -z - self._kn
+
+    @property
+    def effect_unit(self) -> str:
+        return f"mean_shift/{self.ctx.config.effect_unit.value}"
+
+    def effect(self, segment_mean: float, side: int) -> tuple[float, bool]:
+        delta = segment_mean - self._mean
+        size = abs(delta) / self._scale
+        return size, delta * side > 0 and size >= self.ctx.config.min_effect

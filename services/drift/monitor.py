@@ -1,0 +1,371 @@
+"""StreamMonitor: every detector of every signal of one stream (model, version, segment).
+
+Life of a stream: the first ``reference_size`` events (or a given :class:`ReferenceSnapshot`)
+form the reference; afterwards each value enters its signal's window and every sequential
+detector, and each signal's window tests run once ``test_every`` new values have arrived. An
+alarm on (signal, detector) re-arms that detector (sequential statistic reset) and silences it for
+``cooldown_events`` stream events, so a continuing drift yields one anomaly per cooldown.
+
+Rules for odd input (never an exception from :meth:`StreamMonitor.observe`): ``None`` = not
+measured (counted as missing); values breaking the kind's rule (see
+:mod:`services.drift.reference`) are counted as ``non_finite`` or ``invalid`` and skipped; a
+window with fewer than ``min_window`` values is not tested; a signal whose reference is degenerate
+(e.g. constant) has detectors that stay off and say so in :meth:`StreamMonitor.summary`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from services.drift.calibration import Budget, split_budget
+from services.drift.effects import WindowView
+from services.drift.embedding_space import EmbeddingReference
+from services.drift.exemplars import select_exemplars
+from services.drift.records import Anomaly, Observation, StreamKey
+from services.drift.reference import (
+    INVALID,
+    NON_FINITE,
+    ReferenceCollector,
+    ReferenceSnapshot,
+    SignalReference,
+    coerce,
+    reference_from_dict,
+    reference_kind,
+)
+from services.drift.registry import (
+    Detector,
+    DetectorContext,
+    Finding,
+    SequentialDetector,
+    WindowDetector,
+    detector_class,
+)
+from services.drift.settings import DriftSettings, SignalConfig, SignalKind
+from services.drift.window import SignalWindow
+from services.errors import StateMismatchError
+
+__all__ = ["StreamMonitor"]
+
+STATE_FORMAT = 1
+
+
+def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
+    """A 63-bit seed specific to the stream and ``parts`` (stable across processes)."""
+    text = "\x1f".join((str(settings.seed), key.model, key.model_version, key.segment, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+class _Signal:
+    """One signal's runtime state inside a monitor."""
+
+    __slots__ = ("alarms", "collector", "config", "cooldown_until", "counts", "kind", "name",
+                 "reference", "seq", "tests", "window")
+
+    def __init__(self, name: str, config: SignalConfig) -> None:
+        self.name = name
+        self.config = config
+        self.kind = config.kind
+        self.counts = {"observed": 0, "missing": 0, NON_FINITE: 0, INVALID: 0}
+        self.collector: ReferenceCollector | None = ReferenceCollector(config.kind)
+        self.reference: SignalReference | None = None
+        self.window: SignalWindow | None = None
+        self.seq: list[SequentialDetector] = []
+        self.tests: list[WindowDetector] = []
+        self.cooldown_until: dict[str, int] = {d: 0 for d in config.detectors}
+        self.alarms: dict[str, int] = {d: 0 for d in config.detectors}
+
+    @property
+    def detectors(self) -> list[Detector]:
+        return [*self.seq, *self.tests]
+
+
+class StreamMonitor:
+    """All detectors of one stream; see the module docstring.
+
+    ``reference`` seeds the monitor with frozen references (e.g. the previous model version's
+    :meth:`reference_snapshot`); signals it lacks collect their own from this stream's first
+    events. A snapshot whose signal kind or embedding settings differ from ``settings`` is
+    refused with :class:`~services.errors.StateMismatchError`.
+    """
+
+    def __init__(self, settings: DriftSettings, key: StreamKey, *,
+                 reference: ReferenceSnapshot | None = None) -> None:
+        self.settings = settings
+        self.key = key
+        self._budgets: dict[tuple[str, str], Budget] = split_budget(settings)
+        self._n_events = 0
+        self._seeded = reference is not None
+        self._source = None if reference is None else reference.source
+        self._ref_events = 0 if reference is None else reference.n_events
+        self._signals = {n: _Signal(n, c) for n, c in sorted(settings.signals.items())}
+        if reference is not None:
+            for name, ref in reference.signals.items():
+                sig = self._signals.get(name)
+                if sig is not None:
+                    self._check_reference(sig, ref)
+                    self._freeze(sig, ref)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def n_events(self) -> int:
+        """Events observed so far (the next event's index)."""
+        return self._n_events
+
+    @property
+    def is_reference_ready(self) -> bool:
+        """True once the reference phase is over (or a snapshot seeded the monitor)."""
+        return self._seeded or self._n_events >= self.settings.reference_size
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per signal: observed, missing, non_finite and invalid value counts."""
+        return {n: dict(s.counts) for n, s in self._signals.items()}
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> list[Anomaly]:
+        """Take one event; return the anomalies its arrival raised (usually none)."""
+        index = self._n_events
+        self._n_events = index + 1
+        out: list[Anomaly] = []
+        signals = self._signals
+        for name, raw in obs.values.items():
+            sig = signals.get(name)
+            if sig is None:
+                continue
+            if raw is None:
+                sig.counts["missing"] += 1
+                continue
+            if type(raw) is float and sig.kind is SignalKind.CONTINUOUS:
+                value: Any = raw
+                if raw - raw != 0.0:  # NaN or ±inf
+                    sig.counts[NON_FINITE] += 1
+                    continue
+            else:
+                dim = None
+                if isinstance(sig.reference, EmbeddingReference):
+                    dim = sig.reference.dim
+                elif sig.collector is not None:
+                    dim = sig.collector.dim
+                reason, value = coerce(sig.kind, raw, dim)
+                if reason is not None:
+                    sig.counts[reason] += 1
+                    continue
+            sig.counts["observed"] += 1
+            if sig.window is None:
+                self._collect(sig, value)
+            else:
+                self._monitor(sig, value, obs, index, out)
+        if index + 1 == self.settings.reference_size:
+            for sig in signals.values():
+                self._maybe_freeze(sig)
+        return out
+
+    def _collect(self, sig: _Signal, value: Any) -> None:
+        assert sig.collector is not None
+        sig.collector.add(value)
+        if self._n_events >= self.settings.reference_size:
+            self._maybe_freeze(sig)
+
+    def _monitor(self, sig: _Signal, value: Any, obs: Observation, index: int,
+                 out: list[Anomaly]) -> None:
+        window = sig.window
+        assert window is not None
+        kind = sig.kind
+        if kind is SignalKind.CONTINUOUS:
+            item: Any = value
+        elif kind is SignalKind.BOOLEAN:
+            item = value = 1.0 if value else 0.0
+        elif kind is SignalKind.EMBEDDING:
+            ref = sig.reference
+            assert isinstance(ref, EmbeddingReference)
+            item = (ref.project(value), int(ref.assign(value[None, :])[0]))
+        else:
+            item = value
+        window.append(item, obs.event_id, index)
+        for det in sig.seq:
+            finding = det.update(value, index)
+            if finding is not None:
+                det.rearm()
+                if index >= sig.cooldown_until[det.name]:
+                    out.append(self._raise(sig, det, finding, obs, index))
+        if window.new_since_test >= self.settings.test_every and sig.tests and (
+                len(window) >= self.settings.min_window):
+            self._run_tests(sig, obs, index, out)
+
+    def _run_tests(self, sig: _Signal, obs: Observation, index: int, out: list[Anomaly]) -> None:
+        window = sig.window
+        assert window is not None and sig.reference is not None
+        window.new_since_test = 0
+        active = [d for d in sig.tests if index >= sig.cooldown_until[d.name]]
+        if not active:
+            return
+        view = WindowView(sig.config, sig.reference, window)
+        if not view.effect.passes:  # no window test can raise: skip them all
+            return
+        for det in active:
+            finding = det.test(view, index)
+            if finding is not None:
+                out.append(self._raise(sig, det, finding, obs, index, view))
+
+    def _raise(self, sig: _Signal, det: Detector, finding: Finding, obs: Observation,
+               index: int, view: WindowView | None = None) -> Anomaly:
+        assert sig.reference is not None and sig.window is not None
+        if view is None:
+            view = WindowView(sig.config, sig.reference, sig.window)
+        sig.cooldown_until[det.name] = index + 1 + self.settings.cooldown_events
+        sig.alarms[det.name] += 1
+        exemplars = select_exemplars(sig.kind, sig.reference, sig.window,
+                                     self.settings.n_exemplars, finding.direction,
+                                     finding.focus, finding.change_index)
+        details = dict(finding.details)
+        if finding.focus is not None:
+            details["focus"] = finding.focus
+        return Anomaly(
+            key=self.key, event_id=obs.event_id, ts=obs.ts, event_index=index, signal=sig.name,
+            detector=det.name, statistic=finding.statistic, threshold=finding.threshold,
+            effect_size=finding.effect_size, effect_unit=finding.effect_unit,
+            direction=finding.direction, p_value=finding.p_value, exemplars=exemplars,
+            reference_summary=sig.reference.summary(),
+            window_summary={**view.summary(), **finding.window_summary},
+            change_index=finding.change_index, details=details,
+        )
+
+    # -- reference ----------------------------------------------------------------------------
+
+    def _maybe_freeze(self, sig: _Signal) -> None:
+        c = sig.collector
+        if c is None or c.n < self.settings.min_reference_values:
+            return
+        c.non_finite, c.invalid = sig.counts[NON_FINITE], sig.counts[INVALID]
+        seed = derived_seed(self.settings, self.key, sig.name, "reference")
+        self._freeze(sig, c.build(self.settings, seed))
+
+    def _check_reference(self, sig: _Signal, ref: SignalReference) -> None:
+        if reference_kind(ref) is not sig.kind:
+            raise StateMismatchError(
+                f"reference for {sig.name!r} is {reference_kind(ref)}, settings say {sig.kind}")
+        if isinstance(ref, EmbeddingReference) and (
+                ref.components != self.settings.embedding_components
+                or ref.clusters != self.settings.embedding_clusters):
+            raise StateMismatchError(
+                f"embedding reference for {sig.name!r} was fitted with other settings")
+
+    def _context(self, sig: _Signal, det: str) -> DetectorContext:
+        assert sig.reference is not None
+        return DetectorContext(sig.name, sig.config, self.settings, sig.reference,
+                               self._budgets[(sig.name, det)],
+                               derived_seed(self.settings, self.key, sig.name, det))
+
+    def _freeze(self, sig: _Signal, ref: SignalReference,
+                det_states: Mapping[str, Any] | None = None) -> None:
+        sig.reference = ref
+        sig.collector = None
+        sig.window = SignalWindow(sig.kind, self.settings.window_for(sig.name))
+        sig.seq, sig.tests = [], []
+        for name in sig.config.detectors:
+            cls = detector_class(name)
+            ctx = self._context(sig, name)
+            det = cls(ctx) if det_states is None else cls.from_state(ctx, det_states[name])
+            if isinstance(det, SequentialDetector):
+                sig.seq.append(det)
+            else:
+                assert isinstance(det, WindowDetector)
+                sig.tests.append(det)
+
+    def reference_snapshot(self) -> ReferenceSnapshot | None:
+        """The frozen references (``None`` before any signal's reference is frozen)."""
+        refs = {n: s.reference for n, s in self._signals.items() if s.reference is not None}
+        if not refs:
+            return None
+        n = self._ref_events if self._seeded else min(self._n_events,
+                                                       self.settings.reference_size)
+        return ReferenceSnapshot(signals=refs, n_events=n, source=self.key)
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Per signal: state, counts, reference vs window summary, and per detector its latest
+        statistic, threshold, p-value, alarm count and whether it is cooling down."""
+        out: dict[str, Any] = {"key": self.key.to_dict(), "events": self._n_events,
+                               "reference_ready": self.is_reference_ready, "signals": {}}
+        for name, sig in self._signals.items():
+            entry: dict[str, Any] = {"kind": sig.kind.value, "counts": dict(sig.counts)}
+            if sig.reference is None or sig.window is None:
+                entry["state"] = "collecting"
+                entry["reference_values"] = 0 if sig.collector is None else sig.collector.n
+            else:
+                entry["state"] = "monitoring"
+                entry["reference"] = sig.reference.summary()
+                entry["window"] = {"n": 0}
+                if len(sig.window):
+                    view = WindowView(sig.config, sig.reference, sig.window)
+                    entry["window"] = view.summary()
+                    entry["effect"] = {"size": view.effect.size, "unit": view.effect.unit,
+                                       "min_effect": sig.config.min_effect}
+                    for t in sig.tests:
+                        t.refresh(view)
+                entry["detectors"] = {
+                    d.name: {**d.status(), "alarms": sig.alarms[d.name],
+                             "cooling_down": self._n_events <= sig.cooldown_until[d.name],
+                             "disabled": d.calibration.get("disabled")}
+                    for d in sig.detectors
+                }
+            out["signals"][name] = entry
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state; :meth:`from_state` restores it exactly."""
+        sigs: dict[str, Any] = {}
+        for name, s in self._signals.items():
+            sigs[name] = {
+                "counts": dict(s.counts), "alarms": dict(s.alarms),
+                "cooldown_until": dict(s.cooldown_until),
+                "collector": None if s.collector is None else s.collector.state_dict(),
+                "reference": None if s.reference is None else s.reference.to_dict(),
+                "window": None if s.window is None else s.window.state_dict(),
+                "detectors": {d.name: d.state_dict() for d in s.detectors},
+            }
+        return {"format": STATE_FORMAT, "settings_fingerprint": self.settings.fingerprint(),
+                "key": self.key.to_dict(), "n_events": self._n_events, "seeded": self._seeded,
+                "reference_events": self._ref_events,
+                "source": None if self._source is None else self._source.to_dict(),
+                "signals": sigs}
+
+    @classmethod
+    def from_state(cls, settings: DriftSettings, state: Mapping[str, Any]) -> StreamMonitor:
+        """Restore a monitor saved by :meth:`state_dict` under the same settings."""
+        if state.get("format") != STATE_FORMAT:
+            raise StateMismatchError(f"unknown drift state format {state.get('format')!r}")
+        if state.get("settings_fingerprint") != settings.fingerprint():
+            raise StateMismatchError("drift state was saved under different settings")
+        try:
+            mon = cls(settings, StreamKey.from_dict(state["key"]))
+            mon._n_events = int(state["n_events"])
+            mon._seeded = bool(state["seeded"])
+            mon._ref_events = int(state["reference_events"])
+            src = state.get("source")
+            mon._source = None if src is None else StreamKey.from_dict(src)
+            for name, s in state["signals"].items():
+                mon._restore_signal(mon._signals[name], s)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StateMismatchError):
+                raise
+            raise StateMismatchError(f"malformed drift state: {exc!r}") from exc
+        return mon
+
+    def _restore_signal(self, sig: _Signal, s: Mapping[str, Any]) -> None:
+        sig.counts = {k: int(v) for k, v in s["counts"].items()}
+        sig.alarms = {k: int(v) for k, v in s["alarms"].items()}
+        sig.cooldown_until = {k: int(v) for k, v in s["cooldown_until"].items()}
+        if s["reference"] is None:
+            sig.collector = ReferenceCollector.from_state(sig.kind, s["collector"])
+            return
+        self._freeze(sig, reference_from_dict(s["reference"]), s["detectors"])
+        sig.window = SignalWindow.from_state(sig.kind, s["window"])
+

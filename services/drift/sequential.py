@@ -1,0 +1,161 @@
+"""Two-sided CUSUM machinery shared by the sequential detectors.
+
+Page's CUSUM (Page 1954) on a per-event score ``z``: ``S⁺ = max(0, S⁺ + z - k⁺)`` watches for an
+increase, ``S⁻ = max(0, S⁻ - z - k⁻)`` for a decrease; a side raises when it reaches its threshold
+``h``. Subclasses choose the score (reference normal scores, standardised raw values, a
+log-likelihood ratio) and place ``k`` at the signal's minimum effect, so that under any change
+smaller than the minimum effect the statistic drifts *down*. Each ``h`` is calibrated with
+:func:`services.drift.calibration.calibrate_cusum` to twice the pair's budgeted ARL (two sides
+share the budget).
+
+The event at which a side last left zero estimates the change point; the mean of the raw values
+since then estimates the changed level, and an alarm also needs that estimate to differ from the
+reference by at least the minimum effect, in the direction of the side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from services.drift.calibration import calibrate_cusum
+from services.drift.registry import DetectorContext, Finding, SequentialDetector
+
+__all__ = ["TwoSidedCusum", "calibrate_sides"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_GH = ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.0))
+
+
+def calibrate_sides(
+    ctx: DetectorContext, scores: FloatArray, k_up: float | None, k_down: float | None,
+    shift_sd: float,
+) -> tuple[float | None, float | None]:
+    """Thresholds ``(h⁺, h⁻)`` for null ``scores`` (uniform weights) and reference values ``k``;
+    a side whose ``k`` is ``None`` is off. Each side gets ARL ``2 × budget.arl``."""
+    target = 2.0 * ctx.budget.arl
+    states = ctx.settings.arl_states
+    h_up = None if k_up is None else calibrate_cusum(scores - k_up, target, shift_sd=shift_sd,
+                                                     states=states)
+    h_down = None if k_down is None else calibrate_cusum(-scores - k_down, target,
+                                                         shift_sd=shift_sd, states=states)
+    return h_up, h_down
+
+
+class TwoSidedCusum(SequentialDetector):
+    """Base class: subclasses implement :meth:`calibrate`, :meth:`score` and :meth:`effect`.
+
+    Calibration keys used here: ``k_up``, ``k_down``, ``h_up``, ``h_down`` (``None`` = side off)
+    and ``disabled`` (a reason string, or ``None``).
+    """
+
+    def setup(self) -> None:
+        c = self.calibration
+        self.disabled: str | None = c.get("disabled")
+        self._kp = float(c.get("k_up") or 0.0)
+        self._kn = float(c.get("k_down") or 0.0)
+        self._hp = math.inf if c.get("h_up") is None else float(c["h_up"])
+        self._hn = math.inf if c.get("h_down") is None else float(c["h_down"])
+        self._sp = self._sn = 0.0
+        self._up = [-1, 0.0, 0]  # segment start index, sum of raw values, count
+        self._dn = [-1, 0.0, 0]
+        self.last_threshold = min(self._hp, self._hn)
+        self.last_statistic = 0.0
+        self.setup_score()
+
+    def setup_score(self) -> None:
+        """Build the score function's lookup structures from ``ctx`` and ``calibration``."""
+
+    def score(self, x: float) -> float:
+        """The per-event score ``z`` (subclasses using the default :meth:`increments`)."""
+        raise NotImplementedError
+
+    def increments(self, x: float, index: int) -> tuple[float, float]:
+        """What ``x`` (at stream event ``index``) adds to ``(S⁺, S⁻)`` before truncation."""
+        z = self.score(x)
+        return z - self._kp, -z - self._kn
+
+    def effect(self, segment_mean: float, side: int) -> tuple[float, bool]:
+        """``(effect size, passes)`` of a changed level against the reference."""
+        raise NotImplementedError
+
+    @property
+    def effect_unit(self) -> str:
+        return "mean_shift"
+
+    def update(self, value: Any, index: int) -> Finding | None:
+        if self.disabled is not None:
+            return None
+        inc_up, inc_dn = self.increments(value, index)
+        s = self._sp + inc_up
+        if s > 0.0:
+            if self._sp == 0.0:
+                self._up = [index, value, 1]
+            else:
+                seg = self._up
+                seg[1] += value
+                seg[2] += 1
+            self._sp = s
+        else:
+            self._sp = 0.0
+        s = self._sn + inc_dn
+        if s > 0.0:
+            if self._sn == 0.0:
+                self._dn = [index, value, 1]
+            else:
+                seg = self._dn
+                seg[1] += value
+                seg[2] += 1
+            self._sn = s
+        else:
+            self._sn = 0.0
+        if self._sp >= self._hp:
+            return self._crossing(1, index)
+        if self._sn >= self._hn:
+            return self._crossing(-1, index)
+        return None
+
+    def _crossing(self, side: int, index: int) -> Finding | None:
+        seg, stat, h = (self._up, self._sp, self._hp) if side > 0 else (self._dn, self._sn,
+                                                                        self._hn)
+        mean = seg[1] / seg[2]
+        size, passes = self.effect(mean, side)
+        if not passes:
+            return None
+        return Finding(
+            statistic=stat, threshold=h, p_value=None, effect_size=size,
+            effect_unit=self.effect_unit, direction="increase" if side > 0 else "decrease",
+            change_index=int(seg[0]),
+            window_summary={"segment_n": int(seg[2]), "segment_mean": mean},
+            details={"k": self._kp if side > 0 else self._kn, "side": side},
+        )
+
+    def status(self) -> dict[str, Any]:
+        up = self._sp / self._hp if math.isfinite(self._hp) else 0.0
+        dn = self._sn / self._hn if math.isfinite(self._hn) else 0.0
+        if up >= dn:
+            self.last_statistic, self.last_threshold = self._sp, self._hp
+        else:
+            self.last_statistic, self.last_threshold = self._sn, self._hn
+        return super().status()
+
+    def rearm(self) -> None:
+        self._sp = self._sn = 0.0
+        self._up = [-1, 0.0, 0]
+        self._dn = [-1, 0.0, 0]
+
+    def runtime_state(self) -> dict[str, Any]:
+        d = super().runtime_state()
+        d.update({"sp": self._sp, "sn": self._sn, "up": list(self._up), "dn": list(self._dn)})
+        return d
+
+    def load_runtime_state(self, state: dict[str, Any]) -> None:
+        super().load_runtime_state(state)
+        self._sp = float(state["sp"])
+        self._sn = float(state["sn"])
+        self._up = [int(state["up"][0]), float(state["up"][1]), int(state["up"][2])]
+        self._dn = [int(state["dn"][0]), float(state["dn"][1]), int(state["dn"][2])]

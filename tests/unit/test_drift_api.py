@@ -1,0 +1,300 @@
+"""The drift package's contract: settings, monitor life cycle, exact state, snapshots, anomalies."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import services.drift as drift
+from benchmarks.scenarios import Change, generate, make_world
+from services.drift import (
+    DriftSettings,
+    Observation,
+    ReferenceSnapshot,
+    SignalConfig,
+    SignalKind,
+    StreamKey,
+    StreamMonitor,
+    split_budget,
+)
+from services.errors import ConfigError, StateMismatchError
+
+KEY = StreamKey("m", "v1", "chat")
+WORLD = make_world(0)
+
+
+def small_settings(**kw: object) -> DriftSettings:
+    base: dict[str, object] = {"reference_size": 600, "min_reference_values": 100,
+                               "window_size": 300, "cooldown_events": 300}
+    base.update(kw)
+    return DriftSettings.model_validate(base)
+
+
+def run(mon: StreamMonitor, events: list[Observation]) -> list[dict[str, object]]:
+    return [a.to_dict() for o in events for a in mon.observe(o)]
+
+
+def test_public_surface() -> None:
+    assert set(drift.__all__) == {
+        "DEFAULT_SIGNALS", "Anomaly", "Budget", "Detector", "DetectorContext", "DriftSettings",
+        "EffectUnit", "Finding", "Observation", "ReferenceSnapshot", "SequentialDetector",
+        "SignalConfig", "SignalKind", "SignalValue", "StreamKey", "StreamMonitor",
+        "WindowDetector", "available_detectors", "register_detector", "split_budget"}
+    for name in drift.__all__:
+        assert getattr(drift, name) is not None
+
+
+def test_default_settings_cover_the_collector_signals() -> None:
+    s = DriftSettings()
+    assert set(s.signals) == {
+        "logprob_mean", "logprob_min", "low_logprob_share", "entropy_mean", "confidence",
+        "length_chars", "length_tokens", "latency_ms", "refusal", "finish_reason", "embedding"}
+    assert s.max_false_alarms_per_100k == 1.0
+    assert s.signals["refusal"].kind is SignalKind.BOOLEAN
+    assert s.signals["refusal"].min_effect == 0.02
+
+
+def test_budget_split_adds_up_to_the_model_budget() -> None:
+    s = DriftSettings(streams_per_event=2)
+    budgets = split_budget(s)
+    assert len(budgets) == sum(len(c.detectors) for c in s.signals.values())
+    total = sum(b.per_event for b in budgets.values()) * s.streams_per_event
+    assert total == pytest.approx(s.max_false_alarms_per_100k / 100_000)
+    for b in budgets.values():
+        assert b.alpha == pytest.approx(b.per_event * s.test_every)
+        assert b.arl == pytest.approx(1 / b.per_event)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_settings_from_file_round_trip(tmp_path: Path, suffix: str) -> None:
+    s = small_settings(seed=7)
+    data = s.model_dump(mode="json")
+    p = tmp_path / f"drift{suffix}"
+    p.write_text(json.dumps(data))  # JSON is valid YAML too
+    loaded = DriftSettings.from_file(p)
+    assert loaded == s
+    assert loaded.fingerprint() == s.fingerprint()
+    assert small_settings(seed=8).fingerprint() != s.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("window_size: -3\n", "window_size"),
+        ("signals:\n  x:\n    kind: continuous\n    detectors: [nope]\n    min_effect: 0.1\n",
+         "signals.x.detectors"),
+        ("signals:\n  x:\n    kind: boolean\n    detectors: [ks]\n    min_effect: 0.1\n",
+         "signals.x.detectors"),
+        ("signals:\n  x:\n    kind: continuous\n    detectors: [ks]\n    min_effect: 0\n",
+         "signals.x.min_effect"),
+        ("bogus_key: 1\n", "bogus_key"),
+    ],
+)
+def test_bad_settings_name_path_and_field(tmp_path: Path, text: str, field: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        DriftSettings.from_file(p)
+    assert info.value.path == str(p)
+    assert info.value.field == field
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        DriftSettings.from_file(tmp_path / "missing.yaml")
+    assert info.value.path == str(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError):
+        DriftSettings.from_file(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError):
+        DriftSettings.from_file(listy)
+
+
+def test_reference_phase_then_monitoring() -> None:
+    s = small_settings()
+    mon = StreamMonitor(s, KEY)
+    events = generate(WORLD, 700, seed=1)
+    assert run(mon, events[:599]) == []
+    assert not mon.is_reference_ready
+    assert mon.reference_snapshot() is None
+    run(mon, events[599:700])
+    assert mon.is_reference_ready
+    summ = mon.summary()
+    json.dumps(summ)
+    assert summ["signals"]["logprob_mean"]["state"] == "monitoring"
+    assert summ["signals"]["logprob_mean"]["reference"]["n"] == 600
+    dets = summ["signals"]["logprob_mean"]["detectors"]
+    assert set(dets) == {"ks", "cusum"}
+    assert math.isfinite(dets["cusum"]["threshold"])
+
+
+def test_state_round_trip_is_exact_at_every_stage() -> None:
+    s = small_settings()
+    events = generate(WORLD, 3000, seed=2, change=Change("confidence", 1800, -1.0))
+    mon = StreamMonitor(s, KEY)
+    for cut in (250, 900, 1850, 2300):
+        done = mon.n_events
+        run(mon, events[done:cut])
+        restored = StreamMonitor.from_state(s, json.loads(json.dumps(mon.state_dict())))
+        assert json.dumps(restored.state_dict()) == json.dumps(mon.state_dict())
+        tail = events[cut:cut + 400]
+        copy = StreamMonitor.from_state(s, json.loads(json.dumps(mon.state_dict())))
+        assert run(copy, tail) == run(restored, tail)
+    a = run(mon, events[2300:])
+    b = run(StreamMonitor.from_state(s, json.loads(json.dumps(mon.state_dict()))), [])
+    assert b == []
+    assert isinstance(a, list)
+
+
+def test_restored_monitor_raises_the_same_anomalies() -> None:
+    s = small_settings()
+    events = generate(WORLD, 2600, seed=3, change=Change("refusal", 900, 0.2))
+    a = StreamMonitor(s, KEY)
+    run(a, events[:800])
+    b = StreamMonitor.from_state(s, json.loads(json.dumps(a.state_dict())))
+    out_a, out_b = run(a, events[800:]), run(b, events[800:])
+    assert out_a and out_a == out_b
+    assert a.summary() == b.summary()
+
+
+def test_state_under_other_settings_is_refused() -> None:
+    mon = StreamMonitor(small_settings(), KEY)
+    run(mon, generate(WORLD, 50, seed=4))
+    state = mon.state_dict()
+    with pytest.raises(StateMismatchError):
+        StreamMonitor.from_state(small_settings(window_size=301), state)
+    with pytest.raises(StateMismatchError):
+        StreamMonitor.from_state(small_settings(), {**state, "format": 99})
+    with pytest.raises(StateMismatchError):
+        StreamMonitor.from_state(small_settings(), {**state, "signals": {"refusal": {}}})
+
+
+def test_snapshot_seeds_a_new_version() -> None:
+    s = small_settings()
+    old = StreamMonitor(s, KEY)
+    run(old, generate(WORLD, 700, seed=5))
+    snap = old.reference_snapshot()
+    assert snap is not None and snap.source == KEY
+    snap2 = ReferenceSnapshot.from_dict(json.loads(json.dumps(snap.to_dict())))
+    new = StreamMonitor(s, StreamKey("m", "v2", "chat"), reference=snap2)
+    assert new.is_reference_ready
+    out = run(new, generate(WORLD, 1200, seed=6, change=Change("confidence", 200, -1.5)))
+    assert any(a["signal"] == "logprob_mean" for a in out)
+    assert all(a["event_index"] >= 200 for a in out)  # no alarm before the change
+
+
+def test_snapshot_with_other_embedding_settings_is_refused() -> None:
+    s = small_settings()
+    old = StreamMonitor(s, KEY)
+    run(old, generate(WORLD, 700, seed=7, embed_rate=0.5))
+    snap = old.reference_snapshot()
+    assert snap is not None and "embedding" in snap.signals
+    with pytest.raises(StateMismatchError):
+        StreamMonitor(small_settings(embedding_clusters=5), KEY, reference=snap)
+    wrong_kind = ReferenceSnapshot({"refusal": snap.signals["logprob_mean"]}, 10)
+    with pytest.raises(StateMismatchError):
+        StreamMonitor(s, KEY, reference=wrong_kind)
+
+
+def test_odd_values_are_counted_not_raised() -> None:
+    s = small_settings(reference_size=40, min_reference_values=20, window_size=40,
+                       min_window=10, test_every=5)
+    mon = StreamMonitor(s, KEY)
+    rng = np.random.default_rng(0)
+    odd: list[object] = [math.nan, math.inf, -math.inf, None, "x", True, [1.0], np.float32(1.5),
+                         np.int64(3)]
+    for i in range(400):
+        emb: object = rng.normal(size=8).astype(np.float32)
+        if i % 7 == 0:
+            emb = rng.normal(size=5)  # wrong dimension once the reference has 8
+        if i % 11 == 0:
+            emb = np.full(8, np.nan)
+        values = {
+            "logprob_mean": odd[i % len(odd)] if i % 3 == 0 else float(rng.normal()),
+            "refusal": [True, False, 1, 0, 2, "yes", None][i % 7],
+            "finish_reason": ["stop", 3, None, 4.5][i % 4],
+            "embedding": emb,
+            "not_a_signal": 1.0,
+        }
+        mon.observe(Observation(str(i), float(i), values))  # type: ignore[arg-type]
+    c = mon.counts
+    assert c["logprob_mean"]["non_finite"] > 0 and c["logprob_mean"]["invalid"] > 0
+    assert c["refusal"]["invalid"] > 0 and c["refusal"]["missing"] > 0
+    assert c["finish_reason"]["invalid"] > 0
+    assert c["embedding"]["invalid"] > 0 and c["embedding"]["non_finite"] > 0
+    assert c["latency_ms"]["observed"] == 0  # never sent: stays collecting
+    assert mon.summary()["signals"]["latency_ms"]["state"] == "collecting"
+    json.dumps(mon.state_dict())
+
+
+def test_constant_reference_turns_detectors_off() -> None:
+    s = small_settings(reference_size=100, min_reference_values=50, window_size=50,
+                       min_window=10, test_every=10)
+    mon = StreamMonitor(s, KEY)
+    for i in range(600):
+        mon.observe(Observation(str(i), float(i), {"confidence": 1.0 if i < 300 else 0.5}))
+    dets = mon.summary()["signals"]["confidence"]["detectors"]
+    assert dets["cusum"]["disabled"] == "degenerate_reference"
+
+
+def test_cooldown_spaces_alarms_of_a_continuing_drift() -> None:
+    s = small_settings(cooldown_events=400)
+    mon = StreamMonitor(s, KEY)
+    out = run(mon, generate(WORLD, 4000, seed=8, change=Change("confidence", 700, -2.0)))
+    by_pair: dict[tuple[object, object], list[int]] = {}
+    for a in out:
+        by_pair.setdefault((a["signal"], a["detector"]), []).append(int(a["event_index"]))
+    assert len(by_pair[("logprob_mean", "cusum")]) >= 3  # the drift continues: re-raised
+    for idx in by_pair.values():
+        assert all(b - a > 400 for a, b in itertools.pairwise(idx))
+
+
+def test_anomalies_name_signal_detector_threshold_and_exemplars() -> None:
+    s = small_settings()
+    events = generate(WORLD, 2000, seed=9, change=Change("confidence", 800, -1.5))
+    mon = StreamMonitor(s, KEY)
+    raised = [a for o in events for a in mon.observe(o)]
+    first = next(a for a in raised if a.signal == "logprob_mean")
+    assert first.detector in {"cusum", "ks"}
+    assert first.statistic >= first.threshold
+    assert first.effect_size >= s.signals["logprob_mean"].min_effect
+    assert first.direction == "decrease"
+    assert len(first.exemplars) == s.n_exemplars
+    values = {o.event_id: o.values["logprob_mean"] for o in events}
+    ex = [values[e] for e in first.exemplars]
+    assert max(ex) < -0.45  # the lowest-logprob outputs of the drifted window
+    d = first.to_dict()
+    json.dumps(d)
+    assert d["model"] == "m" and d["segment"] == "chat" and d["event_id"] == first.event_id
+
+
+def test_refusal_exemplars_are_refusals() -> None:
+    s = small_settings()
+    events = generate(WORLD, 3000, seed=10, change=Change("refusal", 800, 0.25))
+    mon = StreamMonitor(s, KEY)
+    raised = [a for o in events for a in mon.observe(o) if a.signal == "refusal"]
+    assert raised
+    refused = {o.event_id for o in events if o.values["refusal"]}
+    assert raised[0].exemplars and set(raised[0].exemplars) <= refused
+    assert raised[0].direction == "increase"
+
+
+def test_user_added_boolean_signal() -> None:
+    s = small_settings(signals={"jailbreak": SignalConfig(
+        kind=SignalKind.BOOLEAN, detectors=("two_proportion", "bernoulli_cusum"),
+        min_effect=0.05)})
+    mon = StreamMonitor(s, KEY)
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(3000):
+        p = 0.05 if i < 1500 else 0.3
+        out += mon.observe(Observation(str(i), float(i), {"jailbreak": bool(rng.random() < p)}))
+    assert out and all(a.signal == "jailbreak" and a.event_index >= 1500 for a in out)
