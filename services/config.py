@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.collector.signals import SignalSettings
+from services.drift import DriftSettings
 from services.errors import ConfigError
 
 __all__ = [
@@ -138,7 +139,12 @@ class CollectorSettings(_Base):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
-    drift_config: Path | None = Field(default=None, description="Detector settings file.")
+    drift: DriftSettings = Field(default_factory=DriftSettings,
+                                 description="Detector settings (services.drift.DriftSettings).")
+    cooldown_s: float = Field(
+        default=3600.0, ge=0,
+        description="A repeated anomaly within this many seconds (event time) updates the live "
+                    "incident instead of opening a new one.")
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.cli.collect import register as register_collect
+from services.cli.demo import register as register_demo
 from services.cli.errors import friendly_errors
 
 __all__ = ["app"]
@@ -48,6 +50,10 @@ def export_embedder_cmd(
     err_console.print(f"[green]embedder ready[/green] at {path}")
 
 
+register_collect(app)
+register_demo(app)
+
+
 def _mount_optional() -> None:
     try:
         from attribution.cli import app as attribution_app
@@ -57,3 +63,7 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+
+
+if __name__ == "__main__":
+    app()

@@ -8,6 +8,7 @@ per deployed version), ``segment`` only from the allow-list in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -88,10 +89,12 @@ class CollectorMetrics:
                         registry=registry)
 
     def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
-        """Copy a monitor's ``summary()`` into the gauges."""
+        """Copy a :meth:`services.drift.StreamMonitor.summary` into the gauges."""
         for signal, info in summary.get("signals", {}).items():
-            cur = info.get("window_value")
-            ref = info.get("reference_value")
+            if info.get("state") != "monitoring":
+                continue
+            cur = _headline(info.get("window", {}))
+            ref = _headline(info.get("reference", {}))
             if cur is not None:
                 self.window_value.labels(*labels, signal).set(cur)
                 if signal == "refusal":
@@ -99,8 +102,21 @@ class CollectorMetrics:
             if ref is not None:
                 self.reference_value.labels(*labels, signal).set(ref)
             for det, d in info.get("detectors", {}).items():
-                if d.get("statistic") is not None:
-                    self.detector_statistic.labels(*labels, signal, det).set(d["statistic"])
-                if d.get("threshold") is not None:
-                    self.detector_threshold.labels(*labels, signal, det).set(d["threshold"])
-                self.detector_alarm.labels(*labels, signal, det).set(1 if d.get("alarm") else 0)
+                if d.get("disabled"):
+                    continue
+                stat, thr = d.get("statistic"), d.get("threshold")
+                if stat is not None and math.isfinite(stat):
+                    self.detector_statistic.labels(*labels, signal, det).set(stat)
+                if thr is not None and math.isfinite(thr):
+                    self.detector_threshold.labels(*labels, signal, det).set(thr)
+                self.detector_alarm.labels(*labels, signal, det).set(
+                    1 if d.get("cooling_down") and d.get("alarms") else 0)
+
+
+def _headline(summary: dict[str, Any]) -> float | None:
+    """The one number a dashboard plots for a window or reference: its mean, or its rate."""
+    for key in ("mean", "rate"):
+        v = summary.get(key)
+        if isinstance(v, int | float) and math.isfinite(v):
+            return float(v)
+    return None

@@ -1,0 +1,145 @@
+"""``driftscope collector`` and ``driftscope replay``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.cli.errors import EXIT_FOUND, friendly_errors
+
+if TYPE_CHECKING:
+    from services.collector.pipeline import RaisedAnomaly
+    from services.collector.replay import ReplayStats
+
+__all__ = ["register"]
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings (drift detectors, signals, segments, "
+                 "embedder, services); DRIFTSCOPE_* variables override it.",
+                 exists=True, dir_okay=False),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replay")(replay_cmd)
+    app.command("collector")(collector_cmd)
+
+
+@friendly_errors
+def replay_cmd(
+    events: Annotated[Path, typer.Argument(help="OutputEvents, one JSON object a line.",
+                                           exists=True, dir_okay=False)],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON anomaly per line on stdout, "
+                                          "nothing else.")] = False,
+    embed: Annotated[bool, typer.Option(help="Compute the embedding signal (ONNX).")] = False,
+    fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 if any anomaly.")] = False,
+) -> None:
+    """Run the collector's pipeline over a file, with no services (embedded mode)."""
+    from services.collector.build import build_pipeline
+    from services.collector.replay import ReplayStats, replay_file
+    from services.config import CollectorSettings, load_settings
+    from services.store import MemoryStore
+
+    settings = load_settings(CollectorSettings, config)
+    embedder = settings.embedder.model_copy(update={"enabled": embed})
+    pipeline = build_pipeline(settings.drift, settings.signals, settings.segments, embedder,
+                              MemoryStore(), cooldown_s=settings.cooldown_s)
+    stats = ReplayStats()
+    err = Console(stderr=True)
+    total_bytes = events.stat().st_size
+    raised = []
+    if as_json:
+        for r in replay_file(events, pipeline, stats, max_event_bytes=settings.max_event_bytes):
+            sys.stdout.write(json.dumps(r.to_dict()) + "\n")
+            raised.append(r)
+    else:
+        progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("events"), TimeElapsedColumn(), console=err,
+                            transient=True)
+        approx = max(1, total_bytes // 400)
+        with progress:
+            task = progress.add_task("replay", total=approx)
+            for r in replay_file(events, pipeline, stats, max_event_bytes=settings.max_event_bytes,
+                                 on_progress=lambda n: progress.advance(task, n)):
+                raised.append(r)
+        _print_summary(Console(), stats, raised)
+    for lineno, msg in stats.first_invalid[:5]:
+        err.print(f"[yellow]line {lineno}: invalid event skipped: {msg}[/yellow]", highlight=False)
+    if stats.invalid:
+        err.print(f"{sum(stats.invalid.values())} invalid lines: {dict(stats.invalid)}")
+    if fail_on_drift and raised:
+        raise typer.Exit(EXIT_FOUND)
+
+
+def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnomaly]) -> None:
+    console.print(f"{stats.valid} valid events replayed, {sum(stats.invalid.values())} invalid, "
+                  f"{len(raised)} anomalies.")
+    if not raised:
+        return
+    table = Table(title="anomalies, in the order raised")
+    for col in ("event", "model@version", "segment", "signal", "detector", "statistic",
+                "threshold", "effect", "incident"):
+        table.add_column(col)
+    for r in raised:
+        d = r.to_dict()
+        table.add_row(d["event_id"], f"{d['model']}@{d['model_version']}", d["segment"],
+                      d["signal"], d["detector"], f"{d['statistic']:.4g}",
+                      f"{d['threshold']:.4g}", f"{d['effect_size']:.3g}",
+                      f"{d['incident_id']} ({d['incident']})")
+    console.print(table)
+
+
+@friendly_errors
+def collector_cmd(
+    config: ConfigOpt = None,
+    max_idle: Annotated[float | None, typer.Option(help="Exit after this many idle seconds "
+                                                   "(for batch runs and tests).")] = None,
+    log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
+) -> None:
+    """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
+    import redis
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from services.collector.build import build_pipeline
+    from services.collector.metrics import CollectorMetrics
+    from services.collector.service import Collector
+    from services.config import CollectorSettings, load_settings
+    from services.store.base import StateStore
+    from services.store.redis_store import RedisStore
+    from services.store.retry import RetryingStore
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = load_settings(CollectorSettings, config)
+    client = redis.Redis.from_url(
+        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
+        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
+    store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix)))
+    registry = CollectorRegistry()
+    metrics = CollectorMetrics(registry)
+    server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
+    logging.getLogger("driftscope.collector").info(
+        "metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
+    pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
+                              cooldown_s=s.cooldown_s)
+    collector = Collector(pipeline, store, metrics, s.kafka, s.topics,
+                          group_id=s.group_id, max_event_bytes=s.max_event_bytes,
+                          checkpoint_every=s.checkpoint_every)
+    signal.signal(signal.SIGTERM, lambda *_: collector.stop())
+    try:
+        collector.run(max_idle_s=max_idle)
+    except KeyboardInterrupt:
+        collector.stop()
+    finally:
+        server.shutdown()

@@ -1,0 +1,245 @@
+"""The collector's core: events in, per-stream drift monitors, incidents out.
+
+Pure of Kafka: the Kafka service (:mod:`services.collector.service`) and the embedded ``replay``
+both drive this class, so the two raise the same anomalies on the same events.
+
+Streams are keyed by (model, model_version, segment); each partition of the input topic owns the
+monitors of the streams whose events it carries (:class:`PartitionState`). Producers should key
+messages by model so that one stream lives in one partition; when they do not, each partition
+monitors its share of a stream on its own, which stays correct but detects later.
+
+A new model version's stream is compared with the previous version's reference when the store has
+one; otherwise its own first events become the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from services.collector.signals import SignalExtractor
+from services.config import SegmentSettings
+from services.drift import (
+    Anomaly,
+    DriftSettings,
+    Observation,
+    ReferenceSnapshot,
+    StreamKey,
+    StreamMonitor,
+)
+from services.schemas import OutputEvent
+from services.store.base import StateStore
+from services.store.model import Checkpoint, Exemplar, Incident, dedup_key, incident_id_for
+
+__all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "stream_id"]
+
+_EXEMPLAR_CHARS = 2000
+
+
+class Embedder(Protocol):
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+
+def stream_id(key: StreamKey) -> str:
+    return f"{key.model}|{key.model_version}|{key.segment}"
+
+
+def _key_from_id(sid: str) -> StreamKey:
+    model, version, segment = sid.split("|", 2)
+    return StreamKey(model=model, model_version=version, segment=segment)
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Deterministic sampling: the same event is embedded, or not, on every replay."""
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    h = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    return h / 2**64 < rate
+
+
+@dataclass
+class PartitionState:
+    """Everything one input partition owns: its streams' monitors, totals and recent texts."""
+
+    topic: str
+    partition: int
+    next_offset: int = 0
+    monitors: dict[str, StreamMonitor] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    recent: dict[str, OrderedDict[str, tuple[str | None, str]]] = field(default_factory=dict)
+
+    def to_checkpoint(self, now: datetime) -> Checkpoint:
+        monitors = {sid: m.state_dict() for sid, m in self.monitors.items()}
+        for sid, ring in self.recent.items():
+            monitors.setdefault(sid, {})
+            monitors[sid] = {**monitors[sid], "_recent": [[k, p, o] for k, (p, o) in ring.items()]}
+        return Checkpoint(topic=self.topic, partition=self.partition, next_offset=self.next_offset,
+                          monitors=monitors, totals=dict(self.totals), saved_at=now)
+
+    @classmethod
+    def from_checkpoint(cls, cp: Checkpoint, settings: DriftSettings) -> PartitionState:
+        state = cls(topic=cp.topic, partition=cp.partition, next_offset=cp.next_offset,
+                    totals=dict(cp.totals))
+        for sid, raw in cp.monitors.items():
+            data = dict(raw)
+            ring = data.pop("_recent", [])
+            state.monitors[sid] = StreamMonitor.from_state(settings, data)
+            state.recent[sid] = OrderedDict((k, (p, o)) for k, p, o in ring)
+        return state
+
+
+@dataclass(frozen=True)
+class RaisedAnomaly:
+    """An anomaly as the pipeline reports it: the detector's finding plus its incident."""
+
+    anomaly: Anomaly
+    incident: Incident
+    opened: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        a = self.anomaly
+        return {
+            "event_id": a.event_id,
+            "ts": datetime.fromtimestamp(a.ts, UTC).isoformat(),
+            "model": a.key.model,
+            "model_version": a.key.model_version,
+            "segment": a.key.segment,
+            "signal": a.signal,
+            "detector": a.detector,
+            "statistic": a.statistic,
+            "threshold": a.threshold,
+            "effect_size": a.effect_size,
+            "p_value": a.p_value,
+            "exemplars": list(a.exemplars),
+            "incident_id": self.incident.id,
+            "incident": "opened" if self.opened else "updated",
+        }
+
+
+class Pipeline:
+    """Turn validated events into monitor observations and anomalies into incidents."""
+
+    def __init__(
+        self,
+        drift: DriftSettings,
+        extractor: SignalExtractor,
+        segments: SegmentSettings,
+        store: StateStore,
+        *,
+        embedder: Embedder | None = None,
+        embed_sampling_rate: float = 0.0,
+        cooldown_s: float = 3600.0,
+    ) -> None:
+        self.drift = drift
+        self.extractor = extractor
+        self.segments = segments
+        self.store = store
+        self.embedder = embedder
+        self.embed_rate = embed_sampling_rate if embedder is not None else 0.0
+        self.cooldown_s = cooldown_s
+        self._ring = max(drift.window_size, 100)
+
+    def key_for(self, event: OutputEvent) -> StreamKey:
+        return StreamKey(model=event.model, model_version=event.model_version,
+                         segment=self.segments.key_for(event.segment))
+
+    def _monitor(self, state: PartitionState, key: StreamKey, ts: float) -> StreamMonitor:
+        sid = stream_id(key)
+        mon = state.monitors.get(sid)
+        if mon is None:
+            self.store.record_version(key.model, key.model_version, ts)
+            snap = self.store.previous_reference(key.model, key.model_version, key.segment)
+            reference = ReferenceSnapshot.from_dict(snap) if snap is not None else None
+            mon = StreamMonitor(self.drift, key, reference=reference)
+            state.monitors[sid] = mon
+            state.recent[sid] = OrderedDict()
+        return mon
+
+    def embed(self, events: Sequence[OutputEvent]) -> dict[str, npt.NDArray[np.float32]]:
+        """Embeddings of the sampled events, computed in one batch."""
+        if self.embedder is None:
+            return {}
+        chosen = [e for e in events if sampled(e.event_id, self.embed_rate)]
+        if not chosen:
+            return {}
+        vecs = self.embedder.encode([e.output for e in chosen])
+        return {e.event_id: vecs[i] for i, e in enumerate(chosen)}
+
+    def process(
+        self,
+        state: PartitionState,
+        events: Sequence[tuple[int, OutputEvent]],
+        embeddings: dict[str, npt.NDArray[np.float32]] | None = None,
+    ) -> list[RaisedAnomaly]:
+        """Observe ``(offset, event)`` pairs in order; skip offsets already in ``state``."""
+        fresh = [(off, ev) for off, ev in events if off >= state.next_offset]
+        if embeddings is None:
+            embeddings = self.embed([ev for _, ev in fresh])
+        raised: list[RaisedAnomaly] = []
+        for offset, event in fresh:
+            raised.extend(self._observe(state, event, embeddings.get(event.event_id)))
+            state.next_offset = offset + 1
+        return raised
+
+    def _observe(
+        self, state: PartitionState, event: OutputEvent, embedding: npt.NDArray[np.float32] | None
+    ) -> list[RaisedAnomaly]:
+        key = self.key_for(event)
+        ts = event.ts_unix
+        mon = self._monitor(state, key, ts)
+        sid = stream_id(key)
+        values: dict[str, float | bool | str | npt.NDArray[np.float32] | None] = dict(
+            self.extractor.extract(event))
+        values["embedding"] = embedding
+        was_ready = mon.is_reference_ready
+        anomalies = mon.observe(Observation(event_id=event.event_id, ts=ts, values=values))
+        state.totals[sid] = state.totals.get(sid, 0) + 1
+        ring = state.recent[sid]
+        ring[event.event_id] = (
+            event.prompt[:_EXEMPLAR_CHARS] if event.prompt is not None else None,
+            event.output[:_EXEMPLAR_CHARS],
+        )
+        while len(ring) > self._ring:
+            ring.popitem(last=False)
+        if not was_ready and mon.is_reference_ready:
+            snap = mon.reference_snapshot()
+            if snap is not None:
+                self.store.put_reference(key.model, key.model_version, key.segment,
+                                         snap.to_dict(), ts)
+        return [self._incident(a, ring) for a in anomalies]
+
+    def _incident(
+        self, a: Anomaly, ring: OrderedDict[str, tuple[str | None, str]]
+    ) -> RaisedAnomaly:
+        k = a.key
+        dk = dedup_key(k.model, k.model_version, k.segment, a.signal, a.detector)
+        at = datetime.fromtimestamp(a.ts, UTC)
+        exemplars = []
+        for eid in a.exemplars:
+            prompt, output = ring.get(eid, (None, None))
+            exemplars.append(Exemplar(event_id=eid, prompt=prompt, output=output))
+        incident = Incident(
+            id=incident_id_for(dk, a.event_id), opened_at=at, updated_at=at, model=k.model,
+            model_version=k.model_version, segment=k.segment, signal=a.signal,
+            detector=a.detector, statistic=a.statistic, threshold=a.threshold,
+            effect_size=a.effect_size, p_value=a.p_value, event_id=a.event_id,
+            exemplars=exemplars, reference_summary=dict(a.reference_summary),
+            window_summary=dict(a.window_summary),
+        )
+        incident.transition(incident.state, at)
+        stored, opened = self.store.open_or_update_incident(incident, dk, self.cooldown_s)
+        return RaisedAnomaly(anomaly=a, incident=stored, opened=opened)
+
+
+def key_of(sid: str) -> StreamKey:
+    """Inverse of :func:`stream_id`."""
+    return _key_from_id(sid)

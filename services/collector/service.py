@@ -1,0 +1,274 @@
+"""The collector service: Kafka ``llm.outputs`` → pipeline → Redis, Kafka, Prometheus.
+
+Delivery is at least once with idempotent effects. For each assigned partition the collector
+
+1. restores the partition's checkpoint from the store (detector state, totals, next offset) and
+   seeks there, so events a crashed predecessor already checkpointed are not observed twice;
+2. validates each message; an invalid one goes to the dead-letter topic with its raw bytes, its
+   source topic/partition/offset and a reason;
+3. observes valid events; anomalies become incidents (deterministic ids, deduplicated in the
+   store across replicas) and AnomalyEvents;
+4. every ``checkpoint_every`` events (and on partition revocation and shutdown) flushes the
+   producer, writes the checkpoint, and only then commits the consumer offset.
+
+A crash between steps 3 and 4 replays events after the checkpoint: their effects on detector
+state and totals were never saved, incidents come back with the same ids, and DLQ/anomaly
+messages may repeat (consumers deduplicate on source offset / incident id).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from services.collector.metrics import CollectorMetrics
+from services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from services.config import KafkaSettings, TopicSettings
+from services.errors import InvalidEventError, StoreError
+from services.schemas import AnomalyEvent, DeadLetter, OutputEvent, parse_output_event
+from services.store.base import StateStore
+
+__all__ = ["Collector"]
+
+log = logging.getLogger("driftscope.collector")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: Collector) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.owner._release(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.owner._acquire(assigned)
+
+
+class Collector:
+    """One collector replica. ``run()`` loops until ``stop()`` (or ``max_idle_s`` without data).
+
+    Give it a store wrapped in :class:`~services.store.retry.RetryingStore` (the pipeline too),
+    so a Redis restart pauses the loop instead of stopping it.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: StateStore,
+        metrics: CollectorMetrics,
+        kafka: KafkaSettings,
+        topics: TopicSettings,
+        *,
+        group_id: str,
+        max_event_bytes: int = 1_000_000,
+        checkpoint_every: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = metrics
+        self.topics = topics
+        self.max_event_bytes = max_event_bytes
+        self.checkpoint_every = checkpoint_every
+        self.clock = clock
+        self._stop = threading.Event()
+        self._states: dict[TopicPartition, PartitionState] = {}
+        self._since_checkpoint: dict[TopicPartition, int] = {}
+        common = kafka.client_kwargs()
+        self.consumer = KafkaConsumer(
+            group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=500, **common)
+        self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
+        self._last_lag = 0.0
+        self._last_summary = 0.0
+
+    # partition ownership -------------------------------------------------------------------
+    def _acquire(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            cp = self.store.load_checkpoint(tp.topic, tp.partition)
+            if cp is not None:
+                state = PartitionState.from_checkpoint(cp, self.pipeline.drift)
+                self.consumer.seek(tp, state.next_offset)
+            else:
+                state = PartitionState(topic=tp.topic, partition=tp.partition)
+            self._states[tp] = state
+            self._since_checkpoint[tp] = 0
+            log.info("acquired %s[%d] at offset %d", tp.topic, tp.partition, state.next_offset)
+
+    def _release(self, revoked: list[TopicPartition]) -> None:
+        owned = [tp for tp in revoked if tp in self._states]
+        if owned:
+            try:
+                # Runs on kafka-python's IO thread, where a blocking commit is not allowed; the
+                # Redis checkpoint alone is enough, since the next owner seeks to its offset.
+                self._checkpoint(owned, commit=False)
+            except (StoreError, KafkaError) as exc:  # the next owner replays from the last one
+                log.warning("could not checkpoint revoked partitions: %s", exc)
+        for tp in owned:
+            self._states.pop(tp, None)
+            self._since_checkpoint.pop(tp, None)
+
+    # the loop ----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, *, max_idle_s: float | None = None) -> None:
+        self.consumer.subscribe([self.topics.outputs], listener=_Rebalance(self))
+        self.metrics.up.set(1)
+        idle_since = self.clock()
+        try:
+            while not self._stop.is_set():
+                batch = self.consumer.poll(timeout_ms=500)
+                if not batch:
+                    self._checkpoint_due(force=True)
+                    self._export_summaries()
+                    if not self._states:  # still joining the group: not idle, just waiting
+                        idle_since = self.clock()
+                    elif max_idle_s is not None and self.clock() - idle_since > max_idle_s:
+                        break
+                    self._update_lag()
+                    continue
+                idle_since = self.clock()
+                started = time.perf_counter()
+                for tp, records in batch.items():
+                    if tp in self._states:
+                        self._handle(tp, records)
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                self._checkpoint_due(force=False)
+                self._update_lag()
+            self._checkpoint(list(self._states))
+            self._states.clear()  # checkpointed and committed: nothing left for the revoke hook
+        finally:
+            self.metrics.up.set(0)
+            self.producer.flush()
+            self.consumer.close(autocommit=False)
+            self.producer.close()
+
+    def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
+        state = self._states[tp]
+        self.metrics.consumed.labels(tp.topic).inc(len(records))
+        valid: list[tuple[int, OutputEvent]] = []
+        for rec in records:
+            if rec.offset < state.next_offset:
+                continue  # already in the checkpointed state
+            try:
+                valid.append((rec.offset, parse_output_event(rec.value or b"",
+                                                             max_bytes=self.max_event_bytes)))
+            except InvalidEventError as exc:
+                self._dead_letter(tp, rec, exc)
+        now = self.clock()
+        for _, ev in valid:
+            self._observe_metrics(ev, now)
+        emb = self.pipeline.embed([ev for off, ev in valid if off >= state.next_offset])
+        self.metrics.embedded.inc(len(emb))
+        raised = self.pipeline.process(state, valid, emb)
+        for r in raised:
+            self._publish_anomaly(r)
+        state.next_offset = max(state.next_offset, records[-1].offset + 1)
+        self._since_checkpoint[tp] = self._since_checkpoint.get(tp, 0) + len(records)
+        self._export_summaries()
+
+    def _export_summaries(self) -> None:
+        """Refresh the per-signal gauges at most every two seconds (summaries are not free)."""
+        now = self.clock()
+        if now - self._last_summary < 2.0:
+            return
+        self._last_summary = now
+        for state in self._states.values():
+            for mon in state.monitors.values():
+                k = mon.key
+                self.metrics.export_summary((k.model, k.model_version, k.segment), mon.summary())
+
+    def _observe_metrics(self, ev: OutputEvent, now: float) -> None:
+        labels = (ev.model, ev.model_version, self.pipeline.segments.key_for(ev.segment))
+        self.metrics.processed.labels(*labels).inc()
+        self.metrics.output_length.labels(*labels).observe(len(ev.output))
+        if ev.token_logprobs:
+            self.metrics.logprob_mean.labels(*labels).observe(
+                sum(ev.token_logprobs) / len(ev.token_logprobs))
+        if self.pipeline.extractor.is_refusal(ev.output):
+            self.metrics.refusals.labels(*labels).inc()
+        self.metrics.event_age.observe(max(0.0, now - ev.ts_unix))
+
+    def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidEventError) -> None:
+        self.metrics.invalid.labels(exc.reason).inc()
+        letter = DeadLetter(
+            reason=exc.reason, detail=exc.detail[:1000], source_topic=tp.topic,
+            source_partition=tp.partition, source_offset=rec.offset,
+            raw_b64=base64.b64encode(rec.value or b"").decode(),
+            received_at=datetime.fromtimestamp(self.clock(), UTC),
+        )
+        self.producer.send(
+            self.topics.dead_letter, key=f"{tp.topic}:{tp.partition}:{rec.offset}".encode(),
+            value=letter.model_dump_json().encode(),
+            headers=[("driftscope-reason", exc.reason.encode())])
+
+    def _publish_anomaly(self, r: RaisedAnomaly) -> None:
+        a = r.anomaly
+        self.metrics.anomalies.labels(a.key.model, a.key.model_version, a.key.segment, a.signal,
+                                      a.detector).inc()
+        if r.opened:
+            self.metrics.incidents_opened.labels(a.key.model, a.key.model_version, a.key.segment,
+                                                 a.signal).inc()
+        event = AnomalyEvent(
+            incident_id=r.incident.id, kind="opened" if r.opened else "updated",
+            model=a.key.model, model_version=a.key.model_version, segment=a.key.segment,
+            signal=a.signal, detector=a.detector, statistic=a.statistic, threshold=a.threshold,
+            effect_size=a.effect_size, event_id=a.event_id,
+            ts=datetime.fromtimestamp(a.ts, UTC), exemplars=list(a.exemplars))
+        self.producer.send(self.topics.anomalies, key=r.incident.id.encode(),
+                           value=event.model_dump_json().encode())
+
+    # checkpoints --------------------------------------------------------------------------------
+    def _checkpoint_due(self, *, force: bool) -> None:
+        due = [tp for tp, n in self._since_checkpoint.items()
+               if n > 0 and (force or n >= self.checkpoint_every)]
+        if due:
+            self._checkpoint(due)
+
+    def _checkpoint(self, tps: list[TopicPartition], *, commit: bool = True) -> None:
+        """Flush what was sent, save state, then commit offsets: never the other way round."""
+        tps = [tp for tp in tps if tp in self._states]
+        if not tps:
+            return
+        self.producer.flush()
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        offsets = {}
+        for tp in tps:
+            state = self._states[tp]
+            cp = state.to_checkpoint(now)
+            try:
+                self.store.save_checkpoint(cp)
+            except StoreError:
+                self.metrics.checkpoints.labels("failed").inc()
+                raise
+            self.metrics.checkpoints.labels("ok").inc()
+            offsets[tp] = OffsetAndMetadata(state.next_offset, "", -1)
+            self._since_checkpoint[tp] = 0
+        if commit:
+            self.consumer.commit(offsets)
+
+    def _update_lag(self) -> None:
+        now = self.clock()
+        if now - self._last_lag < 5.0 or not self._states:
+            return
+        self._last_lag = now
+        try:
+            ends = self.consumer.end_offsets(list(self._states))
+        except KafkaError:
+            return
+        for tp, end in ends.items():
+            state = self._states.get(tp)
+            if state is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - state.next_offset))

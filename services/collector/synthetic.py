@@ -1,0 +1,87 @@
+"""Synthetic OutputEvent streams with known change points, for tests, benchmarks and smoke runs.
+
+Not a model: per-event signals are drawn from simple distributions (per-token logprobs around a
+route-specific mean, refusals at a route-specific rate, lengths around a mean) so that a planted
+change is known exactly. The end-to-end tests and the demo use real model generations instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["Drift", "StreamSpec", "generate_events", "to_jsonl"]
+
+ROUTES = ("billing", "shipping", "account", "tech")
+_ANSWERS = {
+    "billing": "Your invoice for this month is available under Settings > Billing.",
+    "shipping": "Your parcel left our warehouse and should arrive within three days.",
+    "account": "You can reset your password from the sign-in page with the link we email you.",
+    "tech": "Please restart the app and clear its cache; that fixes most sync problems.",
+}
+_REFUSAL = "I'm sorry, but I can't help with that request."
+
+
+@dataclass(frozen=True)
+class Drift:
+    """From event ``start`` on (in the given ``route``, or all when ``None``), shift the stream."""
+
+    start: int
+    route: str | None = None
+    logprob_shift: float = 0.0
+    refusal_rate: float | None = None
+    length_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    n: int
+    model: str = "support-bot"
+    model_version: str = "v1"
+    seed: int = 0
+    refusal_rate: float = 0.02
+    logprob_mean: float = -0.6
+    logprob_sd: float = 0.5
+    tokens: int = 24
+    drifts: tuple[Drift, ...] = ()
+    start: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    prefix: str = "ev"
+
+
+def generate_events(spec: StreamSpec) -> Iterator[dict[str, Any]]:
+    """Yield OutputEvent dicts (JSON-ready) one second apart, routes in round-robin order."""
+    rng = random.Random(spec.seed)
+    for i in range(spec.n):
+        route = ROUTES[i % len(ROUTES)]
+        shift, refusal, factor = 0.0, spec.refusal_rate, 1.0
+        for d in spec.drifts:
+            if i >= d.start and (d.route is None or d.route == route):
+                shift += d.logprob_shift
+                refusal = d.refusal_rate if d.refusal_rate is not None else refusal
+                factor *= d.length_factor
+        refused = rng.random() < refusal
+        n_tok = max(2, int(rng.gauss(spec.tokens * factor, 3)))
+        mu = spec.logprob_mean + shift + rng.gauss(0.0, spec.logprob_sd)
+        lps = [min(0.0, rng.gauss(mu, 0.4)) for _ in range(n_tok)]
+        text = _REFUSAL if refused else _ANSWERS[route]
+        if not refused and factor != 1.0:
+            text = " ".join([text] * max(1, round(factor)))
+        yield {
+            "event_id": f"{spec.prefix}-{spec.model_version}-{i:07d}",
+            "ts": (spec.start + timedelta(seconds=i)).isoformat(),
+            "model": spec.model,
+            "model_version": spec.model_version,
+            "prompt": f"[{route}] customer question {i}",
+            "output": text,
+            "segment": {"route": route},
+            "token_logprobs": lps,
+            "latency_ms": max(1.0, rng.gauss(350.0, 40.0)),
+        }
+
+
+def to_jsonl(events: Iterator[dict[str, Any]]) -> str:
+    return "".join(json.dumps(e) + "\n" for e in events)
