@@ -79,6 +79,13 @@ class Notifier:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.metrics = metrics
+        if metrics is not None:
+            # every series exists at 0 from the start: a labelled counter born at its first
+            # increment hides that increment from rate() and increase() (and from the alerts)
+            for endpoint in settings.endpoints:
+                metrics.attempts.labels(endpoint.name)
+                for outcome in ("delivered", "dead_lettered"):
+                    metrics.deliveries.labels(endpoint.name, outcome)
 
     def notify(self, event: EventKind | str, incident: Incident) -> list[DeliveryResult]:
         """Send ``event`` (``incident.opened``, ``incident.updated`` or ``incident.attributed``)

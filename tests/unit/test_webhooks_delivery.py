@@ -148,8 +148,11 @@ def test_dead_letter_record_once_the_retry_budget_is_spent() -> None:
     dead = MemoryDeadLetterSink()
     registry = CollectorRegistry()
     with WebhookSink([500]) as rx:
-        [result] = notifier([endpoint(rx.url)], fake, dead, registry).notify(
-            "incident.opened", incident())
+        n = notifier([endpoint(rx.url)], fake, dead, registry)
+        # the series exist at 0 before anything happened, so the first failure is an increase
+        assert registry.get_sample_value("driftscope_webhook_deliveries_total",
+                                         {"endpoint": "ops", "outcome": "dead_lettered"}) == 0
+        [result] = n.notify("incident.opened", incident())
     assert not result.delivered and result.attempts == 4 and result.status == 500
     assert len(rx.received) == 4
     [record] = dead.records
