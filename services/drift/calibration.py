@@ -34,9 +34,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.linalg import solve_toeplitz
 
 from services.drift.settings import DriftSettings
 from services.errors import DetectorError
@@ -93,30 +95,42 @@ def split_budget(settings: DriftSettings) -> dict[tuple[str, str], Budget]:
 def cusum_arl(
     increments: FloatArray, h: float, states: int = 100, probs: FloatArray | None = None
 ) -> float:
-    """ARL of ``S_t = max(0, S_{t-1} + X)`` from 0 until ``S ≥ h``.
+    """ARL of ``S_t = max(0, S_{t-1} + X)`` from 0 until ``S ≥ h`` (Brook & Evans 1972).
 
     ``X`` takes the sorted values ``increments`` with probabilities ``probs`` (uniform when
-    ``None``). Returns ``inf`` when the chain cannot reach ``h``.
+    ``None``). Returns ``inf`` when the chain cannot reach ``h``. The cells of ``(0, h)`` share a
+    width, so their block of the transition matrix is Toeplitz: it is solved by Levinson
+    recursion (O(states²), no BLAS threads) and the atom at zero by elimination.
     """
     n = increments.size
     if n == 0 or h <= 0:
         raise DetectorError("cusum_arl needs increments and a positive threshold")
     if increments[-1] <= 0:
         return math.inf
-    width = h / states
-    v = np.concatenate(([0.0], (np.arange(states) + 0.5) * width))
-    edges = np.arange(states + 1) * width
-    pos = np.searchsorted(increments, edges[None, :] - v[:, None], side="right")
-    cdf = pos / n if probs is None else np.concatenate(([0.0], np.cumsum(probs)))[pos]
-    q = np.empty((states + 1, states + 1))
-    q[:, 0] = cdf[:, 0]
-    q[:, 1:] = np.diff(cdf, axis=1)
-    a = np.eye(states + 1) - q
+    m = states
+    width = h / m
+    cum = None if probs is None else np.concatenate(([0.0], np.cumsum(probs)))
+
+    def cdf(x: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        pos = np.searchsorted(increments, x, side="right")
+        out: FloatArray = pos / n if cum is None else cum[pos]
+        return out
+
+    # Cell i (centre (i+½)w) to cell j: P(X ∈ ((j-i-½)w, (j-i+½)w]), a function of j - i.
+    offsets = np.arange(-m, m + 1)
+    band = cdf((offsets + 0.5) * width) - cdf((offsets - 0.5) * width)
+    eye = (np.arange(m) == 0).astype(np.float64)
+    col, row = eye - band[m - np.arange(m)], eye - band[m + np.arange(m)]
+    to_zero = cdf(-(np.arange(m) + 0.5) * width)
     try:
-        run = np.linalg.solve(a, np.ones(states + 1))
+        sol = solve_toeplitz((col, row), np.column_stack((np.ones(m), to_zero)))
     except np.linalg.LinAlgError:
         return math.inf
-    value = float(run[0])
+    a, b = sol[:, 0], sol[:, 1]
+    from_zero = cdf(np.arange(m + 1) * width)
+    q00, q0c = from_zero[0], np.diff(from_zero)
+    denom = 1.0 - q00 - float(q0c @ b)
+    value = (1.0 + float(q0c @ a)) / denom if denom > 0 else math.inf
     return value if value > 0 and math.isfinite(value) else math.inf
 
 

@@ -26,6 +26,7 @@ from services.drift.exemplars import select_exemplars
 from services.drift.records import Anomaly, Observation, StreamKey
 from services.drift.reference import (
     INVALID,
+    MAX_ABS,
     NON_FINITE,
     ReferenceCollector,
     ReferenceSnapshot,
@@ -141,7 +142,7 @@ class StreamMonitor:
                 continue
             if type(raw) is float and sig.kind is SignalKind.CONTINUOUS:
                 value: Any = raw
-                if raw - raw != 0.0:  # NaN or ±inf
+                if not -MAX_ABS <= raw <= MAX_ABS:  # NaN, ±inf or too large
                     sig.counts[NON_FINITE] += 1
                     continue
             else:

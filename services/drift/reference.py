@@ -7,7 +7,8 @@ monitor instead. Reference values are never tested: windows hold only later even
 
 Value rules (one per kind; a value that breaks them is counted, never raised):
 
-* continuous: any real number except ``bool``; NaN and ±inf are *non-finite* (excluded, counted);
+* continuous: any real number except ``bool``; NaN, ±inf and magnitudes above ``1e100`` (which
+  cannot be squared in float64) are *non-finite* (excluded, counted);
 * boolean: ``bool`` or the numbers 0 and 1;
 * categorical: ``str`` (ints are turned into their decimal string);
 * embedding: a 1-D array of finite floats whose length matches the reference's;
@@ -47,6 +48,8 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 MISSING, NON_FINITE, INVALID = "missing", "non_finite", "invalid"
+MAX_ABS = 1e100
+"""Largest magnitude a continuous value or embedding component may have."""
 
 
 def coerce(kind: SignalKind, value: Any, dim: int | None = None) -> tuple[str | None, Any]:
@@ -57,7 +60,7 @@ def coerce(kind: SignalKind, value: Any, dim: int | None = None) -> tuple[str | 
         if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
             return INVALID, None
         x = float(value)
-        return (None, x) if math.isfinite(x) else (NON_FINITE, None)
+        return (None, x) if -MAX_ABS <= x <= MAX_ABS else (NON_FINITE, None)
     if kind is SignalKind.BOOLEAN:
         if isinstance(value, bool | np.bool_):
             return None, bool(value)
@@ -80,7 +83,7 @@ def _coerce_embedding(value: Any, dim: int | None) -> tuple[str | None, Any]:
         return INVALID, None
     if a.ndim != 1 or a.size == 0 or (dim is not None and a.size != dim):
         return INVALID, None
-    if not np.all(np.isfinite(a)):
+    if not np.all(np.abs(a) <= MAX_ABS):  # also false for NaN
         return NON_FINITE, None
     return None, a
 

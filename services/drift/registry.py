@@ -89,9 +89,12 @@ class Detector(ABC):
 
     def __init__(self, ctx: DetectorContext, calibration: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
-        self.calibration: dict[str, Any] = (
-            self.calibrate(ctx) if calibration is None else calibration
-        )
+        if calibration is None:
+            try:
+                calibration = self.calibrate(ctx)
+            except DetectorError as exc:  # e.g. a run length out of reach: off, and say why
+                calibration = {"disabled": f"calibration failed: {exc}"}
+        self.calibration: dict[str, Any] = calibration
         self.last_statistic = math.nan
         self.last_threshold = math.nan
         self.last_p_value: float | None = None

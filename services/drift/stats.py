@@ -46,13 +46,13 @@ def ks_pvalue(d: float, n1: int, n2: int, alpha: float) -> float:
     p_asym = float(kolmogorov(math.sqrt(en) * d))
     if p_asym > KS_SCREEN * alpha:
         return p_asym
-    return float(kstwo.sf(d, round(en)))
+    return float(kstwo.sf(d, max(1, round(en))))
 
 
 @lru_cache(maxsize=4096)
 def ks_critical(alpha: float, n1: int, n2: int) -> float:
     """The ``D`` whose p-value (as in :func:`ks_pvalue`) is ``alpha``."""
-    return float(kstwo.isf(alpha, round(n1 * n2 / (n1 + n2))))
+    return float(kstwo.isf(alpha, max(1, round(n1 * n2 / (n1 + n2)))))
 
 
 @lru_cache(maxsize=1024)

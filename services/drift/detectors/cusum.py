@@ -90,6 +90,8 @@ class NormalScoreCusum(TwoSidedCusum):
     def setup_score(self) -> None:
         ref = self.ctx.reference
         assert isinstance(ref, ContinuousReference)
+        if self.disabled is not None:
+            return
         self._ref = ref.values.tolist()
         n = len(self._ref)
         self._table = ndtri((np.arange(n + 1) + 0.5) / (n + 1)).tolist()

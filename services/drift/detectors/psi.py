@@ -60,6 +60,8 @@ class PopulationStabilityIndex(WindowDetector):
     def setup(self) -> None:
         ref = self.ctx.reference
         assert isinstance(ref, ContinuousReference)
+        if self.calibration["disabled"] is not None:
+            return
         self._edges = np.asarray(self.calibration["edges"], dtype=np.float64)
         self._k = self._edges.size + 1
         self._ref_bins = np.searchsorted(self._edges, ref.values, side="right")
