@@ -1,0 +1,207 @@
+"""One attribution job: an incident's exemplars → a report (pure of Kafka and Redis).
+
+:class:`Attributor` holds the loaded models (cached per model+adapter directory, loaded on first
+use) and runs, for a :class:`~services.worker.settings.ModelTarget`, every configured method's
+index over the exemplars. Indexes are opened afresh for each job, so each job re-checks the
+manifest against the model and every shard's sha256: a swapped or corrupted index fails the job
+with a reason instead of silently scoring garbage.
+
+The time limit is checked between steps (model load, each method, each query chunk); a running
+forward pass is not interrupted, so a job overruns its limit by at most one chunk.
+On CUDA, an out-of-memory error halves the batch size and retries the chunk, down to 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attribution.agreement import agreement
+from attribution.data import Example
+from attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError, ModelLoadError
+from services.store.model import Incident
+from services.worker.errors import JobFailedError
+from services.worker.report import aggregate_mrr, manifest_id
+from services.worker.settings import ModelTarget
+
+if TYPE_CHECKING:
+    from attribution.index import Index, QueryResult
+    from attribution.modeling import LoadedModel
+
+__all__ = ["Attributor", "exemplar_queries"]
+
+log = logging.getLogger("driftscope.worker")
+REPORT_VERSION = 1
+
+
+def exemplar_queries(incident: Incident, limit: int) -> tuple[list[Example], list[str]]:
+    """Queries from the incident's exemplars (prompt + output), and the ids skipped (no text)."""
+    queries: list[Example] = []
+    skipped: list[str] = []
+    for ex in incident.exemplars:
+        if not ex.output or not ex.output.strip():
+            skipped.append(ex.event_id)
+            continue
+        if len(queries) < limit:
+            queries.append(Example(ex.event_id, ex.prompt or "", ex.output))
+    return queries, skipped
+
+
+class _Deadline:
+    def __init__(self, limit_s: float, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.limit_s = limit_s
+        self.start = clock()
+
+    def check(self, step: str) -> None:
+        spent = self.clock() - self.start
+        if spent > self.limit_s:
+            raise JobFailedError("time_limit", f"{spent:.1f}s spent (limit {self.limit_s:g}s) "
+                                               f"before {step}")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+class Attributor:
+    """Runs attribution jobs; keeps loaded models between jobs (``max_models`` of them)."""
+
+    def __init__(self, *, device: str | None = None, max_models: int = 2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.device = device
+        self.max_models = max_models
+        self.clock = clock
+        self._models: dict[tuple[str, str | None], LoadedModel] = {}
+
+    def _model(self, target: ModelTarget) -> LoadedModel:
+        from attribution.modeling import load_model
+
+        key = (str(target.model_dir), str(target.adapter_dir) if target.adapter_dir else None)
+        if key not in self._models:
+            try:
+                model = load_model(target.model_dir, target.adapter_dir, device=self.device)
+            except ModelLoadError as exc:
+                raise JobFailedError("model_load", str(exc)) from exc
+            while len(self._models) >= self.max_models:
+                self._models.pop(next(iter(self._models)))
+            self._models[key] = model
+        return self._models[key]
+
+    @staticmethod
+    def _open(method: str, path: Path, model: LoadedModel) -> Index:
+        from attribution.index import open_index
+
+        if not (path / "manifest.json").is_file():
+            raise JobFailedError("index_missing", f"no index for {method!r} at {path}")
+        try:
+            return open_index(path, model=model, method=method)
+        except IndexMismatchError as exc:
+            raise JobFailedError("index_mismatch", str(exc)) from exc
+        except IndexCorruptError as exc:
+            raise JobFailedError("index_corrupt", str(exc)) from exc
+        except IndexError_ as exc:
+            raise JobFailedError("index_corrupt", str(exc)) from exc
+        except (KeyError, TypeError, ValueError, OSError) as exc:  # a manifest edited by hand
+            raise JobFailedError("index_corrupt", f"index at {path} is unusable: {exc!r}") from exc
+
+    def _query(self, index: Index, queries: Sequence[Example], target: ModelTarget,
+               deadline: _Deadline, method: str) -> list[QueryResult]:
+        out: list[QueryResult] = []
+        batch = target.batch_size
+        start = 0
+        while start < len(queries):
+            deadline.check(f"{method} queries {start}..")
+            chunk = queries[start : start + batch]
+            try:
+                out.extend(index.query(chunk, target.top_k, batch_size=batch,
+                                       query_ids=[q.id for q in chunk]))
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                if batch == 1:
+                    raise JobFailedError("out_of_memory", f"{method}: out of memory at batch "
+                                                          "size 1") from exc
+                import torch
+
+                torch.cuda.empty_cache()
+                batch = max(1, batch // 2)
+                log.warning("%s: out of memory, retrying with batch size %d", method, batch)
+                continue
+            start += len(chunk)
+        return out
+
+    def run(self, incident: Incident, target_key: str, target: ModelTarget) -> dict[str, Any]:
+        """Attribute ``incident``'s exemplars with every method of ``target``; the report.
+
+        Raises :class:`JobFailedError` for every expected failure (module docstring).
+        """
+        started_at = datetime.now(UTC)
+        deadline = _Deadline(target.time_limit_s, self.clock)
+        queries, skipped = exemplar_queries(incident, target.max_exemplars)
+        if not queries:
+            raise JobFailedError("no_exemplars", f"none of {len(incident.exemplars)} exemplars "
+                                                 "has output text", incident_id=incident.id)
+        t0 = self.clock()
+        model = self._model(target)
+        timings: dict[str, float] = {"load_model_s": self.clock() - t0}
+        per_method: dict[str, list[QueryResult]] = {}
+        methods: dict[str, Any] = {}
+        for method in target.methods:
+            deadline.check(f"method {method}")
+            path = Path(target.indexes[method])
+            t1 = self.clock()
+            index = self._open(method, path, model)
+            results = self._query(index, queries, target, deadline, method)
+            per_method[method] = results
+            methods[method] = {
+                "spec": index.settings.spec,
+                "index": str(path),
+                "manifest_id": manifest_id(path),
+                "corpus_hash": index.manifest.get("corpus", {}).get("hash"),
+                "seconds": self.clock() - t1,
+                "per_exemplar": [r.to_json() for r in results],
+                "aggregate": [row.to_json() for row in aggregate_mrr(results, target.top_k)],
+            }
+        deadline.check("the report")
+        agree = agreement(per_method, k=target.top_k) if len(per_method) > 1 else []
+        timings["total_s"] = self.clock() - deadline.start
+        primary = target.primary_method
+        return {
+            "version": REPORT_VERSION,
+            "status": "attributed",
+            "target": target_key,
+            "model_dir": str(target.model_dir),
+            "adapter_dir": str(target.adapter_dir) if target.adapter_dir else None,
+            "model_fingerprint": model.fingerprint,
+            "primary_method": primary,
+            "top_k": target.top_k,
+            "aggregation": "mean reciprocal rank over exemplars (services.worker.report)",
+            "aggregate": methods[primary]["aggregate"],
+            "methods": methods,
+            "index_manifest_ids": {m: v["manifest_id"] for m, v in methods.items()},
+            "agreement": _agreement_json(agree),
+            "exemplars": [q.id for q in queries],
+            "skipped_exemplars": skipped,
+            "timings": timings,
+            "started_at": started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+        }
+
+
+def _agreement_json(agree: list[Any]) -> dict[str, Any]:
+    if not agree:
+        return {"per_exemplar": [], "mean_overlap": None, "mean_spearman": None}
+    overlaps = [a.mean_overlap for a in agree if a.mean_overlap is not None]
+    rhos = [a.mean_spearman for a in agree if a.mean_spearman is not None]
+    return {
+        "per_exemplar": [{"query_id": a.query_id, **a.to_json()} for a in agree],
+        "mean_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
+        "mean_spearman": sum(rhos) / len(rhos) if rhos else None,
+    }

@@ -1,0 +1,98 @@
+"""The attribution report stored with an incident: pure functions over ranked results.
+
+Aggregate ranking across exemplars — **mean reciprocal rank** (MRR). For training example ``x``
+and the ``Q`` exemplars of an incident::
+
+    mrr(x) = (1 / Q) · Σ_q 1 / rank_q(x)        (a term is 0 when x is not in q's top-k)
+
+in (0, 1]; 1 means ``x`` is the top answer for every exemplar. Rank-based on purpose: raw scores
+differ in sign and scale between methods (cosine for repsim, dot products for gradsim, inverse-
+Hessian products for lissa/datainf) and between queries, while ranks mean the same everywhere.
+Ties are broken by ``hits`` (how many exemplars have ``x`` in their top-k), then by the mean
+score over those exemplars, then by id, so the order is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["AggregateRow", "aggregate_mrr", "manifest_id", "top_ids"]
+
+
+class _Hit(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def rank(self) -> int: ...
+
+
+class _Ranked(Protocol):
+    @property
+    def query_id(self) -> str: ...
+
+    @property
+    def results(self) -> Sequence[_Hit]: ...
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    """One training example in the aggregate ranking (module docstring for ``mrr``)."""
+
+    id: str
+    rank: int
+    mrr: float
+    hits: int
+    best_rank: int
+    mean_score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "rank": self.rank, "mrr": self.mrr, "hits": self.hits,
+                "best_rank": self.best_rank, "mean_score": self.mean_score}
+
+
+def aggregate_mrr(results: Sequence[_Ranked], top_k: int | None = None) -> list[AggregateRow]:
+    """Aggregate per-exemplar rankings into one, by mean reciprocal rank (module docstring).
+
+    ``top_k`` cuts the output (``None`` = every example that appears in some top-k list).
+    An empty ``results`` gives an empty ranking.
+    """
+    q = len(results)
+    if q == 0:
+        return []
+    rr: dict[str, float] = {}
+    hits: dict[str, int] = {}
+    best: dict[str, int] = {}
+    scores: dict[str, float] = {}
+    for res in results:
+        for h in res.results:
+            rr[h.id] = rr.get(h.id, 0.0) + 1.0 / h.rank
+            hits[h.id] = hits.get(h.id, 0) + 1
+            best[h.id] = min(best.get(h.id, h.rank), h.rank)
+            scores[h.id] = scores.get(h.id, 0.0) + h.score
+    order = sorted(rr, key=lambda i: (-rr[i], -hits[i], -scores[i] / hits[i], i))
+    if top_k is not None:
+        order = order[:top_k]
+    return [AggregateRow(i, n, rr[i] / q, hits[i], best[i], scores[i] / hits[i])
+            for n, i in enumerate(order, start=1)]
+
+
+def top_ids(rows: Sequence[AggregateRow] | Sequence[Mapping[str, Any]], k: int) -> list[str]:
+    """The ids of the first ``k`` aggregate rows (objects or their JSON)."""
+    out: list[str] = []
+    for row in rows[:k]:
+        out.append(str(row["id"]) if isinstance(row, Mapping) else row.id)
+    return out
+
+
+def manifest_id(index_dir: str | Path) -> str:
+    """Identity of an index as built: the first 16 hex digits of its manifest's sha256."""
+    data = (Path(index_dir) / "manifest.json").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
