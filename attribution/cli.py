@@ -25,7 +25,7 @@ from rich.table import Table
 
 from services.errors import DriftscopeError
 
-__all__ = ["app"]
+__all__ = ["app", "eval_markdown"]
 
 app = typer.Typer(name="attribution", help="Trace outputs back to fine-tuning examples.",
                   no_args_is_help=True)
@@ -217,6 +217,8 @@ def eval_(
     seed: int = 0,
     workdir: Annotated[Path | None, typer.Option(help="Keep models/indexes here.")] = None,
     device: DeviceOpt = None,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print the table as Markdown (for docs).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure Acc, Cover and auPRC of every method (DESIGN.md, "Attribution")."""
@@ -242,8 +244,10 @@ def eval_(
         if json_out:
             for row in rows:
                 _emit(row.to_json())
-            return
-        _print_eval(rows)
+        elif markdown:
+            sys.stdout.write(eval_markdown(rows))
+        else:
+            _print_eval(rows)
 
 
 def _usage(message: str) -> DriftscopeError:
@@ -272,6 +276,15 @@ def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path
         loaded = load_model(model, adapter, device=device)
     return evaluate(loaded, cx, qx, methods=specs, label_field=label_field, workdir=work,
                     log=log)
+
+
+def eval_markdown(rows: list[Any]) -> str:
+    """The evaluation rows as a Markdown table, one row per task and method."""
+    lines = ["| task | method | Acc | Cover | auPRC | seconds |", "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.task or '-'} | {r.method} | {r.acc:.3f} | {r.cover:.3f} | "
+                     f"{r.auprc:.3f} | {r.seconds:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _print_eval(rows: list[Any]) -> None:

@@ -44,7 +44,10 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["Hit", "Index", "QueryResult", "build_index", "featurize", "open_index"]
+__all__ = [
+    "Hit", "Index", "QueryResult", "build_index", "featurize", "index_from_features",
+    "open_index",
+]
 
 Progress = Callable[[int, int], None]
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -205,6 +208,45 @@ def build_index(
                     blocks=[{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks])
     write_manifest(out, manifest)
     return open_index(out, model=model, corpus=corpus, settings=settings)
+
+
+def index_from_features(
+    features: torch.Tensor,
+    ids: Sequence[str],
+    out_dir: str | Path,
+    settings: AttributionSettings,
+    blocks: Sequence[Block],
+    *,
+    model_fingerprint: str,
+    corpus_hash_: str,
+    shard_size: int = 65536,
+) -> Index:
+    """Write an index from precomputed raw features (N × D) and open it (without a model).
+
+    For features computed elsewhere (another worker, a benchmark); the manifest records the
+    given fingerprint and corpus hash, and queries go through :meth:`Index.results`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for n, start in enumerate(range(0, features.shape[0], shard_size)):
+        name = f"shard-{n:05d}.safetensors"
+        _write_shard(out / name, features[start : start + shard_size].float(),
+                     list(ids[start : start + shard_size]), settings.storage_dtype)
+        shards.append({"file": name, "sha256": file_sha256(out / name), "start": start,
+                       "rows": min(shard_size, features.shape[0] - start)})
+    manifest = {
+        "format": FORMAT, "version": 1, "status": "complete",
+        "created": datetime.now(UTC).isoformat(),
+        "model": {"fingerprint": model_fingerprint, "model_dir": None, "adapter_dir": None},
+        "corpus": {"hash": corpus_hash_, "count": features.shape[0]},
+        "settings": settings.model_dump(mode="json"), "features": settings.feature_key(),
+        "dtype": settings.storage_dtype, "shard_size": shard_size, "shards": shards,
+        "dim": int(features.shape[1]),
+        "blocks": [{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks],
+    }
+    write_manifest(out, manifest)
+    return open_index(out)
 
 
 class Index:
