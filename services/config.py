@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from services.alerts.settings import WebhookSettings
 from services.collector.signals import SignalSettings
 from services.drift import DriftSettings
 from services.errors import ConfigError
@@ -145,6 +146,7 @@ class CollectorSettings(_Base):
         default=3600.0, ge=0,
         description="A repeated anomaly within this many seconds (event time) updates the live "
                     "incident instead of opening a new one.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)
@@ -155,6 +157,7 @@ class WorkerSettings(_Base):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9465))
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     group_id: str = "driftscope-worker"
 
 

@@ -133,9 +133,25 @@ def collector_cmd(
         "metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
                               cooldown_s=s.cooldown_s)
+    notifier = None
+    if s.webhooks.endpoints:
+        from services.alerts import (
+            BackgroundNotifier,
+            Notifier,
+            RedisDeadLetterSink,
+            UrllibTransport,
+            WebhookMetrics,
+        )
+
+        notifier = BackgroundNotifier(Notifier(
+            s.webhooks, transport=UrllibTransport(),
+            dead_letters=RedisDeadLetterSink(client, key=s.webhooks.dead_letter_key,
+                                             max_len=s.webhooks.dead_letter_max),
+            metrics=WebhookMetrics(registry)))
     collector = Collector(pipeline, store, metrics, s.kafka, s.topics,
                           group_id=s.group_id, max_event_bytes=s.max_event_bytes,
-                          checkpoint_every=s.checkpoint_every)
+                          checkpoint_every=s.checkpoint_every,
+                          notify=notifier.submit if notifier is not None else None)
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
     try:
         collector.run(max_idle_s=max_idle)
@@ -143,3 +159,5 @@ def collector_cmd(
         collector.stop()
     finally:
         server.shutdown()
+        if notifier is not None:
+            notifier.close()

@@ -54,6 +54,15 @@ register_collect(app)
 register_demo(app)
 
 
+def _mount_alerts() -> None:
+    from services.alerts.cli import app as alerts_app
+
+    app.add_typer(alerts_app, name="alerts")
+
+
+_mount_alerts()
+
+
 def _mount_optional() -> None:
     try:
         from attribution.cli import app as attribution_app

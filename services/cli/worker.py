@@ -57,7 +57,7 @@ def worker_cmd(
         log.warning("no model targets configured: every incident will fail with no_target")
     worker = Worker(store, client, Attributor(device=s.device), metrics, s.kafka, s.topics,
                     s.models, group_id=s.group_id, lease_ttl_s=s.lease_ttl_s,
-                    key_prefix=s.redis.key_prefix)
+                    key_prefix=s.redis.key_prefix, session_timeout_s=s.session_timeout_s)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     try:
         worker.run(max_idle_s=max_idle)

@@ -13,6 +13,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.schemas import INVALID_REASONS
+
 __all__ = ["CollectorMetrics"]
 
 _STREAM = ("model", "model_version", "segment")
@@ -87,6 +89,19 @@ class CollectorMetrics:
             ["outcome"], registry=registry)
         self.up = Gauge("driftscope_collector_up", "1 while the consume loop runs.",
                         registry=registry)
+        for reason in INVALID_REASONS:
+            self.invalid.labels(reason)
+        for outcome in ("ok", "failed"):
+            self.checkpoints.labels(outcome)
+
+    def init_stream(self, labels: tuple[str, str, str], signals: list[tuple[str, Any]]) -> None:
+        """Create a new stream's counters at 0, so ``rate()`` sees their first increment."""
+        self.processed.labels(*labels)
+        self.refusals.labels(*labels)
+        for signal, config in signals:
+            self.incidents_opened.labels(*labels, signal)
+            for det in config.detectors:
+                self.anomalies.labels(*labels, signal, det)
 
     def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
         """Copy a :meth:`services.drift.StreamMonitor.summary` into the gauges."""

@@ -37,6 +37,7 @@ from services.config import KafkaSettings, TopicSettings
 from services.errors import InvalidEventError, StoreError
 from services.schemas import AnomalyEvent, DeadLetter, OutputEvent, parse_output_event
 from services.store.base import StateStore
+from services.store.model import Incident
 
 __all__ = ["Collector"]
 
@@ -73,8 +74,10 @@ class Collector:
         max_event_bytes: int = 1_000_000,
         checkpoint_every: int = 500,
         clock: Callable[[], float] = time.time,
+        notify: Callable[[str, Incident], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.notify = notify
         self.store = store
         self.metrics = metrics
         self.topics = topics
@@ -91,6 +94,7 @@ class Collector:
         self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
         self._last_lag = 0.0
         self._last_summary = 0.0
+        self._seen_streams: set[Any] = set()
 
     # partition ownership -------------------------------------------------------------------
     def _acquire(self, assigned: list[TopicPartition]) -> None:
@@ -169,6 +173,11 @@ class Collector:
         now = self.clock()
         for _, ev in valid:
             self._observe_metrics(ev, now)
+        for key in {self.pipeline.key_for(ev) for _, ev in valid}:
+            if key not in self._seen_streams:
+                self._seen_streams.add(key)
+                self.metrics.init_stream((key.model, key.model_version, key.segment),
+                                         list(self.pipeline.drift.signals.items()))
         emb = self.pipeline.embed([ev for off, ev in valid if off >= state.next_offset])
         self.metrics.embedded.inc(len(emb))
         raised = self.pipeline.process(state, valid, emb)
@@ -228,6 +237,8 @@ class Collector:
             ts=datetime.fromtimestamp(a.ts, UTC), exemplars=list(a.exemplars))
         self.producer.send(self.topics.anomalies, key=r.incident.id.encode(),
                            value=event.model_dump_json().encode())
+        if self.notify is not None:
+            self.notify("incident.opened" if r.opened else "incident.updated", r.incident)
 
     # checkpoints --------------------------------------------------------------------------------
     def _checkpoint_due(self, *, force: bool) -> None:

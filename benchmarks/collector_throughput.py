@@ -1,0 +1,151 @@
+"""Collector throughput against the real broker, with its baselines measured in the same run.
+
+Prints events/s for:
+
+- a bare kafka-python consumer loop over the topic (baseline for the scalar path);
+- the collector with scalar signals only (validation, signals, detectors, Redis checkpoints);
+- a bare ONNX Runtime session encoding the same output texts (baseline for the embedding path);
+- the collector with embeddings at sampling rate 1.0 and at the default rate;
+
+and the ratios the collector issue sets targets on (scalar ≥ 0.5× the bare consumer; embedding
+path ≥ 0.8× the bare encoder). Needs the local stack (``deploy/local/stack up``).
+
+    python -m benchmarks.collector_throughput [--events 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import cast
+
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from services.collector.build import open_embedder
+from services.collector.metrics import CollectorMetrics
+from services.collector.pipeline import Pipeline
+from services.collector.service import Collector
+from services.collector.signals import SignalExtractor, SignalSettings
+from services.collector.synthetic import StreamSpec, generate_events
+from services.config import EmbedderSettings, KafkaSettings, SegmentSettings, TopicSettings
+from services.drift import DriftSettings
+from services.store.base import StateStore
+from services.store.redis_store import RedisStore
+
+
+def _stack_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = Path(os.environ.get("DRIFTSCOPE_STACK_DIR", "/tmp/driftscope-stack")) / "stack.env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                env.setdefault(k, v)
+    return env
+
+
+def _topic(bootstrap: str, events: list[bytes]) -> str:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, 1, 1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
+    for e in events:
+        producer.send(name, key=b"support-bot", value=e)
+    producer.flush()
+    producer.close()
+    return name
+
+
+def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                             max_poll_records=500)
+    seen, start = 0, 0.0
+    while seen < n:
+        batch = consumer.poll(timeout_ms=1000)
+        if seen == 0 and batch:
+            start = time.perf_counter()
+        for records in batch.values():
+            for r in records:
+                seen += 1
+                _ = r.value
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return n / elapsed
+
+
+def collector_rate(bootstrap: str, topic: str, n: int, redis_url: str,
+                   embed: EmbedderSettings) -> float:
+    client = redis.Redis.from_url(redis_url)
+    store = cast(StateStore, RedisStore(client, key_prefix=f"bench-{uuid.uuid4().hex[:6]}:"))
+    embedder = open_embedder(embed) if embed.enabled else None
+    pipeline = Pipeline(DriftSettings(), SignalExtractor(SignalSettings()),
+                        SegmentSettings(label="route", allowed=["billing", "shipping", "account",
+                                                                "tech"]),
+                        store, embedder=embedder, embed_sampling_rate=embed.sampling_rate)
+    c = Collector(pipeline, store, CollectorMetrics(CollectorRegistry()),
+                  KafkaSettings(bootstrap_servers=bootstrap),
+                  TopicSettings(outputs=topic, dead_letter=f"{topic}.dlq",
+                                anomalies=f"{topic}.anomalies"),
+                  group_id=f"bench-{uuid.uuid4().hex[:6]}", checkpoint_every=2000)
+    start = time.perf_counter()
+    c.run(max_idle_s=2.0)
+    elapsed = time.perf_counter() - start - 2.0  # the idle wait that ends the run
+    client.close()
+    return n / elapsed
+
+
+def bare_encoder(texts: list[str], embed: EmbedderSettings, batch: int = 500) -> float:
+    enc = open_embedder(embed)
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        enc.encode(texts[i:i + batch])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--embed-events", type=int, default=2000)
+    args = ap.parse_args()
+    env = _stack_env()
+    bootstrap = env.get("DRIFTSCOPE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    redis_url = env.get("DRIFTSCOPE_REDIS_URL", "redis://127.0.0.1:16379/0")
+
+    events = list(generate_events(StreamSpec(n=args.events, seed=7)))
+    raw = [json.dumps(e).encode() for e in events]
+    topic = _topic(bootstrap, raw)
+    bare = bare_consumer(bootstrap, topic, len(raw))
+    scalar = collector_rate(bootstrap, topic, len(raw), redis_url,
+                            EmbedderSettings(enabled=False))
+
+    small = raw[: args.embed_events]
+    texts = [e["output"] for e in events[: args.embed_events]]
+    topic_e = _topic(bootstrap, small)
+    full = EmbedderSettings(enabled=True, sampling_rate=1.0, batch_size=500)
+    encoder = bare_encoder(texts, full)
+    emb_full = collector_rate(bootstrap, topic_e, len(small), redis_url, full)
+    default = EmbedderSettings(enabled=True)
+    topic_d = _topic(bootstrap, small)
+    emb_default = collector_rate(bootstrap, topic_d, len(small), redis_url, default)
+
+    print(f"{'path':<44} {'events/s':>10} {'ratio':>8}  target")
+    print(f"{'bare kafka-python consumer':<44} {bare:>10.0f} {1.0:>8.2f}")
+    print(f"{'collector, scalar signals':<44} {scalar:>10.0f} {scalar / bare:>8.2f}  >= 0.50")
+    print(f"{'bare ONNX Runtime encoder':<44} {encoder:>10.0f} {1.0:>8.2f}")
+    print(f"{'collector, embeddings at rate 1.0':<44} {emb_full:>10.0f} "
+          f"{emb_full / encoder:>8.2f}  >= 0.80")
+    print(f"{f'collector, embeddings at rate {default.sampling_rate}':<44} {emb_default:>10.0f} "
+          f"{emb_default / encoder:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
