@@ -89,6 +89,7 @@ class Worker:
         notifier: _Notifier | None = None,
         clock: Callable[[], float] = time.time,
         lease_poll_s: float = 1.0,
+        session_timeout_s: float = 45.0,
     ) -> None:
         self.store = store
         self.r = client
@@ -107,7 +108,8 @@ class Worker:
         common = kafka.client_kwargs()
         self.consumer = KafkaConsumer(
             group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=1,
+            max_poll_records=1, session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=int(session_timeout_s * 1000 / 3),
             max_poll_interval_ms=int((longest + 2 * lease_ttl_s + 120) * 1000), **common)
         self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
 

@@ -92,6 +92,9 @@ class AttributionWorkerSettings(WorkerSettings):
         default=120.0, gt=0, description="A job's Redis lease lives this long unless renewed; "
                                          "a killed worker's job passes to another after it.")
     device: str | None = Field(default=None, description="torch device; default cuda if present.")
+    session_timeout_s: float = Field(
+        default=45.0, ge=6.0, description="Kafka consumer session timeout: how soon the group "
+                                          "hands a dead worker's partitions to another.")
 
 
 def find_target(models: dict[str, ModelTarget], model: str,
