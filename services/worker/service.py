@@ -51,8 +51,7 @@ __all__ = ["Worker", "is_done"]
 
 log = logging.getLogger("driftscope.worker")
 
-_DONE = {IncidentState.ATTRIBUTED, IncidentState.FAILED, IncidentState.ACKNOWLEDGED,
-         IncidentState.RESOLVED}
+_WORKER_OWNED = {IncidentState.OPEN, IncidentState.ATTRIBUTING, IncidentState.FAILED}
 
 
 class _Job(Protocol):
@@ -65,9 +64,12 @@ class _Notifier(Protocol):
 
 
 def is_done(incident: Incident) -> bool:
-    """An incident needs no job: it has a report, or on-call already moved past attribution."""
-    return incident.attribution is not None or incident.state in (
-        IncidentState.ACKNOWLEDGED, IncidentState.RESOLVED)
+    """An incident needs no job: it has a report, or it was resolved before it got one.
+
+    An incident acknowledged before its report is still attributed (its state stays
+    ``acknowledged``; the report is added).
+    """
+    return incident.attribution is not None or incident.state == IncidentState.RESOLVED
 
 
 class Worker:
@@ -194,7 +196,7 @@ class Worker:
         if stored is not None:
             self._ensure_published(stored)
             if self.notifier is not None:
-                self.notifier.submit(f"incident.{stored.state.value}", stored)
+                self.notifier.submit("incident.attributed", stored)  # failed ones too
         return True
 
     def _attribute(self, incident_id: str, lease: JobLease) -> Incident | None:
@@ -202,8 +204,9 @@ class Worker:
         if inc is None or is_done(inc):  # finished by another worker before our lease
             self.metrics.skipped.labels("done" if inc else "not_found").inc()
             return inc
-        inc.transition(IncidentState.ATTRIBUTING, self._now())
-        self.store.save_incident(inc)
+        if inc.state in _WORKER_OWNED:
+            inc.transition(IncidentState.ATTRIBUTING, self._now())
+            self.store.save_incident(inc)
         started = time.perf_counter()
         self.metrics.in_progress.inc()
         try:
@@ -220,7 +223,8 @@ class Worker:
             return fresh
         fresh.attribution = report
         state = IncidentState.FAILED if reason else IncidentState.ATTRIBUTED
-        fresh.transition(state, self._now(), reason)
+        if fresh.state in _WORKER_OWNED:  # an incident on-call acknowledged keeps its state
+            fresh.transition(state, self._now(), reason)
         self.store.save_incident(fresh)
         self.metrics.jobs.labels(state.value).inc()
         self.metrics.seconds.observe(time.perf_counter() - started)
