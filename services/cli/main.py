@@ -15,6 +15,8 @@ from rich.console import Console
 from services.cli.collect import register as register_collect
 from services.cli.demo import register as register_demo
 from services.cli.errors import friendly_errors
+from services.cli.incidents import register as register_incidents
+from services.cli.worker import register as register_worker
 
 __all__ = ["app"]
 
@@ -52,6 +54,8 @@ def export_embedder_cmd(
 
 register_collect(app)
 register_demo(app)
+register_worker(app)
+register_incidents(app)
 
 
 def _mount_alerts() -> None:
