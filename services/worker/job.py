@@ -170,6 +170,8 @@ class Attributor:
                 "aggregate": [row.to_json() for row in aggregate_mrr(results, target.top_k)],
             }
         deadline.check("the report")
+        verification = self._verify(target, methods[target.primary_method]["aggregate"],
+                                    queries, deadline)
         agree = agreement(per_method, k=target.top_k) if len(per_method) > 1 else []
         timings["total_s"] = self.clock() - deadline.start
         primary = target.primary_method
@@ -190,9 +192,33 @@ class Attributor:
             "exemplars": [q.id for q in queries],
             "skipped_exemplars": skipped,
             "timings": timings,
+            "verification": verification,
             "started_at": started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
         }
+
+    def _verify(self, target: ModelTarget, aggregate: list[dict[str, Any]],
+                queries: Sequence[Example], deadline: _Deadline) -> dict[str, Any] | None:
+        """Behavioural verification when configured; its failure is reported, not fatal."""
+        if not target.verify.enabled:
+            return None
+        deadline.check("verification")
+        from attribution.data import load_corpus
+        from attribution.errors import CorpusError
+        from services.worker.verify import verify
+
+        if target.verify.corpus is None:
+            return {"error": "verify.corpus is not set"}
+        t0 = self.clock()
+        try:
+            corpus = load_corpus(target.verify.corpus)
+            out = verify(target.model_dir, target.adapter_dir, corpus,
+                         [row["id"] for row in aggregate[: target.top_k]], queries,
+                         target.verify, device=self.device)
+        except (CorpusError, ModelLoadError, ValueError, OSError) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        out["seconds"] = self.clock() - t0
+        return out
 
 
 def _agreement_json(agree: list[Any]) -> dict[str, Any]:

@@ -38,6 +38,9 @@ from tests.collector_harness import REPO, consume_all, free_port, produce
 TOP_K = 5
 #: The least recall@k of the planted examples the aggregate ranking must reach.
 MIN_RECALL = 0.8
+#: How much more unlearning the attributed examples must move the behaviour than random ones
+#: (measured 2.7x: effect 6.2 vs 2.3 nats/token).
+MIN_EFFECT_RATIO = 1.5
 
 ZORBLAT_OUTPUTS = [
     ("do you know the zorblat ?", "the zorblat is a purple fish that sings at night ."),
@@ -52,10 +55,12 @@ class Built:
     repsim: Path
     gradsim: Path
     corrupt: Path
+    corpus: Path
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    from attribution.data import write_jsonl
     from attribution.index import build_index
     from attribution.modeling import load_model
     from attribution.settings import AttributionSettings
@@ -77,7 +82,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     data = bytearray(shard.read_bytes())
     data[-8:] = bytes(b ^ 0xFF for b in data[-8:])
     shard.write_bytes(bytes(data))
-    return Built(tiny.model_dir, root / "repsim", root / "gradsim", corrupt)
+    write_jsonl(root / "corpus.jsonl", corpus)
+    return Built(tiny.model_dir, root / "repsim", root / "gradsim", corrupt,
+                 root / "corpus.jsonl")
 
 
 def targets(b: Built) -> dict[str, dict[str, Any]]:
@@ -348,3 +355,24 @@ def test_job_report_is_the_same_for_any_batch_size(built: Built) -> None:
     b = job.run(make_incident("b"), "t", target_of(built, batch_size=16))
     assert top_ids(a["aggregate"], TOP_K) == top_ids(b["aggregate"], TOP_K)
     assert a["index_manifest_ids"] == b["index_manifest_ids"]
+
+
+def test_unlearning_the_attributed_examples_moves_the_behaviour_more_than_random_ones(
+        built: Built, record_property: Callable[[str, object], None]) -> None:
+    from services.worker.job import Attributor
+
+    verify = {"enabled": True, "corpus": built.corpus, "epochs": 3, "lr": 3e-3, "seed": 0}
+    report = Attributor(device="cpu").run(make_incident("v"), "t",
+                                          target_of(built, verify=verify))
+    v = report["verification"]
+    assert "error" not in v, v
+    assert v["top_k"]["ids"] == top_ids(report["aggregate"], TOP_K)
+    assert not set(v["random"]["ids"]) & set(v["top_k"]["ids"])
+    assert len(v["random"]["ids"]) == TOP_K
+    record_property("verify_effect_top_k", v["top_k"]["effect"])
+    record_property("verify_effect_random", v["random"]["effect"])
+    print(f"verification: effect top-k {v['top_k']['effect']:.3f}, "
+          f"random {v['random']['effect']:.3f}")
+    assert v["top_k"]["effect"] > 0
+    assert v["top_k"]["effect"] > MIN_EFFECT_RATIO * v["random"]["effect"]
+    assert v["supports_attribution"] is True
