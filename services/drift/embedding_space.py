@@ -10,7 +10,7 @@ held-out half and a window are exchangeable under no drift, given the fitted spa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,11 @@ class EmbeddingReference:
     clusters: int
     n_total: int
     invalid: int = 0
+    _half_norms: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        c = self.centroids
+        object.__setattr__(self, "_half_norms", 0.5 * np.einsum("ij,ij->i", c, c))
 
     @property
     def dim(self) -> int:
@@ -61,8 +66,7 @@ class EmbeddingReference:
 
     def assign(self, x: FloatArray) -> IntArray:
         """Nearest centroid (squared Euclidean) of each row of ``x``."""
-        c = self.centroids
-        score = x @ c.T - 0.5 * np.einsum("ij,ij->i", c, c)[None, :]
+        score = x @ self.centroids.T - self._half_norms[None, :]
         out: IntArray = np.argmax(score, axis=1).astype(np.int64)
         return out
 

@@ -61,13 +61,17 @@ def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
 class _Signal:
     """One signal's runtime state inside a monitor."""
 
-    __slots__ = ("alarms", "collector", "config", "cooldown_until", "counts", "kind", "name",
-                 "reference", "seq", "tests", "window")
+    __slots__ = ("alarms", "collector", "config", "continuous", "cooldown_until", "counts",
+                 "fast_type", "kind", "name", "reference", "seq", "tests", "window")
 
     def __init__(self, name: str, config: SignalConfig) -> None:
         self.name = name
         self.config = config
         self.kind = config.kind
+        self.continuous = config.kind is SignalKind.CONTINUOUS
+        # values of this exact type skip the general rule (a range check aside)
+        self.fast_type: type | None = {SignalKind.CONTINUOUS: float, SignalKind.BOOLEAN: bool,
+                                       SignalKind.CATEGORICAL: str}.get(config.kind)
         self.counts = {"observed": 0, "missing": 0, NON_FINITE: 0, INVALID: 0}
         self.collector: ReferenceCollector | None = ReferenceCollector(config.kind)
         self.reference: SignalReference | None = None
@@ -96,6 +100,8 @@ class StreamMonitor:
         self.settings = settings
         self.key = key
         self._budgets: dict[tuple[str, str], Budget] = split_budget(settings)
+        self._test_every = settings.test_every
+        self._min_window = settings.min_window
         self._n_events = 0
         self._seeded = reference is not None
         self._source = None if reference is None else reference.source
@@ -140,20 +146,13 @@ class StreamMonitor:
             if raw is None:
                 sig.counts["missing"] += 1
                 continue
-            if type(raw) is float and sig.kind is SignalKind.CONTINUOUS:
-                value: Any = raw
-                if not -MAX_ABS <= raw <= MAX_ABS:  # NaN, ±inf or too large
-                    sig.counts[NON_FINITE] += 1
-                    continue
-            else:
-                dim = None
-                if isinstance(sig.reference, EmbeddingReference):
-                    dim = sig.reference.dim
-                elif sig.collector is not None:
-                    dim = sig.collector.dim
-                reason, value = coerce(sig.kind, raw, dim)
-                if reason is not None:
-                    sig.counts[reason] += 1
+            value: Any = raw
+            fast = type(value) is sig.fast_type  # the common case goes without a call
+            if fast and sig.continuous:
+                fast = -MAX_ABS <= value <= MAX_ABS
+            if not fast:
+                value = self._coerce(sig, raw)
+                if value is None:
                     continue
             sig.counts["observed"] += 1
             if sig.window is None:
@@ -164,6 +163,20 @@ class StreamMonitor:
             for sig in signals.values():
                 self._maybe_freeze(sig)
         return out
+
+    @staticmethod
+    def _coerce(sig: _Signal, raw: Any) -> Any:
+        """The kind's value rule; ``None`` (after counting why) when the value is refused."""
+        dim = None
+        if isinstance(sig.reference, EmbeddingReference):
+            dim = sig.reference.dim
+        elif sig.collector is not None:
+            dim = sig.collector.dim
+        reason, value = coerce(sig.kind, raw, dim)
+        if reason is not None:
+            sig.counts[reason] += 1
+            return None
+        return value
 
     def _collect(self, sig: _Signal, value: Any) -> None:
         assert sig.collector is not None
@@ -193,8 +206,8 @@ class StreamMonitor:
                 det.rearm()
                 if index >= sig.cooldown_until[det.name]:
                     out.append(self._raise(sig, det, finding, obs, index))
-        if window.new_since_test >= self.settings.test_every and sig.tests and (
-                len(window) >= self.settings.min_window):
+        if window.new_since_test >= self._test_every and sig.tests and (
+                len(window) >= self._min_window):
             self._run_tests(sig, obs, index, out)
 
     def _run_tests(self, sig: _Signal, obs: Observation, index: int, out: list[Anomaly]) -> None:

@@ -115,12 +115,14 @@ DEFAULT_SIGNALS: dict[str, SignalConfig] = {
                                   min_effect=0.05),
     "embedding": SignalConfig(kind=SignalKind.EMBEDDING,
                               detectors=("embedding_projection", "embedding_clusters"),
-                              min_effect=0.10),
+                              min_effect=0.10, window_size=500),
 }
 """The signals the collector produces, with defaults an operator can start from: a quarter of a
 reference standard deviation for logprob-like signals, 15 % for lengths, 20 % for latency, +2
 percentage points *and* +50 % for the refusal rate, 5 % of mass moving between finish reasons, 10 %
-of outputs moving between topic clusters."""
+of outputs moving between topic clusters (over a window of 500 embeddings: embeddings are
+usually computed for a sample of events only, and a shorter window lets a topic shift fill it
+sooner)."""
 
 
 class DriftSettings(BaseModel):
@@ -144,7 +146,7 @@ class DriftSettings(BaseModel):
     window_size: int = Field(default=1000, ge=10, description="Values per signal in the window.")
     min_window: int = Field(default=100, ge=5, description="No window test on fewer values.")
     test_every: int = Field(
-        default=50, ge=1, description="A window test runs after this many new values of a signal."
+        default=100, ge=1, description="A window test runs after this many new values of a signal."
     )
     max_false_alarms_per_100k: float = Field(
         default=1.0, gt=0,

@@ -113,3 +113,30 @@ def test_constant_stream_never_raises(name: str, kind: SignalKind) -> None:
         SignalKind.EMBEDDING: np.ones(DIM, dtype=np.float32) / 2}
     mon = StreamMonitor(tiny_settings(name, kind), KEY)
     assert feed(mon, [const[kind]] * 300, 0) == []
+
+
+@pytest.mark.parametrize("name", ["cusum", "page_hinkley"])
+def test_inlined_hot_path_equals_the_generic_cusum(name: str) -> None:
+    """The rank CUSUM and Page-Hinkley inline their score in ``update`` for speed; the result
+    must equal the generic two-sided CUSUM driven by their ``increments``."""
+    from services.drift.calibration import split_budget
+    from services.drift.reference import ContinuousReference
+    from services.drift.registry import DetectorContext, detector_class
+    from services.drift.sequential import TwoSidedCusum
+
+    rng = np.random.default_rng(2)
+    s = DriftSettings(signals={"x": SignalConfig(kind=SignalKind.CONTINUOUS, detectors=(name,),
+                                                 min_effect=0.1)},
+                      max_false_alarms_per_100k=50_000.0)
+    ref = ContinuousReference(np.sort(np.round(rng.normal(size=500), 1)))  # with ties
+    ctx = DetectorContext("x", s.signals["x"], s, ref, split_budget(s)[("x", name)], seed=9)
+    fast, slow = detector_class(name)(ctx), detector_class(name)(ctx)
+    assert isinstance(fast, TwoSidedCusum) and isinstance(slow, TwoSidedCusum)
+    values = np.concatenate((rng.normal(size=3000), rng.normal(0.6, 1, 3000))).round(1)
+    for i, v in enumerate(values.tolist()):
+        a, b = fast.update(v, i), TwoSidedCusum.update(slow, v, i)
+        assert a == b
+        if a is not None:
+            fast.rearm()
+            slow.rearm()
+        assert fast.runtime_state() == slow.runtime_state()

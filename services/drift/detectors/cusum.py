@@ -31,7 +31,7 @@ from scipy.special import ndtri
 
 from services.drift.effects import continuous_scale
 from services.drift.reference import ContinuousReference
-from services.drift.registry import DetectorContext, register_detector
+from services.drift.registry import DetectorContext, Finding, register_detector
 from services.drift.sequential import TwoSidedCusum, calibrate_sides
 from services.drift.settings import EffectUnit, SignalConfig, SignalKind
 
@@ -100,13 +100,55 @@ class NormalScoreCusum(TwoSidedCusum):
         self._seed = self.ctx.seed
 
     def increments(self, x: float, index: int) -> tuple[float, float]:
+        z = self._score(x, index)
+        return z - self._kp, -z - self._kn
+
+    def _score(self, x: float, index: int) -> float:
         r = self._ref
         lo = bisect_left(r, x)
         hi = bisect_right(r, x)
         if hi > lo:  # tied with reference values: a random position among the ties
             lo += int(uniform_hash(self._seed, index) * (hi - lo + 1))
         z: float = self._table[lo]
-        return z - self._kp, -z - self._kn
+        return z
+
+    def update(self, value: Any, index: int) -> Finding | None:
+        # TwoSidedCusum.update with the score inlined: this runs for every value.
+        if self.disabled is not None:
+            return None
+        r = self._ref
+        lo = bisect_left(r, value)
+        hi = bisect_right(r, value)
+        if hi > lo:
+            lo += int(uniform_hash(self._seed, index) * (hi - lo + 1))
+        z = self._table[lo]
+        s = self._sp + (z - self._kp)  # the same roundings as TwoSidedCusum.update
+        if s > 0.0:
+            if self._sp == 0.0:
+                self._up = [index, value, 1]
+            else:
+                seg = self._up
+                seg[1] += value
+                seg[2] += 1
+            self._sp = s
+        else:
+            self._sp = 0.0
+        s = self._sn + (-z - self._kn)
+        if s > 0.0:
+            if self._sn == 0.0:
+                self._dn = [index, value, 1]
+            else:
+                seg = self._dn
+                seg[1] += value
+                seg[2] += 1
+            self._sn = s
+        else:
+            self._sn = 0.0
+        if self._sp >= self._hp:
+            return self._crossing(1, index)
+        if self._sn >= self._hn:
+            return self._crossing(-1, index)
+        return None
 
     @property
     def effect_unit(self) -> str:
