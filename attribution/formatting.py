@@ -30,7 +30,7 @@ try:
 except ImportError as exc:  # pragma: no cover - needs the extra missing
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["EncodedBatch", "ExampleLike", "collate", "encode_example"]
+__all__ = ["EncodedBatch", "ExampleLike", "collate", "encode_example", "encode_examples"]
 
 IGNORE_INDEX = -100
 
@@ -51,41 +51,51 @@ class Encoded:
     prompt_len: int  # number of leading prompt tokens
 
 
-def _ids(tokenizer: Any, text: str, *, special: bool) -> list[int]:
-    out = tokenizer(text, add_special_tokens=special)["input_ids"]
-    return [int(t) for t in out]
+def _split_texts(tokenizer: Any, example: ExampleLike) -> tuple[str, str, bool]:
+    """(prompt part, response part, whether the prompt takes the tokenizer's special tokens)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return example.prompt + "\n", example.response, True
+    user = [{"role": "user", "content": example.prompt}]
+    full_text = tokenizer.apply_chat_template(
+        [*user, {"role": "assistant", "content": example.response}], tokenize=False
+    )
+    prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    if not full_text.startswith(prompt_text):  # template rewrites the user turn: use a prefix
+        n = 0
+        while n < min(len(full_text), len(prompt_text)) and full_text[n] == prompt_text[n]:
+            n += 1
+        prompt_text = full_text[:n]
+    return prompt_text, full_text[len(prompt_text) :], False
+
+
+def encode_examples(
+    tokenizer: Any, examples: Sequence[ExampleLike], max_length: int
+) -> list[Encoded]:
+    """Token ids and prompt lengths of ``examples`` (module docstring), tokenised in batch."""
+    parts = [_split_texts(tokenizer, ex) for ex in examples]
+    special = parts[0][2] if parts else True
+    prompts = tokenizer([p for p, _, _ in parts], add_special_tokens=special)["input_ids"]
+    responses = tokenizer([r for _, r, _ in parts], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    out = []
+    for prompt_ids, response_ids in zip(prompts, responses, strict=True):
+        prompt_ids, response_ids = [int(t) for t in prompt_ids], [int(t) for t in response_ids]
+        if special and eos is not None:  # default join rule ends with EOS
+            response_ids.append(int(eos))
+        if not response_ids:
+            response_ids = [int(eos or 0)]
+        overflow = len(prompt_ids) + len(response_ids) - max_length
+        if overflow > 0:
+            cut = min(overflow, max(len(prompt_ids) - 1, 0))
+            prompt_ids = prompt_ids[cut:]
+            response_ids = response_ids[: max_length - len(prompt_ids)]
+        out.append(Encoded(prompt_ids + response_ids, len(prompt_ids)))
+    return out
 
 
 def encode_example(tokenizer: Any, example: ExampleLike, max_length: int) -> Encoded:
     """Token ids of one example and the length of its prompt part (see module docstring)."""
-    if getattr(tokenizer, "chat_template", None):
-        user = [{"role": "user", "content": example.prompt}]
-        full_text = tokenizer.apply_chat_template(
-            [*user, {"role": "assistant", "content": example.response}], tokenize=False
-        )
-        prompt_text = tokenizer.apply_chat_template(
-            user, tokenize=False, add_generation_prompt=True
-        )
-        if not full_text.startswith(prompt_text):  # template rewrites the user turn: use a prefix
-            n = 0
-            while n < min(len(full_text), len(prompt_text)) and full_text[n] == prompt_text[n]:
-                n += 1
-            prompt_text = full_text[:n]
-        prompt_ids = _ids(tokenizer, prompt_text, special=False)
-        response_ids = _ids(tokenizer, full_text[len(prompt_text) :], special=False)
-    else:
-        prompt_ids = _ids(tokenizer, example.prompt + "\n", special=True)
-        response_ids = _ids(tokenizer, example.response, special=False)
-        if tokenizer.eos_token_id is not None:
-            response_ids.append(int(tokenizer.eos_token_id))
-    if not response_ids:
-        response_ids = [int(tokenizer.eos_token_id or 0)]
-    overflow = len(prompt_ids) + len(response_ids) - max_length
-    if overflow > 0:
-        cut = min(overflow, max(len(prompt_ids) - 1, 0))
-        prompt_ids = prompt_ids[cut:]
-        response_ids = response_ids[: max_length - len(prompt_ids)]
-    return Encoded(prompt_ids + response_ids, len(prompt_ids))
+    return encode_examples(tokenizer, [example], max_length)[0]
 
 
 @dataclass
@@ -112,7 +122,7 @@ def collate(
     tokenizer: Any, examples: Sequence[ExampleLike], max_length: int
 ) -> EncodedBatch:
     """Encode and right-pad ``examples`` into one batch."""
-    enc = [encode_example(tokenizer, ex, max_length) for ex in examples]
+    enc = encode_examples(tokenizer, examples, max_length)
     width = max(len(e.input_ids) for e in enc)
     pad = tokenizer.pad_token_id
     if pad is None:

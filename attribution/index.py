@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,16 +88,28 @@ def featurize(
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Raw float32 features (N × D, on CPU) of ``examples`` under ``method``'s featurizer."""
+    """Raw float32 features (N × D, on CPU) of ``examples`` under ``method``'s featurizer.
+
+    The next batch is tokenised in a background thread while the model runs on the current one.
+    """
     feat = method.featurizer(model)
+    starts = list(range(0, len(examples), batch_size))
+
+    def prepare(start: int) -> Any:
+        chunk = examples[start : start + batch_size]
+        return collate(model.tokenizer, chunk, method.settings.max_length)
+
+    out = []
     try:
-        out = []
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            batch = collate(model.tokenizer, chunk, method.settings.max_length).to(model.device)
-            out.append(feat(batch).float().cpu())
-            if on_batch is not None:
-                on_batch(len(chunk))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prepare, starts[0]) if starts else None
+            for i, start in enumerate(starts):
+                assert pending is not None
+                batch = pending.result().to(model.device)
+                pending = pool.submit(prepare, starts[i + 1]) if i + 1 < len(starts) else None
+                out.append(feat(batch).float().cpu())
+                if on_batch is not None:
+                    on_batch(min(batch_size, len(examples) - start))
     finally:
         feat.close()
     return torch.cat(out) if out else torch.zeros(0, 0)

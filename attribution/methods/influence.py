@@ -43,7 +43,9 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["DataInf", "LiSSA", "block_slices", "datainf_inverse", "lissa_inverse"]
+__all__ = [
+    "DataInf", "LiSSA", "block_slices", "datainf_factors", "datainf_inverse", "lissa_inverse",
+]
 
 
 def block_slices(rows: RowSource) -> list[slice]:
@@ -77,22 +79,35 @@ def lissa_inverse(
     return h / scale
 
 
-def datainf_inverse(v: torch.Tensor, rows: RowSource, sl: slice, lam_coef: float,
-                    n_params: int) -> torch.Tensor:
-    """DataInf estimate of ``(H_l + λ_l I)⁻¹ vᵀ`` for one block (module doc, eq. 5)."""
-    total, n = 0.0, 0
+def datainf_factors(rows: RowSource, lam_coef: float) -> list[tuple[float, torch.Tensor]]:
+    """Per block: ``λ_l`` and ``M_l = (1/n) Σ_i g_i g_iᵀ / (λ_l + ||g_i||²)`` (two passes).
+
+    DataInf's estimate is then ``(H_l + λ_l I)⁻¹ v ≈ (v − M_l v) / λ_l`` (module doc, eq. 5).
+    """
+    slices = block_slices(rows)
+    sq = [0.0] * len(slices)
+    n = 0
     for chunk in rows.iter_raw_rows():
-        total += float((chunk[:, sl].double() ** 2).sum())
+        c = chunk.double()
+        for j, s in enumerate(slices):
+            sq[j] += float((c[:, s] ** 2).sum())
         n += chunk.shape[0]
-    lam = lam_coef * total / max(n, 1) / n_params
-    lam = max(lam, 1e-30)
-    acc = torch.zeros_like(v, dtype=torch.float64)
-    vd = v.double()
+    n = max(n, 1)
+    lams = [max(lam_coef * sq[j] / n / b.n_params, 1e-30) for j, b in enumerate(rows.blocks)]
+    mats = [torch.zeros(s.stop - s.start, s.stop - s.start, dtype=torch.float64) for s in slices]
     for chunk in rows.iter_raw_rows():
-        g = chunk[:, sl].double()  # (m, k)
-        coef = (vd @ g.T) / (lam + (g**2).sum(1))  # (Q, m)
-        acc += coef @ g
-    return ((vd - acc / max(n, 1)) / lam).float()
+        c = chunk.double()
+        for s, lam, mat in zip(slices, lams, mats, strict=True):
+            g = c[:, s]
+            w = 1.0 / (lam + (g**2).sum(1))
+            mat += (g * w[:, None]).T @ g
+    return [(lam, mat / n) for lam, mat in zip(lams, mats, strict=True)]
+
+
+def datainf_inverse(v: torch.Tensor, lam: float, m: torch.Tensor) -> torch.Tensor:
+    """DataInf estimate of ``(H_l + λ_l I)⁻¹ vᵀ`` for the rows of ``v`` (Q × k)."""
+    vd = v.double()
+    return ((vd - vd @ m.T) / lam).float()
 
 
 @register
@@ -100,13 +115,16 @@ class LiSSA(Method):
     """Influence with a LiSSA inverse-Hessian estimate (module docstring)."""
 
     name = "lissa"
+    _cache: tuple[RowSource, list[torch.Tensor]] | None = None
 
     def featurizer(self, model: LoadedModel) -> Featurizer:
         return GradientFeaturizer(model, self.settings)
 
     def prepare_queries(self, queries: torch.Tensor, rows: RowSource) -> torch.Tensor:
+        if self._cache is None or self._cache[0] is not rows:
+            self._cache = (rows, _empirical_fisher(rows))
         out = torch.empty_like(queries)
-        for s, hess in zip(block_slices(rows), _empirical_fisher(rows), strict=True):
+        for s, hess in zip(block_slices(rows), self._cache[1], strict=True):
             out[:, s] = lissa_inverse(
                 queries[:, s], hess.to(queries.device), damping=self.settings.lissa_damping,
                 scale=self.settings.lissa_scale, depth=self.settings.lissa_depth,
@@ -119,14 +137,15 @@ class DataInf(Method):
     """Influence with DataInf's closed-form inverse-Hessian approximation (module docstring)."""
 
     name = "datainf"
+    _cache: tuple[RowSource, list[tuple[float, torch.Tensor]]] | None = None
 
     def featurizer(self, model: LoadedModel) -> Featurizer:
         return GradientFeaturizer(model, self.settings)
 
     def prepare_queries(self, queries: torch.Tensor, rows: RowSource) -> torch.Tensor:
+        if self._cache is None or self._cache[0] is not rows:
+            self._cache = (rows, datainf_factors(rows, self.settings.datainf_lambda))
         out = torch.empty_like(queries)
-        for s, block in zip(block_slices(rows), rows.blocks, strict=True):
-            out[:, s] = datainf_inverse(
-                queries[:, s].cpu(), rows, s, self.settings.datainf_lambda, block.n_params
-            ).to(queries.device)
+        for s, (lam, m) in zip(block_slices(rows), self._cache[1], strict=True):
+            out[:, s] = datainf_inverse(queries[:, s].cpu(), lam, m).to(queries.device)
         return out
