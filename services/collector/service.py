@@ -56,7 +56,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Collector:
-    """One collector replica. ``run()`` loops until ``stop()`` (or ``max_idle_s`` without data).
+    """One collector replica. ``run()`` loops until ``stop()``, or until it has been caught up
+    with every assigned partition for ``max_idle_s`` (batch runs and tests).
 
     Give it a store wrapped in :class:`~services.store.retry.RetryingStore` (the pipeline too),
     so a Redis restart pauses the loop instead of stopping it.
@@ -132,13 +133,20 @@ class Collector:
         idle_since = self.clock()
         try:
             while not self._stop.is_set():
-                batch = self.consumer.poll(timeout_ms=500)
+                try:
+                    batch = self.consumer.poll(timeout_ms=500)
+                except KafkaError as exc:  # broker away: kafka-python reconnects on next poll
+                    log.warning("poll failed (%s); retrying", exc)
+                    time.sleep(0.5)
+                    continue
                 if not batch:
                     self._checkpoint_due(force=True)
                     self._export_summaries()
-                    if not self._states:  # still joining the group: not idle, just waiting
+                    if max_idle_s is None:
+                        pass
+                    elif not self._caught_up():  # joining, broker away, or more to read
                         idle_since = self.clock()
-                    elif max_idle_s is not None and self.clock() - idle_since > max_idle_s:
+                    elif self.clock() - idle_since > max_idle_s:
                         break
                     self._update_lag()
                     continue
@@ -267,7 +275,22 @@ class Collector:
             offsets[tp] = OffsetAndMetadata(state.next_offset, "", -1)
             self._since_checkpoint[tp] = 0
         if commit:
-            self.consumer.commit(offsets)
+            try:
+                self.consumer.commit(offsets)
+            except KafkaError as exc:
+                # The Redis checkpoint already holds these offsets and a restarted owner seeks
+                # there, so a commit lost while the broker is away costs nothing; retry later.
+                log.warning("offset commit failed (%s); the checkpoint keeps the offsets", exc)
+
+    def _caught_up(self) -> bool:
+        """True when partitions are assigned and nothing is left to read in any of them."""
+        if not self._states:
+            return False
+        try:
+            ends = self.consumer.end_offsets(list(self._states))
+        except KafkaError:
+            return False
+        return all(ends.get(tp, 0) <= st.next_offset for tp, st in self._states.items())
 
     def _update_lag(self) -> None:
         now = self.clock()

@@ -1,6 +1,7 @@
 """The four managed processes: how each is prepared, started, probed and stopped.
 
-A component that `up` starts gets fresh data (its ``data/`` directory is recreated) and a
+A component that `up` starts gets fresh data (its ``data/`` directory is recreated; `restart`
+keeps it, and does not reformat Kafka's storage) and a
 pidfile holding its pid and start time; `down` signals only a process whose pid *and* start time
 still match, so it never touches anything it did not start, even after a pid was recycled.
 """
@@ -40,7 +41,7 @@ class Component:
     ports: tuple[int, ...]
     directory: Path
     probe: Callable[[], bool]  # one quick attempt: does it answer?
-    prepare: Callable[[], list[str]]  # write config, reset data; returns the command line
+    prepare: Callable[[bool], list[str]]  # write config, reset data unless kept; command line
 
     @property
     def pidfile(self) -> Path:
@@ -59,7 +60,7 @@ class Component:
             return None
         return pid if _start_time(pid) == started else None
 
-    def start(self) -> int:
+    def start(self, *, keep_data: bool = False) -> int:
         taken = [p for p in self.ports if port_taken(p)]
         if taken:
             raise SystemExit(
@@ -67,7 +68,7 @@ class Component:
                 "process this stack did not start; stop it or pick other ports (stack --help)"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        cmd = self.prepare()
+        cmd = self.prepare(keep_data)
         with self.logfile.open("wb") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -119,19 +120,24 @@ def _write(path: Path, text: str) -> Path:
 def kafka(s: Settings) -> Component:
     d = s.root / "kafka"
 
-    def prepare() -> list[str]:
+    def prepare(keep_data: bool) -> list[str]:
         libs = ensure_kafka_libs(s)
-        props = _write(d / "server.properties", kafka_server_properties(s, fresh_dir(d / "data")))
+        formatted = keep_data and (d / "data" / "meta.properties").exists()
+        data = d / "data" if formatted else fresh_dir(d / "data")
+        props = _write(d / "server.properties", kafka_server_properties(s, data))
         log4j = _write(d / "log4j2.properties", KAFKA_LOG4J2)
         java = [
             which("java"), f"-Xmx{s.kafka_heap}", "-Xms64m", "-XX:+UseSerialGC",
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={d}", "-cp", f"{libs}/*",
         ]  # fmt: skip
-        fmt = [*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id()]
-        done = subprocess.run([*fmt, "-c", str(props)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"stack: formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+        if not formatted:
+            fmt = [*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id()]
+            done = subprocess.run([*fmt, "-c", str(props)], capture_output=True, text=True,
+                                  check=False)
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"stack: formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
         return [*java, "kafka.Kafka", str(props)]
 
     return Component(
@@ -143,11 +149,12 @@ def kafka(s: Settings) -> Component:
 def redis(s: Settings) -> Component:
     d = s.root / "redis"
 
-    def prepare() -> list[str]:
+    def prepare(keep_data: bool) -> list[str]:
         # 256 databases: the test fixtures hand each test a database of its own
         return [
             which("redis-server"), "--port", str(s.redis_port), "--bind", HOST,
-            "--dir", str(fresh_dir(d / "data")), "--save", "", "--appendonly", "no",
+            "--dir", str(d / "data" if keep_data else fresh_dir(d / "data")),
+            "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--databases", "256", "--logfile", "",
         ]  # fmt: skip
 
@@ -161,14 +168,15 @@ def prometheus(s: Settings) -> Component:
     d = s.root / "prometheus"
     url = f"http://{HOST}:{s.prometheus_port}"
 
-    def prepare() -> list[str]:
+    def prepare(keep_data: bool) -> list[str]:
         fresh_dir(s.targets_dir)  # targets of an earlier run point at dead exporters
         _write(s.targets_dir / "driftscope.json", "[]\n")
         s.rules_dir.mkdir(parents=True, exist_ok=True)  # kept: rules copied here survive
         cfg = _write(d / "prometheus.yml", prometheus_config(s))
         return [
             which("prometheus"), f"--config.file={cfg}",
-            f"--storage.tsdb.path={fresh_dir(d / 'data')}", "--storage.tsdb.retention.time=1d",
+            f"--storage.tsdb.path={d / 'data' if keep_data else fresh_dir(d / 'data')}",
+            "--storage.tsdb.retention.time=1d",
             f"--web.listen-address={HOST}:{s.prometheus_port}", "--web.enable-lifecycle",
             # re-send firing alerts every second (default 1m): an alert whose first send was
             # dropped while Alertmanager was being rediscovered after a reload arrives anyway
@@ -184,11 +192,11 @@ def alertmanager(s: Settings) -> Component:
     d = s.root / "alertmanager"
     url = f"http://{HOST}:{s.alertmanager_port}"
 
-    def prepare() -> list[str]:
+    def prepare(keep_data: bool) -> list[str]:
         cfg = _write(d / "alertmanager.yml", alertmanager_config(s))
         return [
             which("prometheus-alertmanager", "alertmanager"), f"--config.file={cfg}",
-            f"--storage.path={fresh_dir(d / 'data')}",
+            f"--storage.path={d / 'data' if keep_data else fresh_dir(d / 'data')}",
             f"--web.listen-address={HOST}:{s.alertmanager_port}",
             "--cluster.listen-address=",  # no gossip port: one instance, nothing to join
         ]  # fmt: skip
