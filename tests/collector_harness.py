@@ -34,14 +34,18 @@ def free_port() -> int:
 
 
 def produce(bootstrap: str, topic: str, events: Iterable[Mapping[str, Any] | bytes],
-            key: bytes | None = b"support-bot") -> int:
+            key: bytes | None = b"support-bot", *, key_by_route: bool = False) -> int:
+    """Produce events; keyed by model (one stream per partition), or by model|route."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     n = 0
     for ev in events:
         value = ev if isinstance(ev, bytes) else json.dumps(ev).encode()
-        producer.send(topic, key=key, value=value)
+        k = key
+        if key_by_route and not isinstance(ev, bytes):
+            k = f"{ev['model']}|{ev['segment']['route']}".encode()
+        producer.send(topic, key=k, value=value)
         n += 1
     producer.flush()
     producer.close()

@@ -142,3 +142,32 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_once(
     assert checkpoint_totals(redis_client, topic) == n
     refusal = [i for i in incidents(redis_client) if i["signal"] == "refusal"]
     assert refusal and {i["segment"] for i in refusal} == {"billing"}
+
+
+def test_two_replicas_in_one_group_raise_what_one_raises(
+    kafka_bootstrap: str, new_topic: Callable[..., str], redis_url: str,
+    redis_client: redis.Redis, tmp_path: Path,
+) -> None:
+    """Scale-out: partitions split between replicas; streams keyed by route stay whole."""
+    events = list(generate_events(StreamSpec(
+        n=4800, seed=11, drifts=(Drift(start=2400, route="billing", refusal_rate=0.30),
+                                 Drift(start=2400, route="tech", length_factor=2.0)))))
+
+    def run(replicas: int) -> set[tuple[str, str, str, str]]:
+        topic = new_topic(partitions=4)
+        produce(kafka_bootstrap, topic, events, key_by_route=True)
+        redis_client.flushdb()
+        procs = [CollectorProcess(kafka_bootstrap, redis_url, topic, tmp_path,
+                                  group_id=f"g-scale-{replicas}") for _ in range(replicas)]
+        for p in procs:
+            p.start(max_idle=10)
+        for p in procs:
+            assert p.wait_exit() == 0, p.log_text()
+        assert checkpoint_totals(redis_client, topic) == len(events)
+        return {(i["segment"], i["signal"], i["detector"], i["event_id"])
+                for i in incidents(redis_client)}
+
+    one, two = run(1), run(2)
+    assert one, "the planted drifts raised nothing"
+    assert {s for s, *_ in one} == {"billing", "tech"}
+    assert two == one
