@@ -40,10 +40,10 @@ INVALID_REASONS = (
 
 
 def _finite(values: list[float], field: str) -> list[float]:
-    for i, v in enumerate(values):
-        if not math.isfinite(v):
-            raise ValueError(f"non_finite: {field}[{i}] is {v}")
-    return values
+    if all(map(math.isfinite, values)):  # the common case, at C speed
+        return values
+    i, v = next((i, v) for i, v in enumerate(values) if not math.isfinite(v))
+    raise ValueError(f"non_finite: {field}[{i}] is {v}")
 
 
 class OutputEvent(BaseModel):
@@ -80,7 +80,7 @@ class OutputEvent(BaseModel):
         if v is None:
             return v
         _finite(v, "token_logprobs")
-        if any(x > 1e-6 for x in v):
+        if v and max(v) > 1e-6:
             raise ValueError("invalid_value: token_logprobs must be <= 0 (natural-log probs)")
         return v
 
