@@ -20,6 +20,7 @@ from services.alerts.settings import WebhookSettings
 from services.collector.signals import SignalSettings
 from services.drift import DriftSettings
 from services.errors import ConfigError
+from services.security.redaction import RedactionSettings
 
 __all__ = [
     "CliSettings",
@@ -74,10 +75,33 @@ class TopicSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
+    """How to reach Redis. ``username`` + ``password`` authenticate as an ACL user (Redis 6+);
+    ``password`` alone answers ``requirepass``. A ``rediss://`` URL turns on TLS, checked against
+    ``ssl_ca_certs`` when set. Secrets may come from ``DRIFTSCOPE_REDIS__PASSWORD``."""
+
     url: str = "redis://127.0.0.1:16379/0"
+    username: str | None = None
     password: SecretStr | None = None
+    ssl_ca_certs: Path | None = None
     key_prefix: str = "driftscope:"
     socket_timeout_s: float = Field(default=5.0, gt=0)
+    retention_s: int = Field(
+        default=30 * 24 * 3600, ge=60,
+        description="Incident records (with their exemplars and reports) expire after this.")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis.from_url(self.url, **kwargs)``."""
+        kw: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.socket_timeout_s,
+        }
+        if self.username:
+            kw["username"] = self.username
+        if self.password is not None:
+            kw["password"] = self.password.get_secret_value()
+        if self.ssl_ca_certs is not None:
+            kw["ssl_ca_certs"] = str(self.ssl_ca_certs)
+        return kw
 
 
 class MetricsSettings(BaseModel):
@@ -147,6 +171,10 @@ class CollectorSettings(_Base):
         description="A repeated anomaly within this many seconds (event time) updates the live "
                     "incident instead of opening a new one.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    redaction: RedactionSettings = Field(
+        default_factory=RedactionSettings,
+        description="Personal data and credentials removed from exemplar prompts and outputs "
+                    "before they are stored or sent (services.security.RedactionSettings).")
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)

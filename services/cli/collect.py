@@ -54,7 +54,8 @@ def replay_cmd(
     settings = load_settings(CollectorSettings, config)
     embedder = settings.embedder.model_copy(update={"enabled": embed})
     pipeline = build_pipeline(settings.drift, settings.signals, settings.segments, embedder,
-                              MemoryStore(), cooldown_s=settings.cooldown_s)
+                              MemoryStore(), cooldown_s=settings.cooldown_s,
+                              redaction=settings.redaction)
     stats = ReplayStats()
     err = Console(stderr=True)
     total_bytes = events.stat().st_size
@@ -122,17 +123,16 @@ def collector_cmd(
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = load_settings(CollectorSettings, config)
-    client = redis.Redis.from_url(
-        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
-        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
-    store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix)))
+    client = redis.Redis.from_url(s.redis.url, **s.redis.client_kwargs())
+    store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix,
+                                                      retention_s=s.redis.retention_s)))
     registry = CollectorRegistry()
     metrics = CollectorMetrics(registry)
     server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
     logging.getLogger("driftscope.collector").info(
         "metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
-                              cooldown_s=s.cooldown_s)
+                              cooldown_s=s.cooldown_s, redaction=s.redaction)
     notifier = None
     if s.webhooks.endpoints:
         from services.alerts import (

@@ -38,10 +38,8 @@ def _store(config: Path | None) -> RedisStore:
     from services.store.redis_store import RedisStore
 
     s = load_settings(CliSettings, config)
-    client = redis.Redis.from_url(
-        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
-        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
-    return RedisStore(client, key_prefix=s.redis.key_prefix)
+    client = redis.Redis.from_url(s.redis.url, **s.redis.client_kwargs())
+    return RedisStore(client, key_prefix=s.redis.key_prefix, retention_s=s.redis.retention_s)
 
 
 def _when(text: str | None) -> datetime | None:

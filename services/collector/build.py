@@ -9,6 +9,7 @@ from services.collector.pipeline import Pipeline
 from services.collector.signals import SignalExtractor, SignalSettings
 from services.config import EmbedderSettings, SegmentSettings
 from services.drift import DriftSettings
+from services.security.redaction import RedactionSettings, Redactor
 from services.store.base import StateStore
 
 __all__ = ["build_pipeline", "open_embedder"]
@@ -33,9 +34,11 @@ def build_pipeline(
     store: StateStore,
     *,
     cooldown_s: float = 3600.0,
+    redaction: RedactionSettings | None = None,
 ) -> Pipeline:
     embedder = open_embedder(embedder_settings) if embedder_settings.enabled else None
     return Pipeline(
         drift, SignalExtractor(signals), segments, store, embedder=embedder,
         embed_sampling_rate=embedder_settings.sampling_rate, cooldown_s=cooldown_s,
+        redactor=Redactor(redaction),
     )

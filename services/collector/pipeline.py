@@ -35,6 +35,7 @@ from services.drift import (
     StreamMonitor,
 )
 from services.schemas import OutputEvent
+from services.security.redaction import Redactor
 from services.store.base import StateStore
 from services.store.model import Checkpoint, Exemplar, Incident, dedup_key, incident_id_for
 
@@ -138,8 +139,12 @@ class Pipeline:
         embedder: Embedder | None = None,
         embed_sampling_rate: float = 0.0,
         cooldown_s: float = 3600.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self.drift = drift
+        # exemplar texts are redacted before they enter the ring: the ring is what checkpoints
+        # and incident records store (default: every built-in detector on)
+        self.redactor = redactor if redactor is not None else Redactor()
         self.extractor = extractor
         self.segments = segments
         self.store = store
@@ -205,8 +210,9 @@ class Pipeline:
         state.totals[sid] = state.totals.get(sid, 0) + 1
         ring = state.recent[sid]
         ring[event.event_id] = (
-            event.prompt[:_EXEMPLAR_CHARS] if event.prompt is not None else None,
-            event.output[:_EXEMPLAR_CHARS],
+            self.redactor.redact_optional(
+                event.prompt[:_EXEMPLAR_CHARS] if event.prompt is not None else None),
+            self.redactor.redact(event.output[:_EXEMPLAR_CHARS]),
         )
         while len(ring) > self._ring:
             ring.popitem(last=False)
