@@ -122,7 +122,10 @@ def collector_cmd(
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from services.security.preflight import check_kafka_auth
+
     s = load_settings(CollectorSettings, config)
+    check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
     client = redis.Redis.from_url(s.redis.url, **s.redis.client_kwargs())
     store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix,
                                                       retention_s=s.redis.retention_s)))

@@ -62,6 +62,9 @@ class RedisStore:
     def _call(self, what: str, fn: Any, *args: Any, key: str | None = None) -> Any:
         try:
             return fn(*args)
+        except redis.exceptions.AuthenticationError as exc:
+            raise StoreError(f"redis refused the credentials while trying to {what} (check "
+                             f"redis.username / redis.password): {exc}", key=key) from exc
         except redis.exceptions.ConnectionError as exc:
             raise StoreError(f"redis unreachable while trying to {what}: {exc}", key=key) from exc
         except redis.exceptions.RedisError as exc:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.collector.pipeline import Pipeline, PartitionState
+from services.collector.pipeline import PartitionState, Pipeline
 from services.collector.signals import SignalExtractor, SignalSettings
 from services.config import SegmentSettings
 from services.drift import DriftSettings

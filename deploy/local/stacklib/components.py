@@ -141,7 +141,8 @@ def kafka(s: Settings) -> Component:
         return [*java, "kafka.Kafka", str(props)]
 
     return Component(
-        "kafka", f"{HOST}:{s.kafka_port}", (s.kafka_port, s.controller_port), d,
+        "kafka", f"{HOST}:{s.kafka_port}",
+        tuple(p for p in (s.kafka_port, s.controller_port, s.kafka_sasl_port) if p), d,
         lambda: kafka_answers(s.kafka_port), prepare,
     )  # fmt: skip
 
@@ -150,9 +151,16 @@ def redis(s: Settings) -> Component:
     d = s.root / "redis"
 
     def prepare(keep_data: bool) -> list[str]:
+        # requirepass from a file only its owner reads, never on the command line (ps shows it)
+        conf = d / "redis.conf"
+        conf.unlink(missing_ok=True)
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            if s.redis_password:
+                fh.write(f'requirepass "{s.redis_password}"\n')
         # 256 databases: the test fixtures hand each test a database of its own
         return [
-            which("redis-server"), "--port", str(s.redis_port), "--bind", HOST,
+            which("redis-server"), str(conf), "--port", str(s.redis_port), "--bind", HOST,
             "--dir", str(d / "data" if keep_data else fresh_dir(d / "data")),
             "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--databases", "256", "--logfile", "",
@@ -160,7 +168,7 @@ def redis(s: Settings) -> Component:
 
     return Component(
         "redis", f"{HOST}:{s.redis_port}", (s.redis_port,), d,
-        lambda: redis_answers(s.redis_port), prepare,
+        lambda: redis_answers(s.redis_port, s.redis_password), prepare,
     )  # fmt: skip
 
 

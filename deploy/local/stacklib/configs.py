@@ -47,9 +47,26 @@ def kafka_listeners(s: Settings) -> dict[str, tuple[str, int]]:
     ``listener.name.<name>.*`` SASL settings in ``kafka_server_properties``; the listener lists,
     the protocol map and ``advertised.listeners`` are derived from this table.
     """
-    return {
+    listeners = {
         "PLAINTEXT": ("PLAINTEXT", s.kafka_port),
         "CONTROLLER": ("PLAINTEXT", s.controller_port),
+    }
+    if s.kafka_sasl_port:
+        listeners["SASL_PLAINTEXT"] = ("SASL_PLAINTEXT", s.kafka_sasl_port)
+    return listeners
+
+
+def _sasl_properties(s: Settings) -> dict[str, str]:
+    """SASL/PLAIN on the ``SASL_PLAINTEXT`` listener, one ``user_<name>`` per configured user
+    (the broker's own traffic stays on the PLAINTEXT listener)."""
+    if not s.kafka_sasl_port:
+        return {}
+    users = " ".join(f'user_{u}="{p}"' for u, p in s.sasl_users().items())
+    return {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
     }
 
 
@@ -84,6 +101,7 @@ def kafka_server_properties(s: Settings, data: Path) -> str:
         "num.network.threads": "2",
         "num.io.threads": "2",
         "num.recovery.threads.per.data.dir": "1",
+        **_sasl_properties(s),
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
 

@@ -78,10 +78,15 @@ def kafka_answers(port: int) -> bool:
         return False
 
 
-def redis_answers(port: int) -> bool:
-    """PING on 127.0.0.1:``port`` gets PONG."""
+def redis_answers(port: int, password: str = "") -> bool:
+    """PING on 127.0.0.1:``port`` gets PONG (after AUTH when ``password`` is set)."""
     try:
         with socket.create_connection((HOST, port), timeout=2.0) as sock:
+            if password:
+                pw = password.encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:

@@ -36,6 +36,9 @@ class Settings:
     kafka_heap: str
     timeout: int
     cache: Path
+    kafka_sasl_port: int = 0  # 0: no SASL_PLAINTEXT listener
+    kafka_sasl_users: str = ""  # "user:password,user2:password2" accepted on that listener
+    redis_password: str = ""  # non-empty: Redis starts with requirepass
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -53,7 +56,22 @@ class Settings:
             kafka_heap=env.get("DRIFTSCOPE_KAFKA_HEAP") or "512m",
             timeout=_int(env, "DRIFTSCOPE_STACK_TIMEOUT", 120),
             cache=Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "driftscope",
+            kafka_sasl_port=_int(env, "DRIFTSCOPE_KAFKA_SASL_PORT", 0),
+            kafka_sasl_users=env.get("DRIFTSCOPE_KAFKA_SASL_USERS")
+            or "driftscope:driftscope-secret",
+            redis_password=env.get("DRIFTSCOPE_REDIS_PASSWORD", ""),
         )
+
+    def sasl_users(self) -> dict[str, str]:
+        """``DRIFTSCOPE_KAFKA_SASL_USERS`` as {user: password}."""
+        users = {}
+        for item in filter(None, self.kafka_sasl_users.split(",")):
+            user, sep, password = item.partition(":")
+            if not sep or not user or '"' in item or "\\" in item:
+                raise SystemExit("stack: DRIFTSCOPE_KAFKA_SASL_USERS wants user:password,... "
+                                 "(no quotes or backslashes)")
+            users[user] = password
+        return users
 
     @property
     def kafka_libs(self) -> Path:
@@ -82,4 +100,6 @@ class Settings:
             "DRIFTSCOPE_PROMETHEUS_TARGETS_FILE": str(self.targets_dir / "driftscope.json"),
             "DRIFTSCOPE_PROMETHEUS_RULES_DIR": str(self.rules_dir),
             "DRIFTSCOPE_ALERT_WEBHOOK_URL": self.webhook_url,
+            **({"DRIFTSCOPE_KAFKA_SASL_BOOTSTRAP": f"{HOST}:{self.kafka_sasl_port}"}
+               if self.kafka_sasl_port else {}),
         }
