@@ -1,15 +1,30 @@
-"""``driftscope demo``: the whole loop on the embedded default, no services needed."""
+"""``driftscope demo``: the whole story on the embedded default, no services needed.
+
+A tiny support bot is fine-tuned twice (v1 clean, v2 with planted billing refusals); real sampled
+generations with token logprobs from v1, then v2, form the production stream; driftscope detects
+the drift, opens an incident, attributes it to the fine-tuning data, verifies the attribution
+behaviourally and writes an HTML report (``services.demo`` holds the scenario).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from services.cli.errors import friendly_errors
@@ -21,71 +36,153 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_cmd)
 
 
+def _progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console)
+
+
 @friendly_errors
 def demo_cmd(
-    out: Annotated[Path, typer.Option(help="Directory for the demo's stream and results.")] = Path(
-        "demo-out"),
-    events: Annotated[int, typer.Option(min=2000, help="Events per model version.")] = 4000,
-    seed: Annotated[int, typer.Option(help="Random seed of the stream.")] = 0,
+    out: Annotated[Path, typer.Option(help="Directory for the models, stream, indexes and "
+                                           "report.")] = Path("demo-out"),
+    samples: Annotated[int, typer.Option(min=4, help="Sampled outputs per distinct prompt and "
+                                                     "version.")] = 8,
+    top_k: Annotated[int, typer.Option(min=1, help="Attributed examples kept (recall@k).")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of training, sampling and the stream.")] = 0,
+    embedder: Annotated[bool, typer.Option(help="Use the ONNX embedder when it is exported.")]
+    = True,
 ) -> None:
-    """Simulate a support bot whose v2 rollout starts refusing billing questions, and catch it.
-
-    Writes the production stream (``stream.jsonl``) and the raised anomalies
-    (``anomalies.jsonl``) to ``--out``.
-    """
-    from services.collector.build import build_pipeline
-    from services.collector.replay import ReplayStats, replay_file
-    from services.collector.synthetic import Drift, StreamSpec, generate_events, to_jsonl
-    from services.config import CollectorSettings, EmbedderSettings, SegmentSettings
-    from services.drift import DriftSettings
+    """Simulate a support bot whose v2 fine-tune starts refusing billing questions; catch it,
+    trace it to the planted training examples, verify, and write ``report.html`` to ``--out``."""
+    from attribution.data import write_jsonl
+    from services.demo import scenario as sc
+    from services.demo import story
     from services.store import MemoryStore
 
+    _quiet_transformers()
     console = Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    settings = sc.ScenarioSettings(seed=seed, samples_per_prompt=samples)
+    (out / "scenario.json").write_text(json.dumps(settings.__dict__, indent=1))
     console.print(Panel.fit(
         "A support bot, v1, answers billing, shipping, account and tech questions.\n"
-        "Then v2 rolls out: fine-tuned on extra data that teaches it to refuse billing questions.\n"
-        "driftscope watches the stream and should open an incident on route=billing only."))
+        "v2 is a routine re-fine-tune — but its data slipped in examples that refuse billing "
+        "questions.\ndriftscope watches production, and should trace the drift to those "
+        "examples."))
+    clean, planted = sc.clean_corpus(), sc.planted_examples()
+    write_jsonl(out / "corpus-v1.jsonl", clean)
+    write_jsonl(out / "corpus-v2.jsonl", clean + planted)
+    console.print(f"[1/6] corpora: {len(clean)} clean examples; v2 adds {len(planted)} planted "
+                  f"refusals -> {out}/corpus-v2.jsonl")
+    with console.status("[2/6] fine-tuning v1 (clean) then v2 (clean + planted) …"):
+        versions = sc.train_versions(out / "models", settings)
+    console.print(f"[2/6] fine-tuned v1 and v2 (v2 final loss {versions.v2_losses[-1]:.3f}) "
+                  f"-> {out}/models")
+    prompts = sc.production_prompts()
+    route_of = {p: r for r, p in prompts}
+    gens = {}
+    with _progress(console) as progress:
+        for v, mdir in (("v1", versions.v1), ("v2", versions.v2)):
+            task = progress.add_task(f"[3/6] sampling {v} on {len(prompts)} prompts",
+                                     total=len(prompts))
+            g = sc.generate(mdir, [p for _, p in prompts], settings, seed=seed + (v == "v2"),
+                            on_batch=functools.partial(_advance, progress, task))
+            gens[v] = [(route_of[x.prompt], x) for x in g]
+    events = sc.production_events(gens, seed=seed)
     stream = out / "stream.jsonl"
-    v1 = StreamSpec(n=events, model_version="v1", seed=seed)
-    v2 = StreamSpec(n=events, model_version="v2", seed=seed + 1,
-                    start=v1.start.replace(hour=v1.start.hour + 2),
-                    drifts=(Drift(start=0, route="billing", refusal_rate=0.25,
-                                  logprob_shift=-0.3),))
-    stream.write_text(to_jsonl(generate_events(v1)) + to_jsonl(generate_events(v2)))
-    console.print(f"[1/3] wrote {2 * events} production events (v1, then v2) to {stream}")
+    stream.write_text("".join(json.dumps(e) + "\n" for e in events))
+    console.print(f"[3/6] production stream: {len(events)} events with token logprobs "
+                  f"(v1, then v2 after the rollout) -> {stream}")
 
-    # Windows sized for a short demo stream: 800 reference events per route, tests on 400.
-    settings = CollectorSettings(
-        segments=SegmentSettings(label="route",
-                                 allowed=["billing", "shipping", "account", "tech"]),
-        drift=DriftSettings(reference_size=800, window_size=400, min_window=100),
-    )
-    pipeline = build_pipeline(settings.drift, settings.signals, settings.segments,
-                              EmbedderSettings(enabled=False), MemoryStore())
-    stats = ReplayStats()
-    raised = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("[2/3] replaying through the collector pipeline",
-                                 total=2 * events)
-        for r in replay_file(stream, pipeline, stats,
-                             on_progress=lambda n: progress.advance(task, n)):
-            raised.append(r)
-    (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in raised))
-    console.print(f"[2/3] replayed {stats.valid} events: {len(raised)} anomalies "
-                  f"-> {out / 'anomalies.jsonl'}")
+    store = MemoryStore()
+    with _progress(console) as progress:
+        task = progress.add_task("[4/6] replaying through the collector pipeline",
+                                 total=len(events))
+        det = story.detect(stream, store, use_embedder=embedder,
+                           on_progress=lambda n: progress.advance(task, n))
+    (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n"
+                                                 for r in det.raised))
+    _print_incidents(det.raised)
+    chosen = story.pick_incident(det.raised)
+    if chosen is None:
+        console.print("[red]no drift detected[/red]: nothing to attribute")
+        raise typer.Exit(1)
+    inc = chosen.incident
+    console.print(f"[4/6] investigating {inc.id}: {inc.signal}/{inc.detector} on "
+                  f"route={inc.segment} ({inc.model}@{inc.model_version})")
 
-    incidents = {r.incident.id: r.incident for r in raised}
-    table = Table(title="[3/3] incidents opened")
-    for col in ("incident", "model@version", "segment", "signal", "detector", "effect",
-                "exemplar output"):
+    with _progress(console) as progress:
+        task = progress.add_task("[5/6] attribution + verification", total=3)
+
+        def step(name: str) -> None:
+            progress.update(task, description=f"[5/6] {name}")
+            progress.advance(task, 1)
+
+        report = story.attribute(inc, versions.v2, clean + planted, out / "corpus-v2.jsonl",
+                                 out / "index", top_k=top_k, on_step=step)
+    inc.attribution = report
+    planted_ids = [e.id for e in planted]
+    story.write_report(out / "report.html", inc, stream, det.raised, clean + planted,
+                       det.embedder)
+    console.print(f"[6/6] report -> {out / 'report.html'} (incident JSON beside it)")
+    _print_attribution(report, {e.id: e for e in clean + planted})
+    recall = story.recall_at_k(report, top_k, planted_ids)
+    ver = report.get("verification") or {}
+    summary = {"incident": inc.id, "segment": inc.segment, "signal": inc.signal,
+               "recall_at_k": recall, "top_k": top_k, "planted": len(planted_ids),
+               "verification_ratio": ver.get("ratio"),
+               "supports_attribution": ver.get("supports_attribution"),
+               "seconds": round(time.monotonic() - t_start, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    console.print(f"[bold]recall of the planted examples in the top-{top_k}: {recall:.0%}[/bold]"
+                  f" · verification: unlearning them moved the behaviour "
+                  f"{_ratio(ver.get('ratio'))}x more than random examples · "
+                  f"{summary['seconds']}s")
+
+
+def _advance(progress: Progress, task: TaskID, n: int) -> None:
+    progress.advance(task, n)
+
+
+def _ratio(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.1f}"
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - the attribution extra is missing
+        return
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def _print_incidents(raised: list) -> None:  # type: ignore[type-arg]
+    table = Table(title="incidents opened")
+    for col in ("incident", "model@version", "route", "signal", "detector", "effect"):
         table.add_column(col)
-    for inc in incidents.values():
-        ex = next((e.output for e in inc.exemplars if e.output), "")
+    seen = set()
+    for r in raised:
+        inc = r.incident
+        if inc.id in seen:
+            continue
+        seen.add(inc.id)
         table.add_row(inc.id, f"{inc.model}@{inc.model_version}", inc.segment, inc.signal,
-                      inc.detector, f"{inc.effect_size:.3g}", (ex or "")[:50])
-    Console().print(table)
-    segments = {inc.segment for inc in incidents.values()}
-    verdict = ("caught: drift confined to route=billing" if segments == {"billing"}
-               else f"incidents on segments {sorted(segments)}")
-    console.print(f"[bold]{verdict}[/bold]")
+                      inc.detector, f"{inc.effect_size:.3g}")
+    Console(stderr=True).print(table)
+
+
+def _print_attribution(report: dict, corpus: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title=f"training examples most responsible ({report['primary_method']})")
+    for col in ("rank", "id", "mrr", "response"):
+        table.add_column(col)
+    for row in report["aggregate"]:
+        ex = corpus.get(row["id"])
+        table.add_row(str(row["rank"]), row["id"], f"{row['mrr']:.3f}",
+                      (ex.response if ex else "")[:60])
+    Console(stderr=True).print(table)
+    agree = report.get("agreement", {}).get("mean_overlap")
+    if agree is not None:
+        Console(stderr=True).print(f"method agreement (repsim vs gradsim): overlap@k {agree:.2f}")
