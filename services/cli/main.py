@@ -15,7 +15,10 @@ from rich.console import Console
 from services.cli.collect import register as register_collect
 from services.cli.demo import register as register_demo
 from services.cli.errors import friendly_errors
+from services.cli.incidents import incidents_app
 from services.cli.incidents import register as register_incidents
+from services.cli.report import register_report
+from services.cli.status import register as register_status
 from services.cli.worker import register as register_worker
 
 __all__ = ["app"]
@@ -56,6 +59,8 @@ register_collect(app)
 register_demo(app)
 register_worker(app)
 register_incidents(app)
+register_report(incidents_app)
+register_status(app)
 
 
 def _mount_alerts() -> None:

@@ -1,0 +1,68 @@
+"""``driftscope incidents report ID --html FILE``: a self-contained HTML incident report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.cli.errors import friendly_errors
+
+__all__ = ["register_report"]
+
+
+def register_report(incidents_app: typer.Typer) -> None:
+    incidents_app.command("report")(report_cmd)
+
+
+@friendly_errors
+def report_cmd(
+    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    html: Annotated[Path, typer.Option("--html", help="Write the report to this file.",
+                                       dir_okay=False)],
+    events: Annotated[Path | None, typer.Option(
+        help="The production stream (OutputEvent JSONL) to draw the signals over time; "
+             "without it the report shows the reference and window summaries.",
+        exists=True, dir_okay=False)] = None,
+    corpus: Annotated[Path | None, typer.Option(
+        help="Fine-tuning corpus (JSONL) for the attributed examples' text; default: the "
+             "verification corpus named in the report, when readable.",
+        exists=True, dir_okay=False)] = None,
+    segment_label: Annotated[str, typer.Option(help="Segment label streams are split on.")]
+    = "route",
+    reference_n: Annotated[int, typer.Option(min=1, help="Events forming the reference when "
+                                                         "the stream has one version.")] = 2000,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML settings (redis); DRIFTSCOPE_* variables override it.",
+        exists=True, dir_okay=False)] = None,
+) -> None:
+    """Write one incident's report: signals against the reference, exemplars, attribution
+    ranking with the training examples' text, method agreement and verification."""
+    from attribution.data import load_corpus
+    from services.cli.incidents import _store
+    from services.report import ReportInputs, read_events, render_report, signal_series
+
+    store = _store(config)
+    inc = store.get_incident(incident_id)
+    inputs = ReportInputs(incident=inc)
+    if events is not None:
+        siblings = [i for i in store.list_incidents(model=inc.model, limit=500)
+                    if i.model_version == inc.model_version and i.segment == inc.segment]
+        signals = list(dict.fromkeys([inc.signal] + [i.signal for i in siblings
+                                                     if i.signal != "embedding"]))
+        inputs.series = signal_series(read_events(events), inc,
+                                      [s for s in signals if s != "embedding"],
+                                      segment_label=segment_label, reference_n=reference_n)
+    src = corpus
+    ver = (inc.attribution or {}).get("verification") or {}
+    if src is None and ver.get("settings", {}).get("corpus"):
+        cand = Path(ver["settings"]["corpus"])
+        src = cand if cand.is_file() else None
+    if src is not None:
+        inputs.corpus = {e.id: e for e in load_corpus(src)}
+    inputs.embedding_note = ("Embeddings are not kept with incidents, so this report has no "
+                             "embedding picture (the demo's report draws one from the stream).")
+    html.write_text(render_report(inputs))
+    Console(stderr=True).print(f"report -> {html}")

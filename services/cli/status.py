@@ -1,0 +1,150 @@
+"""``driftscope status``: is everything up, is anyone behind, what is open, what is alarming.
+
+Reads, never writes: Kafka (reachability; consumer lag per group and partition = log end offset
+minus the group's committed offset), Redis (open incidents), Prometheus (the
+``driftscope_detector_alarm`` series per model). A service that does not answer is reported as
+unreachable with its address; the exit code is 3 when any is unreachable, 1 when incidents are
+open or alarms firing, else 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.errors import EXIT_FOUND, EXIT_SERVICE, friendly_errors
+
+__all__ = ["collect_status", "register"]
+
+_OPEN = ("open", "attributing", "attributed", "failed", "acknowledged")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_cmd)
+
+
+def _kafka(settings: Any, groups: list[str]) -> dict[str, Any]:
+    from kafka import KafkaAdminClient, KafkaConsumer
+
+    kw = {**settings.kafka.client_kwargs(), "request_timeout_ms": 6000}
+    out: dict[str, Any] = {"address": settings.kafka.bootstrap_servers}
+    try:  # any client failure here means "unreachable"
+        admin = KafkaAdminClient(**kw)
+        consumer = KafkaConsumer(**kw)
+    except Exception as exc:
+        return {**out, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        lag: dict[str, list[dict[str, Any]]] = {}
+        offsets = admin.list_group_offsets(list(groups)) if groups else {}
+        for group in groups:
+            committed = offsets.get(group) or {}
+            ends = consumer.end_offsets(list(committed)) if committed else {}
+            lag[group] = [{"topic": tp.topic, "partition": tp.partition,
+                           "committed": meta.offset, "end": ends.get(tp),
+                           "lag": max(ends.get(tp, meta.offset) - meta.offset, 0)}
+                          for tp, meta in sorted(committed.items())]
+        return {**out, "reachable": True, "lag": lag}
+    except Exception as exc:  # a broker that answers the handshake but not the requests
+        return {**out, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def _redis(settings: Any) -> dict[str, Any]:
+    import redis
+
+    from services.store.model import IncidentState
+    from services.store.redis_store import RedisStore
+
+    r = settings.redis
+    client = redis.Redis.from_url(
+        r.url, password=r.password.get_secret_value() if r.password else None,
+        socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return {"address": r.url, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    store = RedisStore(client, key_prefix=r.key_prefix)
+    found = [i for s in _OPEN for i in store.list_incidents(state=IncidentState(s), limit=500)]
+    return {"address": r.url, "reachable": True,
+            "open_incidents": [{"id": i.id, "state": i.state.value, "model": i.model,
+                                "model_version": i.model_version, "segment": i.segment,
+                                "signal": i.signal, "detector": i.detector}
+                               for i in sorted(found, key=lambda i: i.opened_at, reverse=True)]}
+
+
+def _prometheus(url: str) -> dict[str, Any]:
+    q = urllib.parse.urlencode({"query": "sum by (model) (driftscope_detector_alarm)"})
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/query?{q}", timeout=5) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        return {"address": url, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    alarms = {row["metric"].get("model", ""): float(row["value"][1])
+              for row in body.get("data", {}).get("result", [])}
+    return {"address": url, "reachable": True, "alarms_per_model": alarms}
+
+
+def collect_status(settings: Any, groups: list[str]) -> dict[str, Any]:
+    """The status of every service as one JSON-ready dict (module docstring)."""
+    return {"kafka": _kafka(settings, groups), "redis": _redis(settings),
+            "prometheus": _prometheus(settings.prometheus_url)}
+
+
+@friendly_errors
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout, nothing else.")]
+    = False,
+    group: Annotated[list[str] | None, typer.Option(
+        help="Consumer groups to report lag for (repeatable); default: the collector and "
+             "worker groups.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML settings (kafka, redis, prometheus_url); DRIFTSCOPE_* "
+                               "variables override it.", exists=True, dir_okay=False)] = None,
+) -> None:
+    """Services reachable, consumer lag, open incidents and alarms per model.
+
+    Exit code: 0 all well, 1 incidents open or alarms firing, 3 a service unreachable."""
+    from services.config import CliSettings, load_settings
+
+    settings = load_settings(CliSettings, config)
+    st = collect_status(settings, group or ["driftscope-collector", "driftscope-worker"])
+    if as_json:
+        sys.stdout.write(json.dumps(st) + "\n")
+    else:
+        _print(st)
+    if not all(s["reachable"] for s in st.values()):
+        raise typer.Exit(EXIT_SERVICE)
+    alarms = st["prometheus"]["alarms_per_model"]
+    if st["redis"]["open_incidents"] or any(v > 0 for v in alarms.values()):
+        raise typer.Exit(EXIT_FOUND)
+
+
+def _print(st: dict[str, Any]) -> None:
+    con = Console()
+    for name, s in st.items():
+        mark = "[green]up[/green]" if s["reachable"] else f"[red]unreachable[/red] {s['error']}"
+        con.print(f"{name:<11} {s['address']}  {mark}", highlight=False)
+    lag = Table(title="consumer lag")
+    for col in ("group", "topic", "partition", "committed", "end", "lag"):
+        lag.add_column(col)
+    for grp, rows in st["kafka"].get("lag", {}).items():
+        for row in rows or [{"topic": "(no committed offsets)"}]:
+            lag.add_row(grp, *(str(row.get(k, "")) for k in ("topic", "partition", "committed",
+                                                              "end", "lag")))
+    con.print(lag)
+    inc = st["redis"].get("open_incidents", [])
+    con.print(f"{len(inc)} open incidents" + "".join(
+        f"\n  {i['id']} {i['state']} {i['model']}@{i['model_version']} {i['segment']} "
+        f"{i['signal']}/{i['detector']}" for i in inc[:20]), highlight=False)
+    for model, n in st["prometheus"].get("alarms_per_model", {}).items():
+        con.print(f"alarms firing on {model}: {n:g}", highlight=False)
