@@ -162,6 +162,8 @@ def query(
         for path in index:
             manifest = read_manifest(path)
             mdir = str(model) if model else manifest["model"]["model_dir"]
+            if not mdir:
+                raise _usage(f"index {path} names no model directory; pass --model")
             adir = str(adapter) if adapter else manifest["model"]["adapter_dir"]
             if (mdir, adir) not in loaded:
                 loaded[(mdir, adir)] = load_model(mdir, adir, device=device)
@@ -214,6 +216,7 @@ def eval_(
         "harmful,class,backdoor"),
     arch: Annotated[str, typer.Option(help="Tiny model: gpt2 or llama.")] = "gpt2",
     lora: Annotated[bool, typer.Option(help="Fine-tune the tiny model with LoRA.")] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Tiny model fine-tuning epochs.")] = 12,
     seed: int = 0,
     workdir: Annotated[Path | None, typer.Option(help="Keep models/indexes here.")] = None,
     device: DeviceOpt = None,
@@ -237,10 +240,10 @@ def eval_(
                     raise _usage("--arch must be gpt2 or llama")
                 rows = evaluate_tasks(work, tasks=[t.strip() for t in tasks.split(",")],
                                       methods=specs, seed=seed, arch=arch,  # type: ignore[arg-type]
-                                      lora=lora, log=log)
+                                      lora=lora, log=log, epochs=epochs)
             else:
                 rows = _eval_user(corpus, queries, label_field, model, adapter, device, specs,
-                                  work, arch, lora, seed, log)
+                                  work, arch, lora, seed, epochs, log)
         if json_out:
             for row in rows:
                 _emit(row.to_json())
@@ -258,7 +261,7 @@ def _usage(message: str) -> DriftscopeError:
 
 def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path | None,
                adapter: Path | None, device: str | None, specs: list[str], work: Path,
-               arch: str, lora: bool, seed: int, log: Any) -> list[Any]:
+               arch: str, lora: bool, seed: int, epochs: int, log: Any) -> list[Any]:
     from attribution.data import load_corpus, load_queries
     from attribution.evaluate import evaluate
     from attribution.modeling import load_model
@@ -270,7 +273,7 @@ def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path
     if model is None:
         words = [t for q in qx for t in (q.prompt, q.response)]
         tiny = build_tiny_model(cx, work / "model", arch=arch, lora=lora, seed=seed,  # type: ignore[arg-type]
-                                extra_texts=words)
+                                extra_texts=words, epochs=epochs)
         loaded = load_model(tiny.model_dir, tiny.adapter_dir, device=device)
     else:
         loaded = load_model(model, adapter, device=device)

@@ -133,6 +133,7 @@ def evaluate_tasks(
     lora: bool = False,
     log: Log | None = None,
     num_threads: int | None = 1,
+    epochs: int = 12,
 ) -> list[EvalRow]:
     """Generate each task, fine-tune a tiny model on its corpus, and :func:`evaluate` it.
 
@@ -140,12 +141,12 @@ def evaluate_tasks(
     :func:`attribution.tinymodel.cpu_threads`).
     """
     with cpu_threads(num_threads):
-        return _evaluate_tasks(Path(workdir), tasks, methods, seed, arch, lora, log)
+        return _evaluate_tasks(Path(workdir), tasks, methods, seed, arch, lora, log, epochs)
 
 
 def _evaluate_tasks(workdir: Path, tasks: Sequence[str],
                     methods: Sequence[str | AttributionSettings], seed: int, arch: Arch,
-                    lora: bool, log: Log | None) -> list[EvalRow]:
+                    lora: bool, log: Log | None, epochs: int) -> list[EvalRow]:
     rows: list[EvalRow] = []
     for name in tasks:
         task: Task = make_task(name, seed)
@@ -153,7 +154,7 @@ def _evaluate_tasks(workdir: Path, tasks: Sequence[str],
         t0 = time.perf_counter()
         words = [t for q in task.queries for t in (q.prompt, q.response)]
         tiny = build_tiny_model(task.corpus, tdir / "model", arch=arch, lora=lora, seed=seed,
-                                extra_texts=words)
+                                extra_texts=words, epochs=epochs)
         if log:
             log(f"{name}: fine-tuned tiny {arch} on {len(task.corpus)} examples "
                 f"in {time.perf_counter() - t0:.1f}s")
