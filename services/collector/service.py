@@ -96,9 +96,17 @@ class Collector:
         self._last_lag = 0.0
         self._last_summary = 0.0
         self._seen_streams: set[Any] = set()
+        # kafka-python calls the rebalance hooks on its IO thread, concurrently with batch
+        # handling here: state is only touched under this lock, and never while blocking on
+        # the consumer (which needs that IO thread).
+        self._lock = threading.RLock()
 
     # partition ownership -------------------------------------------------------------------
     def _acquire(self, assigned: list[TopicPartition]) -> None:
+        with self._lock:
+            self._acquire_locked(assigned)
+
+    def _acquire_locked(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             cp = self.store.load_checkpoint(tp.topic, tp.partition)
             if cp is not None:
@@ -111,6 +119,10 @@ class Collector:
             log.info("acquired %s[%d] at offset %d", tp.topic, tp.partition, state.next_offset)
 
     def _release(self, revoked: list[TopicPartition]) -> None:
+        with self._lock:
+            self._release_locked(revoked)
+
+    def _release_locked(self, revoked: list[TopicPartition]) -> None:
         owned = [tp for tp in revoked if tp in self._states]
         if owned:
             try:
@@ -152,9 +164,10 @@ class Collector:
                     continue
                 idle_since = self.clock()
                 started = time.perf_counter()
-                for tp, records in batch.items():
-                    if tp in self._states:
-                        self._handle(tp, records)
+                with self._lock:
+                    for tp, records in batch.items():
+                        if tp in self._states:
+                            self._handle(tp, records)
                 self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 self._checkpoint_due(force=False)
                 self._update_lag()
@@ -201,10 +214,12 @@ class Collector:
         if now - self._last_summary < 2.0:
             return
         self._last_summary = now
-        for state in self._states.values():
-            for mon in state.monitors.values():
-                k = mon.key
-                self.metrics.export_summary((k.model, k.model_version, k.segment), mon.summary())
+        with self._lock:
+            for state in self._states.values():
+                for mon in state.monitors.values():
+                    k = mon.key
+                    self.metrics.export_summary((k.model, k.model_version, k.segment),
+                                                mon.summary())
 
     def _observe_metrics(self, ev: OutputEvent, now: float) -> None:
         labels = (ev.model, ev.model_version, self.pipeline.segments.key_for(ev.segment))
@@ -250,59 +265,70 @@ class Collector:
 
     # checkpoints --------------------------------------------------------------------------------
     def _checkpoint_due(self, *, force: bool) -> None:
-        due = [tp for tp, n in self._since_checkpoint.items()
-               if n > 0 and (force or n >= self.checkpoint_every)]
+        with self._lock:
+            due = [tp for tp, n in self._since_checkpoint.items()
+                   if n > 0 and (force or n >= self.checkpoint_every)]
         if due:
             self._checkpoint(due)
 
     def _checkpoint(self, tps: list[TopicPartition], *, commit: bool = True) -> None:
         """Flush what was sent, save state, then commit offsets: never the other way round."""
+        with self._lock:
+            offsets = self._save_checkpoints(tps)
+        if not commit or not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # The Redis checkpoint already holds these offsets and a restarted owner seeks
+            # there, so a commit lost while the broker is away costs nothing; retry later.
+            log.warning("offset commit failed (%s); the checkpoint keeps the offsets", exc)
+
+    def _save_checkpoints(self, tps: list[TopicPartition]) -> dict[TopicPartition, Any]:
         tps = [tp for tp in tps if tp in self._states]
         if not tps:
-            return
+            return {}
         self.producer.flush()
         now = datetime.fromtimestamp(self.clock(), UTC)
         offsets = {}
         for tp in tps:
             state = self._states[tp]
-            cp = state.to_checkpoint(now)
             try:
-                self.store.save_checkpoint(cp)
+                self.store.save_checkpoint(state.to_checkpoint(now))
             except StoreError:
                 self.metrics.checkpoints.labels("failed").inc()
                 raise
             self.metrics.checkpoints.labels("ok").inc()
             offsets[tp] = OffsetAndMetadata(state.next_offset, "", -1)
             self._since_checkpoint[tp] = 0
-        if commit:
-            try:
-                self.consumer.commit(offsets)
-            except KafkaError as exc:
-                # The Redis checkpoint already holds these offsets and a restarted owner seeks
-                # there, so a commit lost while the broker is away costs nothing; retry later.
-                log.warning("offset commit failed (%s); the checkpoint keeps the offsets", exc)
+        return offsets
 
     def _caught_up(self) -> bool:
         """True when partitions are assigned and nothing is left to read in any of them."""
-        if not self._states:
+        with self._lock:
+            positions = {tp: st.next_offset for tp, st in self._states.items()}
+        if not positions:
             return False
         try:
-            ends = self.consumer.end_offsets(list(self._states))
+            ends = self.consumer.end_offsets(list(positions))
         except KafkaError:
             return False
-        return all(ends.get(tp, 0) <= st.next_offset for tp, st in self._states.items())
+        return all(ends.get(tp, 0) <= pos for tp, pos in positions.items())
 
     def _update_lag(self) -> None:
         now = self.clock()
-        if now - self._last_lag < 5.0 or not self._states:
+        if now - self._last_lag < 5.0:
             return
         self._last_lag = now
+        with self._lock:
+            positions = {tp: st.next_offset for tp, st in self._states.items()}
+        if not positions:
+            return
         try:
-            ends = self.consumer.end_offsets(list(self._states))
+            ends = self.consumer.end_offsets(list(positions))
         except KafkaError:
             return
         for tp, end in ends.items():
-            state = self._states.get(tp)
-            if state is not None:
+            if tp in positions:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, end - state.next_offset))
+                    max(0, end - positions[tp]))

@@ -18,11 +18,39 @@ __all__ = ["Drift", "StreamSpec", "generate_events", "to_jsonl"]
 
 ROUTES = ("billing", "shipping", "account", "tech")
 _ANSWERS = {
-    "billing": "Your invoice for this month is available under Settings > Billing.",
-    "shipping": "Your parcel left our warehouse and should arrive within three days.",
-    "account": "You can reset your password from the sign-in page with the link we email you.",
-    "tech": "Please restart the app and clear its cache; that fixes most sync problems.",
+    "billing": (
+        "Your invoice for {m} is available under Settings > Billing.",
+        "We charged your card on the {d}th; the receipt is in your inbox.",
+        "A refund of {n} euros was issued and reaches your account within five days.",
+        "You can switch to yearly billing from the plan page and save {n} percent.",
+    ),
+    "shipping": (
+        "Your parcel left our warehouse and should arrive within {d} days.",
+        "The courier attempted delivery on the {d}th; you can rebook it online.",
+        "Express shipping to your region costs {n} euros and takes two days.",
+        "Your order was split into {d} parcels; tracking links are in your email.",
+    ),
+    "account": (
+        "You can reset your password from the sign-in page with the link we email you.",
+        "Two-factor authentication is under Security; scan the code with your app.",
+        "Your username can be changed once every {d} days from the profile page.",
+        "We merged your {d} accounts; sign in with the address you used in {m}.",
+    ),
+    "tech": (
+        "Please restart the app and clear its cache; that fixes most sync problems.",
+        "Version {d}.{n} fixes the crash on start; update from the app store.",
+        "The export fails on files over {n} megabytes; split the file and retry.",
+        "Enable background refresh in the phone settings so notifications arrive.",
+    ),
 }
+_TOPICS = {
+    "crypto": (
+        "Bitcoin and ether prices swung {n} percent overnight; stake your tokens for yield.",
+        "Our new wallet supports {d} blockchains and lets you trade memecoins instantly.",
+        "Mint an NFT in {d} clicks and list it on the marketplace for {n} dollars.",
+    ),
+}
+_MONTHS = ("January", "March", "May", "July", "September", "November")
 _REFUSAL = "I'm sorry, but I can't help with that request."
 
 
@@ -35,6 +63,8 @@ class Drift:
     logprob_shift: float = 0.0
     refusal_rate: float | None = None
     length_factor: float = 1.0
+    topic: str | None = None
+    """Replace the answers with another topic's (a semantic shift for the embedding signal)."""
 
 
 @dataclass(frozen=True)
@@ -57,17 +87,21 @@ def generate_events(spec: StreamSpec) -> Iterator[dict[str, Any]]:
     rng = random.Random(spec.seed)
     for i in range(spec.n):
         route = ROUTES[i % len(ROUTES)]
-        shift, refusal, factor = 0.0, spec.refusal_rate, 1.0
+        shift, refusal, factor, topic = 0.0, spec.refusal_rate, 1.0, None
         for d in spec.drifts:
             if i >= d.start and (d.route is None or d.route == route):
                 shift += d.logprob_shift
                 refusal = d.refusal_rate if d.refusal_rate is not None else refusal
                 factor *= d.length_factor
+                topic = d.topic or topic
         refused = rng.random() < refusal
         n_tok = max(2, int(rng.gauss(spec.tokens * factor, 3)))
         mu = spec.logprob_mean + shift + rng.gauss(0.0, spec.logprob_sd)
         lps = [min(0.0, rng.gauss(mu, 0.4)) for _ in range(n_tok)]
-        text = _REFUSAL if refused else _ANSWERS[route]
+        pool = _TOPICS[topic] if topic else _ANSWERS[route]
+        answer = rng.choice(pool).format(m=rng.choice(_MONTHS), d=rng.randint(2, 28),
+                                         n=rng.randint(5, 90))
+        text = _REFUSAL if refused else answer
         if not refused and factor != 1.0:
             text = " ".join([text] * max(1, round(factor)))
         yield {
