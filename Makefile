@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STACK  := deploy/local/stack
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-unit check stack-up stack-down stack-status bench clean
+.PHONY: venv demo test test-unit check browser stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
@@ -22,9 +22,13 @@ demo: $(STAMP)
 	$(VENV)/bin/driftscope demo --out demo-out
 
 ## The whole suite against the real stack: install, stack up, pytest, stack down.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(STACK) up
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(STACK) down; exit $$status
+
+## Headless Chromium (Debian) for the HTML report test.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
