@@ -112,6 +112,7 @@ def collector_cmd(
     import redis
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from services.alerts.build import build_notifier
     from services.collector.build import build_pipeline
     from services.collector.metrics import CollectorMetrics
     from services.collector.service import Collector
@@ -136,21 +137,7 @@ def collector_cmd(
         "metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
                               cooldown_s=s.cooldown_s, redaction=s.redaction)
-    notifier = None
-    if s.webhooks.endpoints:
-        from services.alerts import (
-            BackgroundNotifier,
-            Notifier,
-            RedisDeadLetterSink,
-            UrllibTransport,
-            WebhookMetrics,
-        )
-
-        notifier = BackgroundNotifier(Notifier(
-            s.webhooks, transport=UrllibTransport(),
-            dead_letters=RedisDeadLetterSink(client, key=s.webhooks.dead_letter_key,
-                                             max_len=s.webhooks.dead_letter_max),
-            metrics=WebhookMetrics(registry)))
+    notifier = build_notifier(s.webhooks, client, registry)
     collector = Collector(pipeline, store, metrics, s.kafka, s.topics,
                           group_id=s.group_id, max_event_bytes=s.max_event_bytes,
                           checkpoint_every=s.checkpoint_every,

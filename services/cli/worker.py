@@ -32,6 +32,7 @@ def worker_cmd(
     import redis
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from services.alerts.build import build_notifier
     from services.config import load_settings
     from services.store.base import StateStore
     from services.store.redis_store import RedisStore
@@ -53,11 +54,13 @@ def worker_cmd(
     server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
     log = logging.getLogger("driftscope.worker")
     log.info("metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
+    notifier = build_notifier(s.webhooks, client, registry)
     if not s.models:
         log.warning("no model targets configured: every incident will fail with no_target")
     worker = Worker(store, client, Attributor(device=s.device), metrics, s.kafka, s.topics,
                     s.models, group_id=s.group_id, lease_ttl_s=s.lease_ttl_s,
-                    key_prefix=s.redis.key_prefix, session_timeout_s=s.session_timeout_s)
+                    key_prefix=s.redis.key_prefix, session_timeout_s=s.session_timeout_s,
+                    notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     try:
         worker.run(max_idle_s=max_idle)
@@ -65,6 +68,8 @@ def worker_cmd(
         worker.stop()
     finally:
         server.shutdown()
+        if notifier is not None:
+            notifier.close()
 
 
 if __name__ == "__main__":  # ``python -m services.cli.worker`` runs the command on its own

@@ -11,20 +11,25 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
+from services.alerts import verify
 from services.demo import scenario as sc
 from services.demo.story import DEMO_DRIFT, SEGMENTS
 from tests.collector_harness import CollectorProcess, checkpoint_totals, produce
 from tests.integration.test_worker import WorkerProcess
+from tests.unit._webhook_sink import WebhookSink
 
 TOP_K = 10
 MIN_RECALL = 0.8  # of the planted examples, in the aggregate top-k
+WEBHOOK_SECRET = "e2e-signing-key-0123456789abcdef"
 
 
 @pytest.mark.slow
 def test_drift_from_a_planted_fine_tune_is_traced_to_the_planted_examples(
     kafka_bootstrap: str, new_topic: Callable[..., str], redis_url: str,
     redis_client: redis.Redis, tmp_path: Path, record_property: Callable[[str, Any], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from attribution.data import write_jsonl
     from attribution.index import build_index
@@ -59,14 +64,26 @@ def test_drift_from_a_planted_fine_tune_is_traced_to_the_planted_examples(
     worker = WorkerProcess(kafka_bootstrap, redis_url, f"{topic}.anomalies", tmp_path, models={
         "support-bot@v2": {"model_dir": str(versions.v2), "indexes": indexes, "top_k": TOP_K,
                            "verify": {"enabled": True, "corpus": str(corpus_v2)}}})
-    worker.start()
-    collector.start(max_idle=8)
-    try:
-        assert collector.wait_exit(timeout=400) == 0, collector.log_text()
-        assert checkpoint_totals(redis_client, topic) == n
-        incident = _wait_attributed_refusal(redis_client, worker)
-    finally:
-        worker.stop()
+    with WebhookSink() as sink:
+        # both services sign their webhooks with this key; the sink plays the on-call tool
+        monkeypatch.setenv("DRIFTSCOPE_WEBHOOKS__ENDPOINTS", json.dumps(
+            [{"name": "oncall", "url": sink.url, "secret": WEBHOOK_SECRET}]))
+        worker.start()
+        collector.start(max_idle=8)
+        try:
+            assert collector.wait_exit(timeout=400) == 0, collector.log_text()
+            assert checkpoint_totals(redis_client, topic) == n
+            incident = _wait_attributed_refusal(redis_client, worker)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not _events_for(sink, incident["id"]) >= {
+                    "incident.opened", "incident.attributed"}:
+                time.sleep(0.5)
+        finally:
+            worker.stop()
+        for r in sink.received:
+            verify(r.body, r.headers.get("X-Driftscope-Signature"), SecretStr(WEBHOOK_SECRET),
+                   now=time.time())
+        assert _events_for(sink, incident["id"]) >= {"incident.opened", "incident.attributed"}
 
     assert incident["model_version"] == "v2" and incident["segment"] == "billing"
     report = incident["attribution"]
@@ -96,6 +113,15 @@ def _wait_attributed_refusal(client: redis.Redis, worker: WorkerProcess,
                 return inc
         time.sleep(1.0)
     raise AssertionError(f"no attributed refusal incident; incidents {seen}\n{worker.log_text()}")
+
+
+def _events_for(sink: WebhookSink, incident_id: str) -> set[str]:
+    out = set()
+    for r in list(sink.received):
+        body = json.loads(r.body)
+        if body.get("incident", {}).get("id") == incident_id:
+            out.add(body["event"])
+    return out
 
 
 def _consume(bootstrap: str, topic: str) -> list[Any]:
