@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.calibration import calibrate_cusum
+from services.drift.calibration import NullMixture, calibrate_mixture
 from services.drift.registry import DetectorContext, Finding, SequentialDetector
 
 __all__ = ["TwoSidedCusum", "calibrate_sides"]
@@ -33,16 +33,31 @@ _GH = ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.
 
 def calibrate_sides(
     ctx: DetectorContext, scores: FloatArray, k_up: float | None, k_down: float | None,
-    shift_sd: float,
 ) -> tuple[float | None, float | None]:
-    """Thresholds ``(h⁺, h⁻)`` for null ``scores`` (uniform weights) and reference values ``k``;
-    a side whose ``k`` is ``None`` is off. Each side gets ARL ``2 × budget.arl``."""
+    """Thresholds ``(h⁺, h⁻)`` for the null law of ``scores`` and reference values ``k``; a side
+    whose ``k`` is ``None`` is off. Each side gets ARL ``2 × budget.arl``.
+
+    The null law of a new value's score is only known up to the reference's sampling error. The
+    false-alarm rate is averaged over ``bootstrap_draws`` Bayesian-bootstrap draws of it (Rubin
+    1981: Dirichlet(1, …, 1) weights on the atoms ``scores``). For rank scores this is exact:
+    the probabilities with which a new value falls between consecutive reference order
+    statistics are uniform spacings, Dirichlet(1, …, 1). It covers the error of the mean
+    (which alone shortens run lengths, Jones, Champ & Rigdon 2004) and of the tails, which
+    govern run lengths of millions of events.
+    """
     target = 2.0 * ctx.budget.arl
     states = ctx.settings.arl_states
-    h_up = None if k_up is None else calibrate_cusum(scores - k_up, target, shift_sd=shift_sd,
-                                                     states=states)
-    h_down = None if k_down is None else calibrate_cusum(-scores - k_down, target,
-                                                         shift_sd=shift_sd, states=states)
+    draws = ctx.settings.bootstrap_draws
+    weights = np.random.default_rng([ctx.seed & 0xFFFFFFFF, 7]).dirichlet(
+        np.ones(scores.size), size=draws)
+
+    def side(inc: FloatArray) -> float:
+        order = np.argsort(inc, kind="stable")
+        nulls: NullMixture = [(inc[order], w[order], 1.0 / draws) for w in weights]
+        return calibrate_mixture(nulls, target, states=states)
+
+    h_up = None if k_up is None else side(scores - k_up)
+    h_down = None if k_down is None else side(-scores - k_down)
     return h_up, h_down
 
 

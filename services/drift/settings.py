@@ -182,6 +182,11 @@ class DriftSettings(BaseModel):
         default=0.001, ge=0, lt=0.5,
         description="Page-Hinkley clips values to these reference quantiles (tail robustness).",
     )
+    bootstrap_draws: int = Field(
+        default=20, ge=1,
+        description="Bayesian-bootstrap draws of the reference's null law over which sequential "
+                    "thresholds average their false-alarm rate.",
+    )
     arl_states: int = Field(
         default=100, ge=20,
         description="Cells of the Brook-Evans Markov chain used to compute run lengths.",

@@ -11,9 +11,11 @@ Page's CUSUM then runs on ``z`` (see :mod:`services.drift.sequential`).
 * ``k⁺``/``k⁻`` are the mean score shift that a change of exactly the minimum effect (shift by
   ``min_effect`` × reference std, or scale by ``1 ± min_effect``, ...) produces on the reference:
   the statistic drifts down under any smaller change.
-* ``h`` is calibrated by the Brook-Evans chain on that exact null law of ``z``, averaging the
-  false-alarm rate over the ``1/√n`` error with which a finite reference places the scores (the
-  conditional mean of ``z`` given the reference has standard deviation ``1/√n``).
+* ``h`` is calibrated by the Brook-Evans chain on the null law of ``z``: the ``n + 1`` scores
+  with the probabilities a new value has of falling between consecutive reference values.
+  Those are uniform spacings, Dirichlet(1, …, 1), unknown for a given reference; the false-alarm
+  rate is averaged over draws of them (:func:`services.drift.sequential.calibrate_sides`), which
+  accounts for the reference's sampling error (its mean is off by ``1/√n`` in score units).
 * Tie-breaking draws come from a hash of (detector seed, event index): restored monitors draw
   the same ones.
 * A constant reference (zero std) leaves nothing to rank against: the detector stays off.
@@ -21,7 +23,6 @@ Page's CUSUM then runs on ``z`` (see :mod:`services.drift.sequential`).
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, bisect_right
 from typing import Any
 
@@ -83,7 +84,7 @@ class NormalScoreCusum(TwoSidedCusum):
         k_down = base - _mean_score(v, table, shifted(ctx.config, ref, v, -1))
         k_up_opt = k_up if k_up > 1e-3 else None
         k_down_opt = k_down if k_down > 1e-3 else None
-        h_up, h_down = calibrate_sides(ctx, table, k_up_opt, k_down_opt, 1.0 / math.sqrt(n))
+        h_up, h_down = calibrate_sides(ctx, table, k_up_opt, k_down_opt)
         return {"disabled": None, "k_up": k_up_opt, "k_down": k_down_opt, "h_up": h_up,
                 "h_down": h_down}
 

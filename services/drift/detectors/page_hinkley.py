@@ -12,11 +12,13 @@ reference at hand it only adds noise. Unlike :mod:`.cusum` (ranks) this detector
   the Brook-Evans calibration of ``λ`` is not at the mercy of one unseen extreme.
 * ``δ`` is the minimum effect in signal units (``min_effect`` × reference std, × |reference
   mean|, or as is); both are expressed in units of the clipped reference's std.
+* ``λ`` is calibrated by the Brook-Evans chain on the clipped, standardised reference values,
+  averaging the false-alarm rate over Bayesian-bootstrap draws of that law
+  (:func:`services.drift.sequential.calibrate_sides`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,7 @@ class PageHinkley(TwoSidedCusum):
             return {"disabled": "degenerate_reference"}
         k = ctx.config.min_effect * scale / sd
         u = (c - mu) / sd
-        h_up, h_down = calibrate_sides(ctx, u, k, k, 1.0 / math.sqrt(v.size))
+        h_up, h_down = calibrate_sides(ctx, u, k, k)
         return {"disabled": None, "k_up": k, "k_down": k, "h_up": h_up, "h_down": h_down,
                 "clip_low": lo, "clip_high": hi, "mu": mu, "sd": sd}
 
