@@ -17,8 +17,10 @@ the ARL from ``S_0 = 0`` is computed by discretising ``[0, h)`` into cells and s
 chain's fundamental system ``(I - Q) L = 1``. Increments come from an empirical null distribution
 (reference scores), so no normality is assumed. The reference is itself a sample: its estimate of
 the in-control mean is off by about ``sd/√n``, which shortens the ARL on average (Jones, Champ &
-Rigdon 2004). :func:`calibrate_cusum` therefore averages the false-alarm *rate* ``1/ARL`` over
-that uncertainty (3-point Gauss-Hermite) before solving for ``h``.
+Rigdon 2004). :func:`calibrate_mixture` therefore solves for ``h`` with the false-alarm *rate*
+``1/ARL`` averaged over a mixture of null laws: Bayesian-bootstrap draws of the reference
+(:func:`services.drift.sequential.calibrate_sides`), or a Gauss-Hermite rule over the error of
+the mean (:func:`location_mixture`, :func:`calibrate_cusum`).
 
 Wasserstein null (Borell-TIS)
 -----------------------------
