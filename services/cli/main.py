@@ -19,6 +19,7 @@ from services.cli.incidents import incidents_app
 from services.cli.incidents import register as register_incidents
 from services.cli.report import register_report
 from services.cli.status import register as register_status
+from services.cli.trace import register as register_trace
 from services.cli.worker import register as register_worker
 
 __all__ = ["app"]
@@ -58,6 +59,7 @@ def export_embedder_cmd(
 register_collect(app)
 register_demo(app)
 register_worker(app)
+register_trace(app)
 register_incidents(app)
 register_report(incidents_app)
 register_status(app)

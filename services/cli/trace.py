@@ -1,0 +1,162 @@
+"""``driftscope trace`` (attribute any prompt/output pair) and ``driftscope attribute ID``
+(re-run or extend an incident's attribution with other indexes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.errors import friendly_errors
+from services.errors import ConfigError
+
+if TYPE_CHECKING:
+    from services.store.model import Incident
+    from services.worker.settings import ModelTarget
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trace")(trace_cmd)
+    app.command("attribute")(attribute_cmd)
+
+
+def _parse_indexes(specs: list[str]) -> dict[str, Path]:
+    """``METHOD=DIR`` or ``DIR`` (method from the index manifest) → {method: dir}."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        method, sep, path = spec.partition("=")
+        if not sep:
+            path = spec
+            manifest = Path(path) / "manifest.json"
+            try:
+                method = json.loads(manifest.read_text())["settings"]["method"]
+            except (OSError, ValueError, KeyError):
+                raise ConfigError(f"{path} is not an index directory (no readable manifest); "
+                                  "build one with `driftscope attribution index build`",
+                                  path=str(manifest)) from None
+        out[method] = Path(path)
+    return out
+
+
+def _render(report: dict[str, Any], as_json: bool, corpus: Path | None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    texts: dict[str, str] = {}
+    if corpus is not None:
+        from attribution.data import load_corpus
+
+        texts = {e.id: f"{e.prompt} → {e.response}" for e in load_corpus(corpus)}
+    console = Console()
+    table = Table(title=f"most responsible training examples ({report['primary_method']}, "
+                        "aggregated over exemplars by mean reciprocal rank)")
+    for col in ("rank", "id", "score", "text"):
+        table.add_column(col)
+    for row in report["aggregate"]:
+        table.add_row(str(row["rank"]), row["id"], f"{row['score']:.4g}",
+                      texts.get(row["id"], "")[:80])
+    console.print(table)
+    for a in report.get("agreement", []) or []:
+        console.print(f"method agreement: {a}")
+    v = report.get("verification") or {}
+    if v.get("top_k"):
+        console.print(f"verification: unlearning the top-k moved the exemplars' log-likelihood "
+                      f"by {v['top_k']['effect']:.3g} vs {v['random']['effect']:.3g} for "
+                      f"random examples (supports attribution: {v['supports_attribution']})")
+
+
+@friendly_errors
+def trace_cmd(
+    model: Annotated[Path, typer.Option(help="Fine-tuned Hugging Face causal-LM directory.",
+                                        exists=True, file_okay=False)],
+    index: Annotated[list[str], typer.Option(help="Index directory, or METHOD=DIR; repeat to "
+                                             "compare methods (the first drives the ranking).")],
+    output: Annotated[str, typer.Option(help="The production output to explain.")],
+    prompt: Annotated[str, typer.Option(help="The prompt that produced it.")] = "",
+    adapter: Annotated[Path | None, typer.Option(help="PEFT (LoRA) adapter directory.",
+                                                 exists=True, file_okay=False)] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Corpus JSONL, to print example texts.",
+                                                exists=True, dir_okay=False)] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="How many training examples.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
+) -> None:
+    """Attribute one prompt/output pair to the fine-tuning examples most responsible for it."""
+    from services.store.model import Exemplar, Incident
+    from services.worker.job import Attributor
+    from services.worker.settings import ModelTarget
+
+    indexes = _parse_indexes(index)
+    now = datetime.now(UTC)
+    incident = Incident(
+        id="trace", opened_at=now, updated_at=now, model="trace", model_version="trace",
+        segment="trace", signal="trace", detector="trace", statistic=0.0, threshold=0.0,
+        effect_size=0.0, event_id="trace",
+        exemplars=[Exemplar(event_id="query", prompt=prompt, output=output)])
+    target = ModelTarget(model_dir=model, adapter_dir=adapter, indexes=indexes, top_k=top_k,
+                         default_method=next(iter(indexes)))
+    with Console(stderr=True).status("attributing …"):
+        report = Attributor().run(incident, "trace", target)
+    _render(report, as_json, corpus)
+
+
+@friendly_errors
+def attribute_cmd(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (driftscope incidents list).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="The worker's YAML settings "
+                                         "(models and their indexes).", exists=True,
+                                         dir_okay=False)],
+    index: Annotated[list[str] | None, typer.Option(help="Extra index (DIR or METHOD=DIR) to "
+                                                    "run besides the configured ones.")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Corpus JSONL, to print example texts.",
+                                                exists=True, dir_okay=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
+) -> None:
+    """Re-run an incident's attribution now (or extend it with more indexes) and store it."""
+    import redis
+
+    from services.config import load_settings
+    from services.errors import NotFoundError
+    from services.store.redis_store import RedisStore
+    from services.store.retry import RetryingStore
+    from services.worker.job import Attributor
+    from services.worker.settings import AttributionWorkerSettings, find_target
+
+    s = load_settings(AttributionWorkerSettings, config)
+    client = redis.Redis.from_url(
+        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
+        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
+    store = RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix), give_up_s=5.0)
+    incident: Incident = store.get_incident(incident_id)
+    found = find_target(s.models, incident.model, incident.model_version)
+    if found is None:
+        raise NotFoundError("model target for", f"{incident.model}@{incident.model_version}")
+    key, target = found
+    if index:
+        target = _extended(target, _parse_indexes(index))
+    with Console(stderr=True).status(f"attributing {incident_id} …"):
+        report = Attributor(device=s.device).run(incident, key, target)
+    _store_report(store, incident_id, report)
+    _render(report, as_json, corpus)
+
+
+def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
+    return target.model_copy(update={"indexes": {**target.indexes, **extra}})
+
+
+def _store_report(store: Any, incident_id: str, report: dict[str, Any]) -> None:
+    """Save the report on a fresh read; an open/failed incident becomes attributed."""
+    from services.store.model import IncidentState
+
+    incident = store.get_incident(incident_id)
+    incident.attribution = report
+    if incident.state in (IncidentState.OPEN, IncidentState.ATTRIBUTING, IncidentState.FAILED):
+        incident.transition(IncidentState.ATTRIBUTED, datetime.now(UTC), "re-run from the CLI")
+    store.save_incident(incident)

@@ -1,0 +1,66 @@
+"""``driftscope trace`` and ``driftscope attribute ID`` on a tiny model, against real Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis
+from typer.testing import CliRunner
+
+from services.cli.main import app
+from services.store import IncidentState
+from services.store.redis_store import RedisStore
+from tests.integration.test_worker import (  # the module's tiny model and indexes
+    PLANTED,
+    PLANTED_QUERY,
+    TOP_K,
+    Built,
+    built,
+    make_incident,
+)
+
+__all__ = ["built"]
+runner = CliRunner()
+
+
+def test_trace_ranks_the_planted_examples_first(built: Built) -> None:
+    res = runner.invoke(app, [
+        "trace", "--model", str(built.model_dir), "--index", str(built.repsim),
+        "--index", f"gradsim={built.gradsim}", "--prompt", PLANTED_QUERY.prompt,
+        "--output", PLANTED_QUERY.response, "--top-k", str(TOP_K), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    top = [row["id"] for row in report["aggregate"]]
+    planted = {e.id for e in PLANTED}
+    assert set(top[: len(planted)]) == planted
+    assert set(report["methods"]) == {"repsim", "gradsim"} and report["agreement"]
+
+
+def test_trace_refuses_a_directory_that_is_no_index(built: Built, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["trace", "--model", str(built.model_dir), "--index", str(tmp_path),
+                              "--output", "x"])
+    assert res.exit_code == 2
+    assert "not an index directory" in res.output and "Traceback" not in res.output
+
+
+def test_attribute_reruns_and_stores_the_report(built: Built, redis_url: str,
+                                                redis_client: redis.Redis,
+                                                tmp_path: Path) -> None:
+    store = RedisStore(redis_client)
+    inc = make_incident("rerun")
+    inc.transition(IncidentState.FAILED, inc.opened_at, "index was missing")
+    store.save_incident(inc)
+    cfg = tmp_path / "worker.yaml"
+    cfg.write_text(json.dumps({"redis": {"url": redis_url}, "models": {"bot": {
+        "model_dir": str(built.model_dir), "indexes": {"repsim": str(built.repsim)},
+        "top_k": TOP_K}}}))
+    res = runner.invoke(app, ["attribute", "rerun", "--config", str(cfg),
+                              "--index", f"gradsim={built.gradsim}", "--json"])
+    assert res.exit_code == 0, res.output
+    stored = store.get_incident("rerun")
+    assert stored.state is IncidentState.ATTRIBUTED
+    assert stored.attribution is not None
+    assert set(stored.attribution["methods"]) == {"repsim", "gradsim"}
+    missing = runner.invoke(app, ["attribute", "nope", "--config", str(cfg)])
+    assert missing.exit_code == 4 and "not found" in missing.output
