@@ -24,12 +24,13 @@ from tests.grafana_dashboards import (
     substitute,
     variable_query_as_promql,
 )
+from tests.integration.test_worker import WorkerProcess
 from tests.observability import CollectorProcess, drifting_stream, produce, to_bytes
 from tests.stack import Prometheus, StackInfo, http_json
 
-# The attribution dashboard reads the worker's metrics; no worker exists yet, so its queries are
-# held to being valid PromQL (the worker's own integration test will have them return data).
-NEEDS_WORKER = {"driftscope-attribution.json"}
+# The attribution dashboard reads the worker's metrics: a real worker, with no model target
+# configured, consumes the collector's anomalies and fails each job (no_target) — so its job
+# counters, durations and failure panels all have data.
 RATE_INTERVAL = "1m"
 RANGE = "10m"
 INVALID_MESSAGES = [b"not json", b"[1, 2]", b'{"event_id": "x"}']
@@ -62,7 +63,10 @@ def test_every_dashboard_query_returns_data_from_a_scraped_collector(
     topic = new_topic(partitions=1, prefix="dash")
     collector = CollectorProcess(tmp_path, bootstrap=kafka_bootstrap, topic=topic,
                                  redis_url=redis_url)
+    worker = WorkerProcess(kafka_bootstrap, redis_url, f"{topic}.anomalies", tmp_path, models={})
     try:
+        worker.start()
+        prometheus.register_target(f"127.0.0.1:{worker.metrics_port}", {"job": "driftscope-worker"})
         prometheus.register_target(collector.address, {"job": "driftscope-collector"})
         prometheus.wait_for(f'driftscope_collector_up{{instance="{collector.address}"}} == 1')
         # as live traffic arrives: in batches a few scrapes apart (rate() needs a counter to
@@ -79,9 +83,12 @@ def test_every_dashboard_query_returns_data_from_a_scraped_collector(
         prometheus.wait_for(f'driftscope_detector_alarm{{model="{model}"}} == 1', timeout=60)
         prometheus.wait_for('sum(driftscope_checkpoints_total{outcome="ok"})', timeout=30)
         prometheus.wait_for("driftscope_consumer_lag_messages", timeout=30)
+        prometheus.wait_for(
+            'sum(rate(driftscope_attribution_jobs_total{outcome="failed"}[1m])) > 0', timeout=90)
         failures = _run_all(prometheus, model)
     finally:
         collector.stop()
+        worker.stop()
     assert not failures, "dashboard queries without data:\n" + "\n".join(failures)
 
 
@@ -99,9 +106,9 @@ def _run_all(prometheus: Prometheus, model: str) -> list[str]:
             found = _variable_values(prometheus, q.expr, values)
             options[var] = found
             checked += 1
-            if not found and name not in NEEDS_WORKER:
+            if not found:
                 failures.append(f"{name} {q.where}: no values")
-        assert options.get("model", {model}) >= {model} or name in NEEDS_WORKER
+        assert options.get("model", {model}) >= {model}
         repeats = {p["title"]: p.get("repeat") for p in panels(dashboard)}
         for q in queries(name, dashboard):
             if q.kind == "variable":
@@ -117,7 +124,7 @@ def _run_all(prometheus: Prometheus, model: str) -> list[str]:
                 label = f"{name} {q.where}{' ' + json.dumps(extra) if extra else ''}"
                 if answer.get("status") != "success":
                     failures.append(f"{label}: {answer.get('error')} ({expr})")
-                elif name not in NEEDS_WORKER and not _finite(answer["data"]["result"]):
+                elif not _finite(answer["data"]["result"]):
                     failures.append(f"{label}: no data ({expr})")
         assert variables  # every dashboard declares its variables
     assert checked > 40
