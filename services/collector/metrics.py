@@ -89,6 +89,11 @@ class CollectorMetrics:
             ["outcome"], registry=registry)
         self.up = Gauge("driftscope_collector_up", "1 while the consume loop runs.",
                         registry=registry)
+        self.incidents_open = Gauge(
+            "driftscope_incidents_open",
+            "Incidents not resolved, from the state store (the same on every replica).",
+            _STREAM, registry=registry)
+        self._open_labels: set[tuple[str, str, str]] = set()
         for reason in INVALID_REASONS:
             self.invalid.labels(reason)
         for outcome in ("ok", "failed"):
@@ -102,6 +107,14 @@ class CollectorMetrics:
             self.incidents_opened.labels(*labels, signal)
             for det in config.detectors:
                 self.anomalies.labels(*labels, signal, det)
+
+    def export_open_incidents(self, counts: dict[tuple[str, str, str], int]) -> None:
+        """Set the open-incident gauges; streams that no longer have any drop to 0."""
+        for labels in list(self._open_labels - set(counts)):
+            self.incidents_open.labels(*labels).set(0)
+        for labels, n in counts.items():
+            self.incidents_open.labels(*labels).set(n)
+        self._open_labels |= set(counts)
 
     def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
         """Copy a :meth:`services.drift.StreamMonitor.summary` into the gauges."""

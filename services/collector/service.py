@@ -37,7 +37,7 @@ from services.config import KafkaSettings, TopicSettings
 from services.errors import InvalidEventError, StoreError
 from services.schemas import AnomalyEvent, DeadLetter, OutputEvent, parse_output_event
 from services.store.base import StateStore
-from services.store.model import Incident
+from services.store.model import Incident, IncidentState
 
 __all__ = ["Collector"]
 
@@ -95,6 +95,7 @@ class Collector:
         self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
         self._last_lag = 0.0
         self._last_summary = 0.0
+        self._last_open_count = 0.0
         self._seen_streams: set[Any] = set()
         # kafka-python calls the rebalance hooks on its IO thread, concurrently with batch
         # handling here: state is only touched under this lock, and never while blocking on
@@ -208,12 +209,26 @@ class Collector:
         self._since_checkpoint[tp] = self._since_checkpoint.get(tp, 0) + len(records)
         self._export_summaries()
 
+    def _export_open_incidents(self) -> None:
+        """Refresh ``driftscope_incidents_open`` from the store every 15 seconds."""
+        now = self.clock()
+        if now - self._last_open_count < 15.0:
+            return
+        self._last_open_count = now
+        counts: dict[tuple[str, str, str], int] = {}
+        for inc in self.store.list_incidents(limit=100_000):
+            if inc.state is not IncidentState.RESOLVED:
+                key = (inc.model, inc.model_version, inc.segment)
+                counts[key] = counts.get(key, 0) + 1
+        self.metrics.export_open_incidents(counts)
+
     def _export_summaries(self) -> None:
         """Refresh the per-signal gauges at most every two seconds (summaries are not free)."""
         now = self.clock()
         if now - self._last_summary < 2.0:
             return
         self._last_summary = now
+        self._export_open_incidents()
         with self._lock:
             for state in self._states.values():
                 for mon in state.monitors.values():

@@ -83,6 +83,7 @@ def test_every_dashboard_query_returns_data_from_a_scraped_collector(
         prometheus.wait_for(f'driftscope_detector_alarm{{model="{model}"}} == 1', timeout=60)
         prometheus.wait_for('sum(driftscope_checkpoints_total{outcome="ok"})', timeout=30)
         prometheus.wait_for("driftscope_consumer_lag_messages", timeout=30)
+        prometheus.wait_for(f'driftscope_incidents_open{{model="{model}"}} > 0', timeout=60)
         prometheus.wait_for(
             'sum(rate(driftscope_attribution_jobs_total{outcome="failed"}[1m])) > 0', timeout=90)
         failures = _run_all(prometheus, model)
