@@ -61,6 +61,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise IndexError_(f"{path} is not valid JSON: {exc.msg}", path=str(directory)) from exc
+    except UnicodeDecodeError as exc:
+        raise IndexError_(f"{path} is not UTF-8 text", path=str(directory)) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise IndexError_(f"{path} is not a driftscope index manifest", path=str(directory))
     return data

@@ -1,0 +1,164 @@
+"""Fuzz every parser that takes outside input: it must refuse bad input with its documented error,
+never crash with anything else.
+
+Parsers: OutputEvents from Kafka (``parse_output_event``), the alert receiver's request bodies
+(``AlertReceiver.accept``), settings files (``load_settings``, ``DriftSettings.from_file``) and
+attribution index manifests (``read_manifest``), plus the redactor over arbitrary text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.alerts.receiver import AlertReceiver, _Refused
+from services.alerts.settings import ReceiverSettings
+from services.config import CollectorSettings, load_settings
+from services.drift import DriftSettings
+from services.errors import ConfigError, InvalidEventError
+from services.schemas import parse_output_event
+from services.security import Redactor
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+EVENT = {"event_id": "e1", "ts": "2024-01-01T00:00:00Z", "model": "m", "output": "hi",
+         "token_logprobs": [-0.1], "segment": {"route": "a"}, "confidence": 0.5}
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> bytes:
+    """A valid event with one field replaced, removed or added, serialised; or raw bytes."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(st.binary(max_size=300))
+    event: dict[str, Any] = dict(EVENT)
+    key = draw(st.sampled_from([*EVENT, "prompt", "top_logprobs", "latency_ms", "extra"]))
+    if kind == 1:
+        event.pop(key, None)
+    else:
+        event[key] = draw(json_values)
+    text = json.dumps(event)
+    if kind == 3:  # non-finite constants and truncation
+        text = draw(st.sampled_from([text.replace("0.5", "NaN"), text[: len(text) // 2],
+                                     text.replace("-0.1", "Infinity")]))
+    return text.encode()
+
+
+@FUZZ
+@given(raw=mutated_events())
+def test_parse_output_event_refuses_cleanly(raw: bytes) -> None:
+    try:
+        ev = parse_output_event(raw, max_bytes=10_000)
+    except InvalidEventError as exc:
+        assert exc.reason in {"not_json", "not_object", "missing_field", "wrong_type",
+                              "non_finite", "too_large", "invalid_value"}
+    else:
+        assert ev.event_id and ev.model
+
+
+@pytest.fixture(scope="module")
+def receiver() -> AlertReceiver:
+    r = AlertReceiver(ReceiverSettings(port=0, allow_unauthenticated=True), lambda m: None).start()
+    yield r  # type: ignore[misc]
+    r.close()
+
+
+ALERT = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "r",
+         "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+         "truncatedAlerts": 0,
+         "alerts": [{"status": "firing", "labels": {"alertname": "A"}, "annotations": {},
+                     "startsAt": "2024-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                     "generatorURL": "", "fingerprint": "abc"}]}
+
+
+@st.composite
+def alert_bodies(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    body: dict[str, Any] = json.loads(json.dumps(ALERT))
+    target = body if draw(st.booleans()) else body["alerts"][0]
+    key = draw(st.sampled_from(sorted(target)))
+    if draw(st.booleans()):
+        target.pop(key)
+    else:
+        target[key] = draw(json_values)
+    return json.dumps(body).encode()
+
+
+@FUZZ
+@given(body=alert_bodies())
+def test_receiver_body_parsing_refuses_with_400(receiver: AlertReceiver, body: bytes) -> None:
+    try:
+        receiver.accept(body)
+    except _Refused as refused:
+        assert refused.status == 400
+
+
+@FUZZ
+@given(doc=json_values, as_yaml_text=st.text(max_size=200), pick=st.booleans())
+def test_config_files_refuse_with_config_error(doc: Any, as_yaml_text: str, pick: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "settings.yaml"
+        path.write_text(json.dumps(doc) if pick else as_yaml_text)
+        for load in (lambda: load_settings(CollectorSettings, path),
+                     lambda: DriftSettings.from_file(path)):
+            with contextlib.suppress(ConfigError):
+                load()
+
+
+@FUZZ
+@given(doc=json_values, drift=st.dictionaries(
+    st.sampled_from(["window_size", "signals", "min_window", "budget", "test_every"]),
+    json_values, max_size=3))
+def test_nested_drift_settings_refuse_with_config_error(doc: Any, drift: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "settings.yaml"
+        path.write_text(json.dumps({"drift": drift, "cooldown_s": doc}))
+        with contextlib.suppress(ConfigError):
+            load_settings(CollectorSettings, path)
+
+
+@FUZZ
+@given(doc=json_values, raw=st.binary(max_size=200), pick=st.integers(0, 2))
+def test_index_manifests_refuse_with_index_error(doc: Any, raw: bytes, pick: int) -> None:
+    pytest.importorskip("safetensors")
+    from attribution.errors import IndexError_
+    from attribution.manifest import FORMAT, read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        if pick == 0:
+            (d / "manifest.json").write_bytes(raw)
+        elif pick == 1:
+            (d / "manifest.json").write_text(json.dumps(doc))
+        else:
+            manifest = {"format": FORMAT, "version": 1, "shards": doc}
+            (d / "manifest.json").write_text(json.dumps(manifest))
+        try:
+            read_manifest(d)
+        except IndexError_:
+            pass
+        except UnicodeDecodeError:
+            pytest.fail("a manifest that is not UTF-8 must be refused with IndexError_")
+
+
+@FUZZ
+@given(text=st.text(max_size=500))
+def test_redactor_total_and_idempotent(text: str) -> None:
+    r = Redactor()
+    once = r.redact(text)
+    assert r.redact(once) == once
