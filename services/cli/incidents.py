@@ -159,3 +159,24 @@ def resolve_cmd(
 ) -> None:
     """Resolve an incident."""
     _move(incident_id, "resolved", note, config)
+
+
+@incidents_app.command("purge")
+@friendly_errors
+def purge_cmd(
+    incident_ids: Annotated[list[str] | None, typer.Argument(help="Incident ids.")] = None,
+    before: Annotated[str | None, typer.Option(help="Every incident opened before this time "
+                                               "(ISO 8601).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete incidents (records, exemplars, reports) now, by id or opened before a time."""
+    if not incident_ids and before is None:
+        raise typer.BadParameter("name incident ids or --before")
+    store = _store(config)
+    ids = list(incident_ids or [])
+    cutoff = _when(before)
+    if cutoff is not None:
+        raw = store.r.zrangebyscore(f"{store.p}incidents", "-inf", f"({cutoff.timestamp()}")
+        ids.extend(i.decode() for i in raw)
+    n = store.delete_incidents(sorted(set(ids)))
+    Console(stderr=True).print(f"purged {n} incidents")

@@ -161,6 +161,16 @@ class RedisStore:
         pipe.zadd(f"{self.p}incidents", {incident.id: incident.opened_at.timestamp()})
         self._call("save an incident", pipe.execute, key=key)
 
+    def delete_incidents(self, ids: list[str]) -> int:
+        """Delete these incident records (and their index entries); how many records existed."""
+        if not ids:
+            return 0
+        pipe = self.r.pipeline()
+        pipe.delete(*[f"{self.p}incident:{i}" for i in ids])
+        pipe.zrem(f"{self.p}incidents", *ids)
+        deleted, _ = self._call("delete incidents", pipe.execute)
+        return int(deleted)
+
     def list_incidents(
         self,
         *,

@@ -152,3 +152,31 @@ def test_redis_wrong_or_missing_password_is_a_store_error(auth_stack: AuthStack,
     message = str(info.value)
     assert "redis" in message.lower()
     assert "not-the-redis-password" not in message and REDIS_PASSWORD not in message
+
+
+def test_incidents_purge_by_id_and_before(auth_stack: AuthStack) -> None:
+    from datetime import timedelta
+
+    from services.store.model import Incident
+
+    s = auth_stack.redis(REDIS_PASSWORD)
+    store = RedisStore(redis.Redis.from_url(s.url, **s.client_kwargs()), key_prefix="purge:")
+    now = datetime.now(UTC)
+    for i, age in enumerate([10, 5, 1]):
+        at = now - timedelta(days=age)
+        store.save_incident(Incident(
+            id=f"inc-{i}", opened_at=at, updated_at=at, model="m", model_version="1",
+            segment="all", signal="s", detector="d", statistic=1.0, threshold=0.5,
+            effect_size=0.1, event_id=f"e{i}"))
+    env = {**os.environ, "DRIFTSCOPE_REDIS__URL": s.url,
+           "DRIFTSCOPE_REDIS__PASSWORD": REDIS_PASSWORD, "DRIFTSCOPE_REDIS__KEY_PREFIX": "purge:"}
+    cli = str(Path(sys.executable).parent / "driftscope")
+    before = (now - timedelta(days=3)).isoformat()
+    done = subprocess.run([cli, "incidents", "purge", "--before", before], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [i.id for i in store.list_incidents()] == ["inc-2"]
+    done = subprocess.run([cli, "incidents", "purge", "inc-2"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert store.list_incidents() == []
