@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[attribution,embedder-export,dev]'
+	$(PY) -m pip install --quiet -e '.[attribution,embedder-export,faiss,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

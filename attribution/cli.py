@@ -146,6 +146,9 @@ def query(
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
+    ann: Annotated[str, typer.Option(
+        "--ann", help="exact (default): score every row; hnsw: approximate FAISS graph for very "
+        "large corpora; flat: FAISS exhaustive (needs the 'faiss' extra).")] = "exact",
 ) -> None:
     """Attribute each query to its most responsible corpus examples."""
     with _user_errors():
@@ -171,7 +174,14 @@ def query(
             name = idx.settings.spec
             if name in per_method:
                 name = f"{name}#{len(per_method)}"
-            per_method[name] = idx.query(qs, top_k, batch_size=batch_size)
+            searcher = None
+            if ann != "exact":
+                from attribution.ann import FaissSearcher
+
+                if ann not in ("flat", "hnsw"):
+                    raise _usage(f"--ann must be exact, flat or hnsw, not {ann!r}")
+                searcher = FaissSearcher(idx, kind="hnsw" if ann == "hnsw" else "flat")
+            per_method[name] = idx.query(qs, top_k, batch_size=batch_size, searcher=searcher)
         agree = {a.query_id: a for a in agreement(per_method, top_k)} if len(index) > 1 else {}
         _print_query(per_method, agree, json_out)
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from attribution.data import Example, corpus_hash
 from attribution.errors import IndexError_, IndexMismatchError
@@ -333,20 +333,25 @@ class Index:
         *,
         batch_size: int = 16,
         query_ids: Sequence[str] | None = None,
+        searcher: Searcher | None = None,
     ) -> list[QueryResult]:
-        """Attribute each query to the ``top_k`` most responsible corpus examples."""
+        """Attribute each query to the ``top_k`` most responsible corpus examples.
+
+        ``searcher`` replaces the exact blocked search, e.g. with an
+        :class:`attribution.ann.FaissSearcher` for very large corpora.
+        """
         if self.model is None:
             raise IndexError_("open the index with a model to featurize queries",
                               path=str(self.path))
         feats = featurize(self.method, self.model, queries, batch_size=batch_size)
         if query_ids is None:
             query_ids = [str(getattr(q, "id", i)) for i, q in enumerate(queries)]
-        return self.results(feats, top_k, query_ids)
+        return self.results(feats, top_k, query_ids, searcher)
 
-    def results(self, feats: torch.Tensor, top_k: int,
-                query_ids: Sequence[str]) -> list[QueryResult]:
+    def results(self, feats: torch.Tensor, top_k: int, query_ids: Sequence[str],
+                searcher: Searcher | None = None) -> list[QueryResult]:
         """Ranked results for precomputed raw query features."""
-        scores, idx = self.search(feats, top_k)
+        scores, idx = (searcher or self).search(feats, top_k)
         return [
             QueryResult(qid, self.settings.spec, [
                 Hit(self.ids[int(i)], float(s), r + 1)
@@ -354,6 +359,12 @@ class Index:
             ])
             for n, qid in enumerate(query_ids)
         ]
+
+
+class Searcher(Protocol):
+    """Anything that finds the top-k rows for raw query features, like :meth:`Index.search`."""
+
+    def search(self, queries: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def open_index(

@@ -54,6 +54,13 @@ def test_build_and_query_json(files, tiny_gpt2) -> None:
              "--method", "datainf", "--top-k", "2", "--json")
     assert r.exit_code == 0, r.output
     assert {line["method"] for line in _json_lines(r.stdout)} == {"datainf"}
+    exact = _run("query", "--index", str(files / "idx"), "--queries", str(files / "queries.jsonl"),
+                 "--top-k", "3", "--json")
+    flat = _run("query", "--index", str(files / "idx"), "--queries", str(files / "queries.jsonl"),
+                "--top-k", "3", "--json", "--ann", "flat")
+    assert flat.exit_code == 0, flat.output
+    assert [[h["id"] for h in x["results"]] for x in _json_lines(flat.stdout)] == [
+        [h["id"] for h in x["results"]] for x in _json_lines(exact.stdout)]
 
 
 @pytest.mark.parametrize("case", ["missing", "badline", "noindex", "mismatch"])
