@@ -25,6 +25,7 @@ from services.security.redaction import RedactionSettings
 __all__ = [
     "CliSettings",
     "CollectorSettings",
+    "DriftscopeSettings",
     "EmbedderSettings",
     "KafkaSettings",
     "MetricsSettings",
@@ -138,7 +139,9 @@ class SegmentSettings(BaseModel):
         return value if value in self.allowed else "other"
 
 
-class _Base(BaseSettings):
+class DriftscopeSettings(BaseSettings):
+    """Base of each deployable's settings: DRIFTSCOPE_ prefix, __ nesting, env over file."""
+
     model_config = SettingsConfigDict(
         env_prefix="DRIFTSCOPE_", env_nested_delimiter="__", extra="forbid"
     )
@@ -156,7 +159,7 @@ class _Base(BaseSettings):
         return env_settings, init_settings, file_secret_settings
 
 
-class CollectorSettings(_Base):
+class CollectorSettings(DriftscopeSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -180,7 +183,7 @@ class CollectorSettings(_Base):
     checkpoint_every: int = Field(default=500, ge=1)
 
 
-class WorkerSettings(_Base):
+class WorkerSettings(DriftscopeSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -189,7 +192,7 @@ class WorkerSettings(_Base):
     group_id: str = "driftscope-worker"
 
 
-class CliSettings(_Base):
+class CliSettings(DriftscopeSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -21,11 +21,10 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.alerts.settings import ReceiverSettings, WebhookSettings
 from services.cli.errors import friendly_errors
-from services.config import MetricsSettings, RedisSettings, load_settings
+from services.config import DriftscopeSettings, MetricsSettings, RedisSettings, load_settings
 
 __all__ = ["AlertsSettings", "app"]
 
@@ -39,12 +38,8 @@ ConfigOpt = Annotated[
 ]
 
 
-class AlertsSettings(BaseSettings):
+class AlertsSettings(DriftscopeSettings):
     """Settings of the alert-receiver deployable (environment prefix ``DRIFTSCOPE_``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="DRIFTSCOPE_", env_nested_delimiter="__", extra="forbid"
-    )
 
     receiver: ReceiverSettings = Field(description="Required: at least its credentials.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -52,25 +47,11 @@ class AlertsSettings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
     max_queue: int = Field(default=1000, ge=1, description="Relayed notifications waiting.")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings, file_secret_settings  # as services.config
-
 
 def _redis(settings: RedisSettings) -> Any:
-    import redis
+    from services.store.redis_store import connect
 
-    password = settings.password.get_secret_value() if settings.password else None
-    return redis.Redis.from_url(settings.url, password=password,
-                                socket_timeout=settings.socket_timeout_s,
-                                socket_connect_timeout=settings.socket_timeout_s)
+    return connect(settings)
 
 
 @app.command("receive")

@@ -109,7 +109,6 @@ def collector_cmd(
     log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
 ) -> None:
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
-    import redis
     from prometheus_client import CollectorRegistry, start_http_server
 
     from services.alerts.build import build_notifier
@@ -118,7 +117,7 @@ def collector_cmd(
     from services.collector.service import Collector
     from services.config import CollectorSettings, load_settings
     from services.store.base import StateStore
-    from services.store.redis_store import RedisStore
+    from services.store.redis_store import RedisStore, connect
     from services.store.retry import RetryingStore
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -127,7 +126,7 @@ def collector_cmd(
 
     s = load_settings(CollectorSettings, config)
     check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
-    client = redis.Redis.from_url(s.redis.url, **s.redis.client_kwargs())
+    client = connect(s.redis)
     store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix,
                                                       retention_s=s.redis.retention_s)))
     registry = CollectorRegistry()

@@ -32,13 +32,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(config: Path | None) -> RedisStore:
-    import redis
 
     from services.config import CliSettings, load_settings
-    from services.store.redis_store import RedisStore
+    from services.store.redis_store import RedisStore, connect
 
     s = load_settings(CliSettings, config)
-    client = redis.Redis.from_url(s.redis.url, **s.redis.client_kwargs())
+    client = connect(s.redis)
     return RedisStore(client, key_prefix=s.redis.key_prefix, retention_s=s.redis.retention_s)
 
 

@@ -120,19 +120,16 @@ def attribute_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
 ) -> None:
     """Re-run an incident's attribution now (or extend it with more indexes) and store it."""
-    import redis
 
     from services.config import load_settings
     from services.errors import NotFoundError
-    from services.store.redis_store import RedisStore
+    from services.store.redis_store import RedisStore, connect
     from services.store.retry import RetryingStore
     from services.worker.job import Attributor
     from services.worker.settings import AttributionWorkerSettings, find_target
 
     s = load_settings(AttributionWorkerSettings, config)
-    client = redis.Redis.from_url(
-        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
-        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
+    client = connect(s.redis)
     store = RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix), give_up_s=5.0)
     incident: Incident = store.get_incident(incident_id)
     found = find_target(s.models, incident.model, incident.model_version)

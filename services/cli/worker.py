@@ -29,13 +29,12 @@ def worker_cmd(
     log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
 ) -> None:
     """Run the attribution worker: consume driftscope.anomalies, attribute incidents."""
-    import redis
     from prometheus_client import CollectorRegistry, start_http_server
 
     from services.alerts.build import build_notifier
     from services.config import load_settings
     from services.store.base import StateStore
-    from services.store.redis_store import RedisStore
+    from services.store.redis_store import RedisStore, connect
     from services.store.retry import RetryingStore
     from services.worker.job import Attributor
     from services.worker.metrics import WorkerMetrics
@@ -45,9 +44,7 @@ def worker_cmd(
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = load_settings(AttributionWorkerSettings, config)
-    client = redis.Redis.from_url(
-        s.redis.url, password=s.redis.password.get_secret_value() if s.redis.password else None,
-        socket_timeout=s.redis.socket_timeout_s, socket_connect_timeout=s.redis.socket_timeout_s)
+    client = connect(s.redis)
     store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix)))
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)

@@ -24,10 +24,11 @@ from typing import Any
 
 import redis
 
+from services.config import RedisSettings
 from services.errors import NotFoundError, StoreError
 from services.store.model import Checkpoint, Incident, IncidentState
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "connect"]
 
 _CLAIM = """
 -- KEYS: live key, incidents index.  ARGV: new id, event ts, expires, incident key prefix,
@@ -47,6 +48,12 @@ redis.call('SET', ARGV[4] .. ARGV[1], ARGV[6], 'NX', 'EX', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 return false
 """
+
+
+def connect(settings: RedisSettings) -> redis.Redis[bytes]:
+    """A client for ``settings`` (URL, credentials, TLS, timeouts): every entrypoint uses it."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(settings.url, **settings.client_kwargs())
+    return client
 
 
 class RedisStore:
