@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STACK  := deploy/local/stack
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-unit check browser stack-up stack-down stack-status bench clean
+.PHONY: venv demo test test-unit check audit browser stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
@@ -36,6 +36,11 @@ test-unit: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+## Known vulnerabilities in the installed dependencies. --strict: a package that could not be
+## audited is a failure, not a pass. Needs a route to PyPI's per-version JSON API or to OSV.
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --strict --progress-spinner off
 
 stack-up:
 	$(STACK) up
