@@ -4,8 +4,8 @@
   change point on, when the detector gives one);
 * boolean: the most recent true events for an increase (the refusals), false ones for a decrease;
 * categorical: the most recent events of the category that grew most;
-* embedding: the outputs of the cluster that grew most, or of the whole window, farthest from
-  the reference's mean in whitened principal coordinates.
+* embedding: the outputs of the cluster that grew most, or of the whole window, reaching
+  farthest along the window's mean shift from the reference in whitened principal coordinates.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ def select_exemplars(
     chosen = [(v, e) for v, e in zip(vals, ids, strict=True) if focus is None or v[1] == focus]
     if not chosen:
         return []
-    y = np.stack([v[0] for v, _ in chosen])
-    dist = np.einsum("ij,ij->i", y - center, y - center)
-    return [chosen[int(j)][1] for j in np.argsort(-dist, kind="stable")[:count]]
+    y = np.stack([v[0] for v, _ in chosen]) - center
+    # The outputs that carry the shift: largest component along the window's mean displacement
+    # in whitened coordinates (the direction Hotelling's T² measures). Plain distance from the
+    # reference mean would favour reference-like outputs that sit in the tails of low-variance
+    # directions over the new topic, whose outputs cluster together away from the reference.
+    shift = np.stack([v[0] for v in vals]).mean(axis=0) - center
+    norm = float(np.linalg.norm(shift))
+    score = y @ (shift / norm) if norm > 0 else np.einsum("ij,ij->i", y, y)
+    return [chosen[int(j)][1] for j in np.argsort(-score, kind="stable")[:count]]

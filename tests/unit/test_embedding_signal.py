@@ -57,3 +57,8 @@ def test_topic_shift_in_one_route_raises_an_embedding_anomaly(embedder_dir: Path
     seen = [(r.anomaly.key.segment, r.anomaly.signal) for r in raised]
     assert emb, f"no embedding anomaly: {seen}"
     assert {r.anomaly.key.segment for r in emb} == {"billing"}
+    by_id = {ev.event_id: ev for _, ev in events}
+    exemplar_texts = [by_id[e].output for r in emb for e in r.anomaly.exemplars]
+    novel = sum(any(w in t for w in ("coin", "NFT", "blockchain", "token", "ether"))
+                for t in exemplar_texts)
+    assert novel >= 0.8 * len(exemplar_texts), exemplar_texts
