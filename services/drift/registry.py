@@ -202,13 +202,17 @@ D = TypeVar("D", bound=type[Detector])
 
 
 def register_detector(name: str, *kinds: SignalKind) -> Callable[[D], D]:
-    """Class decorator: register a detector under ``name`` for signals of ``kinds``."""
+    """Class decorator: register a detector under ``name`` for signals of ``kinds`` (or, when
+    none are given, of the class attribute ``kinds``)."""
 
     def wrap(cls: D) -> D:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise DetectorError(f"detector {name!r} is already registered")
         cls.name = name
-        cls.kinds = frozenset(kinds)
+        if kinds:
+            cls.kinds = frozenset(kinds)
+        if not cls.kinds:
+            raise DetectorError(f"detector {name!r} names no signal kind")
         _REGISTRY[name] = cls
         return cls
 

@@ -298,3 +298,56 @@ def test_user_added_boolean_signal() -> None:
         p = 0.05 if i < 1500 else 0.3
         out += mon.observe(Observation(str(i), float(i), {"jailbreak": bool(rng.random() < p)}))
     assert out and all(a.signal == "jailbreak" and a.event_index >= 1500 for a in out)
+
+
+def test_settings_example_in_the_docs_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "drift.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    p = tmp_path / "drift.yaml"
+    p.write_text(block)
+    loaded = DriftSettings.from_file(p)
+    defaults = DriftSettings()
+    for name in DriftSettings.model_fields:
+        if name != "signals":
+            assert getattr(loaded, name) == getattr(defaults, name), name
+    for name, cfg in loaded.signals.items():
+        assert cfg == defaults.signals[name], name
+
+
+def test_a_new_detector_is_one_registered_class() -> None:
+    from typing import Any, ClassVar
+
+    from services.drift import DetectorContext, Finding, SequentialDetector, register_detector
+    from services.errors import DetectorError
+
+    @register_detector("test_threshold")
+    class Threshold(SequentialDetector):
+        """Raises when a value exceeds the reference maximum by the minimum effect."""
+
+        kinds: ClassVar[frozenset[SignalKind]] = frozenset({SignalKind.CONTINUOUS})
+
+        @classmethod
+        def calibrate(cls, ctx: DetectorContext) -> dict[str, Any]:
+            ref = ctx.reference
+            assert isinstance(ref, drift.reference.ContinuousReference)
+            return {"disabled": None, "limit": float(ref.values[-1]) + ctx.config.min_effect}
+
+        def update(self, value: Any, index: int) -> Finding | None:
+            if value <= self.calibration["limit"]:
+                return None
+            return Finding(statistic=value, threshold=self.calibration["limit"], p_value=None,
+                           effect_size=value, effect_unit="value", direction="increase")
+
+    try:
+        s = small_settings(signals={"x": SignalConfig(kind=SignalKind.CONTINUOUS,
+                                                      detectors=("test_threshold",),
+                                                      min_effect=1.0)})
+        mon = StreamMonitor(s, KEY)
+        out = [a for i in range(700) for a in mon.observe(
+            Observation(str(i), float(i), {"x": 50.0 if i == 650 else 0.5}))]
+        assert [(a.detector, a.event_index) for a in out] == [("test_threshold", 650)]
+        with pytest.raises(DetectorError):
+            register_detector("test_threshold")(type("Other", (Threshold,), {}))
+    finally:  # leave the registry as the other tests expect it
+        drift.registry._REGISTRY.pop("test_threshold", None)
+    assert "test_threshold" not in drift.available_detectors()
