@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.cli.errors import EXIT_FOUND, friendly_errors
+from services.cli.options import LogLevelOpt, MaxIdleOpt, setup_logging
 
 if TYPE_CHECKING:
     from services.collector.pipeline import RaisedAnomaly
@@ -104,9 +105,8 @@ def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnom
 @friendly_errors
 def collector_cmd(
     config: ConfigOpt = None,
-    max_idle: Annotated[float | None, typer.Option(help="Exit after this many idle seconds "
-                                                   "(for batch runs and tests).")] = None,
-    log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
+    max_idle: MaxIdleOpt = None,
+    log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -120,8 +120,7 @@ def collector_cmd(
     from services.store.redis_store import RedisStore, connect
     from services.store.retry import RetryingStore
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     from services.security.preflight import check_kafka_auth
 
     s = load_settings(CollectorSettings, config)

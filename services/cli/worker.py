@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, cast
 
 import typer
 
 from services.cli.errors import friendly_errors
+from services.cli.options import LogLevelOpt, MaxIdleOpt, setup_logging
 
 __all__ = ["register"]
 
@@ -24,9 +24,8 @@ def worker_cmd(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="YAML settings (models, indexes, services); DRIFTSCOPE_* "
         "variables override it.", exists=True, dir_okay=False)] = None,
-    max_idle: Annotated[float | None, typer.Option(help="Exit after this many idle seconds "
-                                                   "(for batch runs and tests).")] = None,
-    log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
+    max_idle: MaxIdleOpt = None,
+    log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the attribution worker: consume driftscope.anomalies, attribute incidents."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -41,8 +40,7 @@ def worker_cmd(
     from services.worker.service import Worker
     from services.worker.settings import AttributionWorkerSettings
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     s = load_settings(AttributionWorkerSettings, config)
     client = connect(s.redis)
     store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix)))
