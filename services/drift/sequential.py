@@ -106,6 +106,11 @@ class TwoSidedCusum(SequentialDetector):
         if self.disabled is not None:
             return None
         inc_up, inc_dn = self.increments(value, index)
+        return self._advance(inc_up, inc_dn, value, index)
+
+    def _advance(self, inc_up: float, inc_dn: float, value: Any, index: int) -> Finding | None:
+        """Add the increments to ``(S⁺, S⁻)``, truncate at 0, track each side's segment, and
+        report a crossing. Subclasses with a hot inlined score call this from ``update``."""
         s = self._sp + inc_up
         if s > 0.0:
             if self._sp == 0.0:

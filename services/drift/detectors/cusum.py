@@ -123,33 +123,7 @@ class NormalScoreCusum(TwoSidedCusum):
         if hi > lo:
             lo += int(uniform_hash(self._seed, index) * (hi - lo + 1))
         z = self._table[lo]
-        s = self._sp + (z - self._kp)  # the same roundings as TwoSidedCusum.update
-        if s > 0.0:
-            if self._sp == 0.0:
-                self._up = [index, value, 1]
-            else:
-                seg = self._up
-                seg[1] += value
-                seg[2] += 1
-            self._sp = s
-        else:
-            self._sp = 0.0
-        s = self._sn + (-z - self._kn)
-        if s > 0.0:
-            if self._sn == 0.0:
-                self._dn = [index, value, 1]
-            else:
-                seg = self._dn
-                seg[1] += value
-                seg[2] += 1
-            self._sn = s
-        else:
-            self._sn = 0.0
-        if self._sp >= self._hp:
-            return self._crossing(1, index)
-        if self._sn >= self._hn:
-            return self._crossing(-1, index)
-        return None
+        return self._advance(z - self._kp, -z - self._kn, value, index)
 
     @property
     def effect_unit(self) -> str:
