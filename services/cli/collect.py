@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.cli.errors import EXIT_FOUND, friendly_errors
-from services.cli.options import LogLevelOpt, MaxIdleOpt, setup_logging
+from services.cli.options import (
+    LogLevelOpt,
+    MaxIdleOpt,
+    open_store,
+    run_until_stopped,
+    serve_metrics,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from services.collector.pipeline import RaisedAnomaly
@@ -109,30 +115,22 @@ def collector_cmd(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from services.alerts.build import build_notifier
     from services.collector.build import build_pipeline
     from services.collector.metrics import CollectorMetrics
     from services.collector.service import Collector
     from services.config import CollectorSettings, load_settings
-    from services.store.base import StateStore
-    from services.store.redis_store import RedisStore, connect
-    from services.store.retry import RetryingStore
-
-    setup_logging(log_level)
     from services.security.preflight import check_kafka_auth
 
+    setup_logging(log_level)
     s = load_settings(CollectorSettings, config)
     check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
-    client = connect(s.redis)
-    store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix,
-                                                      retention_s=s.redis.retention_s)))
+    client, store = open_store(s.redis)
     registry = CollectorRegistry()
     metrics = CollectorMetrics(registry)
-    server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
-    logging.getLogger("driftscope.collector").info(
-        "metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
+    server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.collector"))
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
                               cooldown_s=s.cooldown_s, redaction=s.redaction)
     notifier = build_notifier(s.webhooks, client, registry)
@@ -140,12 +138,4 @@ def collector_cmd(
                           group_id=s.group_id, max_event_bytes=s.max_event_bytes,
                           checkpoint_every=s.checkpoint_every,
                           notify=notifier.submit if notifier is not None else None)
-    signal.signal(signal.SIGTERM, lambda *_: collector.stop())
-    try:
-        collector.run(max_idle_s=max_idle)
-    except KeyboardInterrupt:
-        collector.stop()
-    finally:
-        server.shutdown()
-        if notifier is not None:
-            notifier.close()
+    run_until_stopped(collector, max_idle, server, notifier)

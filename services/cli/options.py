@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, cast
 
 import typer
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "setup_logging"]
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry
+    from redis import Redis
+
+    from services.alerts.notifier import BackgroundNotifier
+    from services.config import MetricsSettings, RedisSettings
+    from services.store.base import StateStore
+
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_store", "run_until_stopped", "serve_metrics",
+           "setup_logging"]
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
     help="Exit after this many seconds with nothing left to read (batch runs and tests).")]
@@ -19,3 +31,44 @@ def setup_logging(level: str) -> None:
     """Timestamped log lines on stderr (stdout stays free for machine-readable output)."""
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _Service(Protocol):
+    def run(self, *, max_idle_s: float | None = None) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
+    """The Redis client and the retrying state store of a long-running service."""
+    from services.store.redis_store import RedisStore, connect
+    from services.store.retry import RetryingStore
+
+    client = connect(settings)
+    store = RetryingStore(RedisStore(client, key_prefix=settings.key_prefix,
+                                     retention_s=settings.retention_s))
+    return client, cast("StateStore", store)
+
+
+def serve_metrics(settings: MetricsSettings, registry: CollectorRegistry,
+                  log: logging.Logger) -> WSGIServer:
+    """Expose ``registry`` on ``settings.host:port`` (loopback by default)."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(settings.port, addr=settings.host, registry=registry)
+    log.info("metrics on http://%s:%d/metrics", settings.host, server.server_port)
+    return server
+
+
+def run_until_stopped(service: _Service, max_idle_s: float | None, server: WSGIServer,
+                      notifier: BackgroundNotifier | None) -> None:
+    """Run ``service`` until SIGTERM, Ctrl-C or idleness; then stop metrics and webhooks."""
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    try:
+        service.run(max_idle_s=max_idle_s)
+    except KeyboardInterrupt:
+        service.stop()
+    finally:
+        server.shutdown()
+        if notifier is not None:
+            notifier.close()

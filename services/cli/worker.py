@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
 from services.cli.errors import friendly_errors
-from services.cli.options import LogLevelOpt, MaxIdleOpt, setup_logging
+from services.cli.options import (
+    LogLevelOpt,
+    MaxIdleOpt,
+    open_store,
+    run_until_stopped,
+    serve_metrics,
+    setup_logging,
+)
 
 __all__ = ["register"]
 
@@ -28,13 +34,11 @@ def worker_cmd(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the attribution worker: consume driftscope.anomalies, attribute incidents."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from services.alerts.build import build_notifier
     from services.config import load_settings
-    from services.store.base import StateStore
-    from services.store.redis_store import RedisStore, connect
-    from services.store.retry import RetryingStore
+    from services.security.preflight import check_kafka_auth
     from services.worker.job import Attributor
     from services.worker.metrics import WorkerMetrics
     from services.worker.service import Worker
@@ -42,13 +46,12 @@ def worker_cmd(
 
     setup_logging(log_level)
     s = load_settings(AttributionWorkerSettings, config)
-    client = connect(s.redis)
-    store = cast(StateStore, RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix)))
+    check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
+    client, store = open_store(s.redis)
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
     log = logging.getLogger("driftscope.worker")
-    log.info("metrics on http://%s:%d/metrics", s.metrics.host, server.server_port)
+    server = serve_metrics(s.metrics, registry, log)
     notifier = build_notifier(s.webhooks, client, registry)
     if not s.models:
         log.warning("no model targets configured: every incident will fail with no_target")
@@ -56,15 +59,7 @@ def worker_cmd(
                     s.models, group_id=s.group_id, lease_ttl_s=s.lease_ttl_s,
                     key_prefix=s.redis.key_prefix, session_timeout_s=s.session_timeout_s,
                     notifier=notifier)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    try:
-        worker.run(max_idle_s=max_idle)
-    except KeyboardInterrupt:
-        worker.stop()
-    finally:
-        server.shutdown()
-        if notifier is not None:
-            notifier.close()
+    run_until_stopped(worker, max_idle, server, notifier)
 
 
 if __name__ == "__main__":  # ``python -m services.cli.worker`` runs the command on its own
