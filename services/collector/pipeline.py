@@ -52,11 +52,6 @@ def stream_id(key: StreamKey) -> str:
     return f"{key.model}|{key.model_version}|{key.segment}"
 
 
-def _key_from_id(sid: str) -> StreamKey:
-    model, version, segment = sid.split("|", 2)
-    return StreamKey(model=model, model_version=version, segment=segment)
-
-
 def sampled(event_id: str, rate: float) -> bool:
     """Deterministic sampling: the same event is embedded, or not, on every replay."""
     if rate >= 1.0:
@@ -244,8 +239,3 @@ class Pipeline:
         incident.transition(incident.state, at)
         stored, opened = self.store.open_or_update_incident(incident, dk, self.cooldown_s)
         return RaisedAnomaly(anomaly=a, incident=stored, opened=opened)
-
-
-def key_of(sid: str) -> StreamKey:
-    """Inverse of :func:`stream_id`."""
-    return _key_from_id(sid)

@@ -24,7 +24,6 @@ class ReplayStats:
     valid: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     first_invalid: list[tuple[int, str]] = field(default_factory=list)
-    state: PartitionState | None = None
 
 
 def replay_file(
@@ -38,7 +37,6 @@ def replay_file(
 ) -> Iterator[RaisedAnomaly]:
     """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``."""
     state = PartitionState(topic=str(path), partition=0)
-    stats.state = state
     batch: list[tuple[int, OutputEvent]] = []
     with Path(path).open("rb") as f:
         for lineno, raw in enumerate(f, start=1):

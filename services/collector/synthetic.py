@@ -7,14 +7,13 @@ change is known exactly. The end-to-end tests and the demo use real model genera
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["Drift", "StreamSpec", "generate_events", "to_jsonl"]
+__all__ = ["Drift", "StreamSpec", "generate_events"]
 
 ROUTES = ("billing", "shipping", "account", "tech")
 _ANSWERS = {
@@ -115,7 +114,3 @@ def generate_events(spec: StreamSpec) -> Iterator[dict[str, Any]]:
             "token_logprobs": lps,
             "latency_ms": max(1.0, rng.gauss(350.0, 40.0)),
         }
-
-
-def to_jsonl(events: Iterator[dict[str, Any]]) -> str:
-    return "".join(json.dumps(e) + "\n" for e in events)
