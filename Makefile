@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: venv demo test test-unit check audit browser stack-up stack-down stack-status bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -35,6 +35,9 @@ test-unit: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
+	@mkdir -p .typecheck/driftscope_llm
+	@ln -sfn ../../services .typecheck/driftscope_llm/services
+	@ln -sfn ../../attribution .typecheck/driftscope_llm/attribution
 	$(VENV)/bin/mypy
 
 ## Known vulnerabilities in the installed dependencies. --strict: a package that could not be

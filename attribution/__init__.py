@@ -2,14 +2,14 @@
 
 Typical use (what the attribution worker does)::
 
-    from attribution import load_model, open_index, agreement
+    from driftscope_llm.attribution import load_model, open_index, agreement
     model = load_model("models/ft", adapter_dir="models/ft/adapter")
     index = open_index("indexes/repsim", model=model)          # refuses a mismatched index
     results = index.query(queries, top_k=10)                     # list[QueryResult], best first
 
 Importing this package is cheap and needs neither torch nor Kafka/Redis; the names that need the
 ``attribution`` extra (torch, transformers, peft, safetensors) are loaded on first use and raise
-:class:`services.errors.MissingExtraError` naming the extra when it is absent.
+:class:`driftscope_llm.services.errors.MissingExtraError` naming the extra when it is absent.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from attribution.agreement import Agreement, agreement
-from attribution.data import Example, load_corpus, load_queries
-from attribution.settings import DEFAULT_METHOD, AttributionSettings
+from driftscope_llm.attribution.agreement import Agreement, agreement
+from driftscope_llm.attribution.data import Example, load_corpus, load_queries
+from driftscope_llm.attribution.settings import DEFAULT_METHOD, AttributionSettings
 
 if TYPE_CHECKING:
-    from attribution.evaluate import EvalRow, evaluate, evaluate_tasks
-    from attribution.index import Hit, Index, QueryResult, build_index, open_index
-    from attribution.methods.base import available_methods, get_method
-    from attribution.modeling import LoadedModel, load_model
-    from attribution.tinymodel import build_tiny_model, finetune
+    from driftscope_llm.attribution.evaluate import EvalRow, evaluate, evaluate_tasks
+    from driftscope_llm.attribution.index import Hit, Index, QueryResult, build_index, open_index
+    from driftscope_llm.attribution.methods.base import available_methods, get_method
+    from driftscope_llm.attribution.modeling import LoadedModel, load_model
+    from driftscope_llm.attribution.tinymodel import build_tiny_model, finetune
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -53,20 +53,20 @@ __all__ = [
 ]
 
 _LAZY = {
-    "EvalRow": "attribution.evaluate",
-    "evaluate": "attribution.evaluate",
-    "evaluate_tasks": "attribution.evaluate",
-    "Hit": "attribution.index",
-    "Index": "attribution.index",
-    "QueryResult": "attribution.index",
-    "build_index": "attribution.index",
-    "open_index": "attribution.index",
-    "available_methods": "attribution.methods.base",
-    "get_method": "attribution.methods.base",
-    "LoadedModel": "attribution.modeling",
-    "load_model": "attribution.modeling",
-    "build_tiny_model": "attribution.tinymodel",
-    "finetune": "attribution.tinymodel",
+    "EvalRow": "driftscope_llm.attribution.evaluate",
+    "evaluate": "driftscope_llm.attribution.evaluate",
+    "evaluate_tasks": "driftscope_llm.attribution.evaluate",
+    "Hit": "driftscope_llm.attribution.index",
+    "Index": "driftscope_llm.attribution.index",
+    "QueryResult": "driftscope_llm.attribution.index",
+    "build_index": "driftscope_llm.attribution.index",
+    "open_index": "driftscope_llm.attribution.index",
+    "available_methods": "driftscope_llm.attribution.methods.base",
+    "get_method": "driftscope_llm.attribution.methods.base",
+    "LoadedModel": "driftscope_llm.attribution.modeling",
+    "load_model": "driftscope_llm.attribution.modeling",
+    "build_tiny_model": "driftscope_llm.attribution.tinymodel",
+    "finetune": "driftscope_llm.attribution.tinymodel",
 }
 
 

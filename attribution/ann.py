@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from services.errors import MissingExtraError
+from driftscope_llm.services.errors import MissingExtraError
 
 if TYPE_CHECKING:
     import torch
 
-    from attribution.index import Index
+    from driftscope_llm.attribution.index import Index
 
 __all__ = ["FaissSearcher"]
 

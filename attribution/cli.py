@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from services.errors import DriftscopeError
+from driftscope_llm.services.errors import DriftscopeError
 
 __all__ = ["app", "eval_markdown"]
 
@@ -107,10 +107,10 @@ def index_build(
 ) -> None:
     """Featurize a corpus into an index directory (resumes an interrupted build)."""
     with _user_errors():
-        from attribution.data import load_corpus
-        from attribution.index import build_index
-        from attribution.modeling import load_model
-        from attribution.settings import AttributionSettings, parse_method_spec
+        from driftscope_llm.attribution.data import load_corpus
+        from driftscope_llm.attribution.index import build_index
+        from driftscope_llm.attribution.modeling import load_model
+        from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
 
         base = AttributionSettings(proj_dim=proj_dim, storage_dtype=storage_dtype)
         settings = parse_method_spec(method, base=base) if method else base
@@ -152,11 +152,11 @@ def query(
 ) -> None:
     """Attribute each query to its most responsible corpus examples."""
     with _user_errors():
-        from attribution.agreement import agreement
-        from attribution.data import load_queries
-        from attribution.index import open_index
-        from attribution.manifest import read_manifest
-        from attribution.modeling import load_model
+        from driftscope_llm.attribution.agreement import agreement
+        from driftscope_llm.attribution.data import load_queries
+        from driftscope_llm.attribution.index import open_index
+        from driftscope_llm.attribution.manifest import read_manifest
+        from driftscope_llm.attribution.modeling import load_model
 
         qs = load_queries(queries)
         _quiet_transformers()
@@ -176,7 +176,7 @@ def query(
                 name = f"{name}#{len(per_method)}"
             searcher = None
             if ann != "exact":
-                from attribution.ann import FaissSearcher
+                from driftscope_llm.attribution.ann import FaissSearcher
 
                 if ann not in ("flat", "hnsw"):
                     raise _usage(f"--ann must be exact, flat or hnsw, not {ann!r}")
@@ -236,7 +236,7 @@ def eval_(
 ) -> None:
     """Measure Acc, Cover and auPRC of every method (DESIGN.md, "Attribution")."""
     with _user_errors():
-        from attribution.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
+        from driftscope_llm.attribution.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
 
         _quiet_transformers()
         specs = [m.strip() for m in methods.split(",")] if methods else list(DEFAULT_EVAL_METHODS)
@@ -264,7 +264,7 @@ def eval_(
 
 
 def _usage(message: str) -> DriftscopeError:
-    from services.errors import ConfigError
+    from driftscope_llm.services.errors import ConfigError
 
     return ConfigError(message)
 
@@ -272,10 +272,10 @@ def _usage(message: str) -> DriftscopeError:
 def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path | None,
                adapter: Path | None, device: str | None, specs: list[str], work: Path,
                arch: str, lora: bool, seed: int, epochs: int, log: Any) -> list[Any]:
-    from attribution.data import load_corpus, load_queries
-    from attribution.evaluate import evaluate
-    from attribution.modeling import load_model
-    from attribution.tinymodel import build_tiny_model
+    from driftscope_llm.attribution.data import load_corpus, load_queries
+    from driftscope_llm.attribution.evaluate import evaluate
+    from driftscope_llm.attribution.modeling import load_model
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     if queries is None:
         raise _usage("--corpus needs --queries")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attribution.errors import CorpusError
+from driftscope_llm.attribution.errors import CorpusError
 
 __all__ = ["Example", "corpus_hash", "load_corpus", "load_queries", "write_jsonl"]
 

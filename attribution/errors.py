@@ -6,7 +6,7 @@ Context travels as attributes.
 
 ::
 
-    AttributionError (services.errors)
+    AttributionError (driftscope_llm.services.errors)
     ├── CorpusError(ValueError)            a corpus/queries file cannot be used; .path, .line
     ├── UnknownMethodError(LookupError)    no method registered under that name; .name, .available
     ├── SettingsError(ValueError)          a method variant or option that does not exist; .field
@@ -19,7 +19,7 @@ Context travels as attributes.
 
 from __future__ import annotations
 
-from services.errors import AttributionError
+from driftscope_llm.services.errors import AttributionError
 
 __all__ = [
     "AttributionError",

@@ -3,7 +3,7 @@
 :func:`evaluate` scores every method on a labelled corpus and labelled queries with a given
 model; :func:`evaluate_tasks` does it for the generated miniature tasks of
 :mod:`attribution.tasks`, fine-tuning a tiny model per task first. Metrics are those of
-:mod:`attribution.metrics` (Acc, Cover, auPRC), averaged over queries.
+:mod:`driftscope_llm.attribution.metrics` (Acc, Cover, auPRC), averaged over queries.
 
 ``seconds`` per method = building its index (featurizing the corpus) + featurizing the queries +
 scoring them. Methods sharing features (``gradsim:*``, ``lissa``, ``datainf``) share one index;
@@ -19,15 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from attribution.data import Example
-from attribution.errors import CorpusError
-from attribution.index import build_index, featurize
-from attribution.methods.base import get_method
-from attribution.metrics import average_precision, cover, top1_accuracy
-from attribution.modeling import LoadedModel, load_model
-from attribution.settings import AttributionSettings
-from attribution.tasks import Task, make_task
-from attribution.tinymodel import Arch, build_tiny_model, cpu_threads
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.errors import CorpusError
+from driftscope_llm.attribution.index import build_index, featurize
+from driftscope_llm.attribution.methods.base import get_method
+from driftscope_llm.attribution.metrics import average_precision, cover, top1_accuracy
+from driftscope_llm.attribution.modeling import LoadedModel, load_model
+from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.attribution.tasks import Task, make_task
+from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 
 __all__ = ["DEFAULT_EVAL_METHODS", "EvalRow", "evaluate", "evaluate_tasks"]
 
@@ -138,7 +138,7 @@ def evaluate_tasks(
     """Generate each task, fine-tune a tiny model on its corpus, and :func:`evaluate` it.
 
     Runs with ``num_threads`` CPU threads (tiny models are fastest on one; see
-    :func:`attribution.tinymodel.cpu_threads`).
+    :func:`driftscope_llm.attribution.tinymodel.cpu_threads`).
     """
     with cpu_threads(num_threads):
         return _evaluate_tasks(Path(workdir), tasks, methods, seed, arch, lora, log, epochs)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.errors import MissingExtraError
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from attribution.data import Example, corpus_hash
-from attribution.errors import IndexError_, IndexMismatchError
-from attribution.formatting import ExampleLike, collate
-from attribution.manifest import (
+from driftscope_llm.attribution.data import Example, corpus_hash
+from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError
+from driftscope_llm.attribution.formatting import ExampleLike, collate
+from driftscope_llm.attribution.manifest import (
     FORMAT,
     check_identity,
     file_sha256,
@@ -33,10 +33,10 @@ from attribution.manifest import (
     verify_shard,
     write_manifest,
 )
-from attribution.methods.base import Block, Method, get_method
-from attribution.modeling import LoadedModel
-from attribution.settings import AttributionSettings, parse_method_spec
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.methods.base import Block, Method, get_method
+from driftscope_llm.attribution.modeling import LoadedModel
+from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch
@@ -338,7 +338,7 @@ class Index:
         """Attribute each query to the ``top_k`` most responsible corpus examples.
 
         ``searcher`` replaces the exact blocked search, e.g. with an
-        :class:`attribution.ann.FaissSearcher` for very large corpora.
+        :class:`driftscope_llm.attribution.ann.FaissSearcher` for very large corpora.
         """
         if self.model is None:
             raise IndexError_("open the index with a model to featurize queries",

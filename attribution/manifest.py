@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError
+from driftscope_llm.attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError
 
 __all__ = [
     "FORMAT",

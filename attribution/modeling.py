@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attribution.errors import ModelLoadError
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.errors import ModelLoadError
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

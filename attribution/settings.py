@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from attribution.errors import SettingsError, UnknownMethodError
+from driftscope_llm.attribution.errors import SettingsError, UnknownMethodError
 
 __all__ = ["DEFAULT_METHOD", "METHOD_VARIANTS", "AttributionSettings", "parse_method_spec"]
 

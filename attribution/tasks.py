@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from attribution.data import Example
+from driftscope_llm.attribution.data import Example
 
 __all__ = ["TASKS", "Task", "make_task"]
 

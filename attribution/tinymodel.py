@@ -5,7 +5,7 @@ deterministic given ``seed`` (single-process CPU; CUDA kernels may differ in the
 
 * :func:`build_tokenizer` — a word-level tokenizer (``tokenizers``) trained on the texts, wrapped
   in ``PreTrainedTokenizerFast`` with ``[PAD] [UNK] [BOS] [EOS]``; no chat template, so examples
-  use the default join rule of :mod:`attribution.formatting`.
+  use the default join rule of :mod:`driftscope_llm.attribution.formatting`.
 * :func:`build_tiny_model` — tokenizer + a randomly initialised GPT-2 (``Conv1D`` layers) or
   Llama-style model, fine-tuned on the corpus; saved as a Hugging Face causal-LM directory
   (``from_pretrained`` loads it). With ``lora=True`` the base is first trained with the full
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from attribution.data import Example
-from attribution.formatting import collate
-from attribution.methods.gradients import response_loss
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.formatting import collate
+from driftscope_llm.attribution.methods.gradients import response_loss
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from attribution.formatting import collate
-from attribution.index import build_index, featurize, index_from_features
-from attribution.methods.base import Block, get_method
-from attribution.methods.gradients import response_loss
-from attribution.modeling import load_model
-from attribution.settings import AttributionSettings
-from attribution.tasks import make_task
-from attribution.tinymodel import _config, build_tokenizer
+from driftscope_llm.attribution.formatting import collate
+from driftscope_llm.attribution.index import build_index, featurize, index_from_features
+from driftscope_llm.attribution.methods.base import Block, get_method
+from driftscope_llm.attribution.methods.gradients import response_loss
+from driftscope_llm.attribution.modeling import load_model
+from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.attribution.tasks import make_task
+from driftscope_llm.attribution.tinymodel import _config, build_tokenizer
 
 
 def _model_dir(tmp: Path, corpus, layers: int, dim: int) -> Path:

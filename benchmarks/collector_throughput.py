@@ -28,16 +28,21 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from services.collector.build import open_embedder
-from services.collector.metrics import CollectorMetrics
-from services.collector.pipeline import Pipeline
-from services.collector.service import Collector
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.collector.synthetic import StreamSpec, generate_events
-from services.config import EmbedderSettings, KafkaSettings, SegmentSettings, TopicSettings
-from services.drift import DriftSettings
-from services.store.base import StateStore
-from services.store.redis_store import RedisStore
+from driftscope_llm.services.collector.build import open_embedder
+from driftscope_llm.services.collector.metrics import CollectorMetrics
+from driftscope_llm.services.collector.pipeline import Pipeline
+from driftscope_llm.services.collector.service import Collector
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
+from driftscope_llm.services.config import (
+    EmbedderSettings,
+    KafkaSettings,
+    SegmentSettings,
+    TopicSettings,
+)
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.redis_store import RedisStore
 
 
 def _stack_env() -> dict[str, str]:

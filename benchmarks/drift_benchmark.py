@@ -45,7 +45,7 @@ from river import drift as river_drift
 from scipy import stats
 
 from benchmarks.scenarios import CHANGE_SIGNALS, Change, generate, make_world
-from services.drift import (
+from driftscope_llm.services.drift import (
     DriftSettings,
     Observation,
     SignalConfig,
@@ -53,7 +53,7 @@ from services.drift import (
     StreamMonitor,
     available_detectors,
 )
-from services.drift.settings import DEFAULT_SIGNALS
+from driftscope_llm.services.drift.settings import DEFAULT_SIGNALS
 
 OURS_ANY = "driftscope (any detector)"
 EQUAL_FA = "driftscope (any), budget {b:g}/100k"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.drift import Observation
+from driftscope_llm.services.drift import Observation
 
 __all__ = ["CHANGE_SIGNALS", "Change", "World", "generate", "make_world"]
 

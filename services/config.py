@@ -16,11 +16,11 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from services.alerts.settings import WebhookSettings
-from services.collector.signals import SignalSettings
-from services.drift import DriftSettings
-from services.errors import ConfigError
-from services.security.redaction import RedactionSettings
+from driftscope_llm.services.alerts.settings import WebhookSettings
+from driftscope_llm.services.collector.signals import SignalSettings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.errors import ConfigError
+from driftscope_llm.services.security.redaction import RedactionSettings
 
 __all__ = [
     "CliSettings",

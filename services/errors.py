@@ -136,4 +136,4 @@ class MissingExtraError(DriftscopeError, ImportError):
 
 
 class AttributionError(DriftscopeError):
-    """Root of the attribution library's errors (tree in ``attribution.errors``)."""
+    """Root of the attribution library's errors (tree in ``driftscope_llm.attribution.errors``)."""

@@ -6,7 +6,7 @@ accept. Unknown fields on an OutputEvent are kept (``extra="allow"``), never rej
 can add fields without breaking the collector.
 
 Use :func:`parse_output_event` on raw bytes: it turns every way a message can be wrong into an
-:class:`~services.errors.InvalidEventError` with a machine-readable ``reason``.
+:class:`~driftscope_llm.services.errors.InvalidEventError` with a machine-readable ``reason``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.errors import InvalidEventError
+from driftscope_llm.services.errors import InvalidEventError
 
 __all__ = [
     "AnomalyEvent",

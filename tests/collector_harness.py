@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from tests.stack import CLI_MODULE
+
 REPO = Path(__file__).resolve().parents[1]
 
 SMALL_WINDOWS = {
@@ -97,7 +99,7 @@ class CollectorProcess:
     def start(self, *, max_idle: float | None = None) -> CollectorProcess:
         cfg = self.workdir / "collector.yaml"
         cfg.write_text(json.dumps(dict(self.config)))
-        args = [sys.executable, "-m", "services.cli.main", "collector", "--config", str(cfg)]
+        args = [sys.executable, "-m", CLI_MODULE, "collector", "--config", str(cfg)]
         if max_idle is not None:
             args += ["--max-idle", str(max_idle)]
         with (self.workdir / f"collector-{self.metrics_port}.log").open("ab") as log:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.stack import Prometheus, StackInfo
+from tests.stack import CLI_MODULE, Prometheus, StackInfo
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -107,7 +107,7 @@ class CollectorProcess:
         }
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli.main", "collector", "--config", str(cfg),
+                [sys.executable, "-m", CLI_MODULE, "collector", "--config", str(cfg),
                  "--max-idle", "120"],
                 env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Modules the tests run with ``python -m`` (the console script's and the alert receiver's).
+CLI_MODULE = "driftscope_llm.services.cli.main"
+ALERTS_MODULE = "driftscope_llm.services.alerts"
+
 __all__ = [
     "STACK_SCRIPT",
     "Prometheus",

@@ -1,7 +1,7 @@
-"""Attribution methods, registered by name (see :mod:`attribution.methods.base`)."""
+"""Attribution methods, registered by name (see :mod:`driftscope_llm.attribution.methods.base`)."""
 
-from attribution.methods import gradsim, influence, repsim  # noqa: F401 - register built-ins
-from attribution.methods.base import (
+from driftscope_llm.attribution.methods import gradsim, influence, repsim  # noqa: F401 - register built-ins
+from driftscope_llm.attribution.methods.base import (
     Block,
     Featurizer,
     Method,

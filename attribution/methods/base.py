@@ -21,14 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from attribution.errors import UnknownMethodError
-from attribution.settings import AttributionSettings
+from driftscope_llm.attribution.errors import UnknownMethodError
+from driftscope_llm.attribution.settings import AttributionSettings
 
 if TYPE_CHECKING:
     import torch
 
-    from attribution.formatting import EncodedBatch
-    from attribution.modeling import LoadedModel
+    from driftscope_llm.attribution.formatting import EncodedBatch
+    from driftscope_llm.attribution.modeling import LoadedModel
 
 __all__ = [
     "Block",
@@ -106,15 +106,15 @@ def register(cls: type[Method]) -> type[Method]:
 
 def available_methods() -> list[str]:
     """Names of the registered methods, sorted."""
-    from attribution import methods as _methods  # noqa: F401 - registers the built-ins
+    from driftscope_llm.attribution import methods as _methods  # noqa: F401 - registers the built-ins
 
     return sorted(_REGISTRY)
 
 
 def get_method(settings: AttributionSettings | str) -> Method:
     """Instantiate the method named by ``settings`` (or by a method spec string)."""
-    from attribution import methods as _methods  # noqa: F401 - registers the built-ins
-    from attribution.settings import parse_method_spec
+    from driftscope_llm.attribution import methods as _methods  # noqa: F401 - registers the built-ins
+    from driftscope_llm.attribution.settings import parse_method_spec
 
     if isinstance(settings, str):
         settings = parse_method_spec(settings)

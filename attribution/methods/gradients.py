@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from attribution.formatting import EncodedBatch
-from attribution.methods.base import Block
-from attribution.modeling import LoadedModel
-from attribution.settings import AttributionSettings
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.formatting import EncodedBatch
+from driftscope_llm.attribution.methods.base import Block
+from driftscope_llm.attribution.modeling import LoadedModel
+from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

@@ -3,7 +3,7 @@
 TracIn scores a training example ``z`` against a query ``q`` by ``η <∇L(q), ∇L(z)>`` summed over
 checkpoints; with one checkpoint and the constant learning rate dropped this is the gradient inner
 product. Gradients are those of the response loss over the LoRA parameters (or a parameter subset),
-projected to a few dimensions per layer (:mod:`attribution.methods.gradients`).
+projected to a few dimensions per layer (:mod:`driftscope_llm.attribution.methods.gradients`).
 
 Variants:
 
@@ -17,9 +17,9 @@ Higher = more responsible in both.
 
 from __future__ import annotations
 
-from attribution.methods.base import Featurizer, Method, register
-from attribution.methods.gradients import GradientFeaturizer
-from attribution.modeling import LoadedModel
+from driftscope_llm.attribution.methods.base import Featurizer, Method, register
+from driftscope_llm.attribution.methods.gradients import GradientFeaturizer
+from driftscope_llm.attribution.modeling import LoadedModel
 
 __all__ = ["GradSim"]
 

@@ -33,10 +33,10 @@ Then:
 
 from __future__ import annotations
 
-from attribution.methods.base import Featurizer, Method, RowSource, register
-from attribution.methods.gradients import GradientFeaturizer
-from attribution.modeling import LoadedModel
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.methods.base import Featurizer, Method, RowSource, register
+from driftscope_llm.attribution.methods.gradients import GradientFeaturizer
+from driftscope_llm.attribution.modeling import LoadedModel
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

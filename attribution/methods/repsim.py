@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from attribution.formatting import EncodedBatch
-from attribution.methods.base import Block, Featurizer, Method, register
-from attribution.modeling import LoadedModel
-from services.errors import MissingExtraError
+from driftscope_llm.attribution.formatting import EncodedBatch
+from driftscope_llm.attribution.methods.base import Block, Featurizer, Method, register
+from driftscope_llm.attribution.modeling import LoadedModel
+from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch

@@ -6,26 +6,26 @@ with backoff and jitter, dead-lettered when the budget is spent. :class:`AlertRe
 Alertmanager-compatible receiver. The payload is documented in ``docs/webhooks.md``.
 """
 
-from services.alerts.alertmanager import AlertmanagerMessage
-from services.alerts.deadletter import (
+from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
+from driftscope_llm.services.alerts.deadletter import (
     DeadLetter,
     DeadLetterSink,
     MemoryDeadLetterSink,
     RedisDeadLetterSink,
 )
-from services.alerts.delivery import DeliveryResult
-from services.alerts.errors import SignatureError
-from services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
-from services.alerts.receiver import AlertReceiver
-from services.alerts.settings import (
+from driftscope_llm.services.alerts.delivery import DeliveryResult
+from driftscope_llm.services.alerts.errors import SignatureError
+from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
+from driftscope_llm.services.alerts.receiver import AlertReceiver
+from driftscope_llm.services.alerts.settings import (
     EventKind,
     ReceiverSettings,
     RetryPolicy,
     WebhookEndpoint,
     WebhookSettings,
 )
-from services.alerts.signing import sign, verify
-from services.alerts.transport import UrllibTransport
+from driftscope_llm.services.alerts.signing import sign, verify
+from driftscope_llm.services.alerts.transport import UrllibTransport
 
 __all__ = [
     "AlertReceiver",

@@ -1,5 +1,5 @@
 """``python -m services.alerts receive``: the alert receiver deployable (see ``cli``)."""
 
-from services.alerts.cli import app
+from driftscope_llm.services.alerts.cli import app
 
 app(prog_name="driftscope-alerts")

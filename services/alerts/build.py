@@ -6,10 +6,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from services.alerts.deadletter import RedisDeadLetterSink
-from services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
-from services.alerts.settings import WebhookSettings
-from services.alerts.transport import UrllibTransport
+from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
+from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
+from driftscope_llm.services.alerts.settings import WebhookSettings
+from driftscope_llm.services.alerts.transport import UrllibTransport
 
 __all__ = ["build_notifier"]
 

@@ -1,7 +1,7 @@
 """``driftscope alerts …``: the alert receiver as a deployable, and a look at the dead letters.
 
 Mounted into the main CLI as ``driftscope alerts`` (``app``), and runnable on its own as
-``python -m services.alerts`` (what ``deploy/compose.yaml`` and ``deploy/k8s`` run).
+``python -m driftscope_llm.services.alerts`` (what ``deploy/compose.yaml`` and ``deploy/k8s`` run).
 
 Settings (:class:`AlertsSettings`, read once here): a YAML file (``--config``) overridden by
 ``DRIFTSCOPE_*`` variables, for example ``DRIFTSCOPE_RECEIVER__BEARER_TOKEN``,
@@ -22,9 +22,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field
 
-from services.alerts.settings import ReceiverSettings, WebhookSettings
-from services.cli.errors import friendly_errors
-from services.config import DriftscopeSettings, MetricsSettings, RedisSettings, load_settings
+from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
+from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.config import (
+    DriftscopeSettings,
+    MetricsSettings,
+    RedisSettings,
+    load_settings,
+)
 
 __all__ = ["AlertsSettings", "app"]
 
@@ -49,7 +54,7 @@ class AlertsSettings(DriftscopeSettings):
 
 
 def _redis(settings: RedisSettings) -> Any:
-    from services.store.redis_store import connect
+    from driftscope_llm.services.store.redis_store import connect
 
     return connect(settings)
 
@@ -63,10 +68,10 @@ def receive_cmd(
     """Serve the Alertmanager webhook; relay accepted alerts to the configured webhooks."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from services.alerts.deadletter import RedisDeadLetterSink
-    from services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
-    from services.alerts.receiver import AlertReceiver
-    from services.alerts.transport import UrllibTransport
+    from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
+    from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
+    from driftscope_llm.services.alerts.receiver import AlertReceiver
+    from driftscope_llm.services.alerts.transport import UrllibTransport
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,7 +108,7 @@ def dead_letters_cmd(
     count: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Print the newest dead-letter records, one JSON object a line."""
-    from services.alerts.deadletter import RedisDeadLetterSink
+    from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
 
     s = load_settings(AlertsSettings, config)
     sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key)

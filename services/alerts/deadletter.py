@@ -19,7 +19,7 @@ from typing import Protocol
 import redis
 from pydantic import BaseModel
 
-from services.errors import StoreError
+from driftscope_llm.services.errors import StoreError
 
 __all__ = ["DeadLetter", "DeadLetterSink", "MemoryDeadLetterSink", "RedisDeadLetterSink"]
 

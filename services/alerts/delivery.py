@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from services.alerts.deadletter import DeadLetter
-from services.alerts.settings import RetryPolicy, WebhookEndpoint
-from services.alerts.signing import SIGNATURE_HEADER, sign
-from services.alerts.transport import HttpResponse, HttpTransport, TransportError
+from driftscope_llm.services.alerts.deadletter import DeadLetter
+from driftscope_llm.services.alerts.settings import RetryPolicy, WebhookEndpoint
+from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, sign
+from driftscope_llm.services.alerts.transport import HttpResponse, HttpTransport, TransportError
 
 __all__ = ["DeliveryResult", "backoff_delay", "deliver", "is_retryable"]
 

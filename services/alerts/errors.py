@@ -1,4 +1,4 @@
-"""Errors of the alerting package, under :class:`services.errors.DriftscopeError`.
+"""Errors of the alerting package, under :class:`driftscope_llm.services.errors.DriftscopeError`.
 
 ::
 
@@ -16,7 +16,7 @@ expected.
 
 from __future__ import annotations
 
-from services.errors import DriftscopeError
+from driftscope_llm.services.errors import DriftscopeError
 
 __all__ = ["SIGNATURE_REASONS", "SignatureError"]
 

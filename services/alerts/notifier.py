@@ -19,14 +19,19 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.alerts.alertmanager import AlertmanagerMessage
-from services.alerts.deadletter import DeadLetter, DeadLetterSink
-from services.alerts.delivery import DeliveryResult, deliver
-from services.alerts.payload import Notification, alert_notification, incident_notification, render
-from services.alerts.settings import EventKind, WebhookSettings
-from services.alerts.transport import HttpTransport
-from services.errors import StoreError
-from services.store.model import Incident
+from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
+from driftscope_llm.services.alerts.deadletter import DeadLetter, DeadLetterSink
+from driftscope_llm.services.alerts.delivery import DeliveryResult, deliver
+from driftscope_llm.services.alerts.payload import (
+    Notification,
+    alert_notification,
+    incident_notification,
+    render,
+)
+from driftscope_llm.services.alerts.settings import EventKind, WebhookSettings
+from driftscope_llm.services.alerts.transport import HttpTransport
+from driftscope_llm.services.errors import StoreError
+from driftscope_llm.services.store.model import Incident
 
 __all__ = ["BackgroundNotifier", "Notifier", "WebhookMetrics"]
 

@@ -32,9 +32,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from services.alerts.alertmanager import AlertmanagerMessage
-from services.alerts.settings import EventKind
-from services.store.model import Incident
+from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
+from driftscope_llm.services.alerts.settings import EventKind
+from driftscope_llm.services.store.model import Incident
 
 __all__ = [
     "ALERT_SCHEMA",

@@ -31,10 +31,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.alerts.alertmanager import AlertmanagerMessage
-from services.alerts.errors import SignatureError
-from services.alerts.settings import ReceiverSettings
-from services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
+from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
+from driftscope_llm.services.alerts.errors import SignatureError
+from driftscope_llm.services.alerts.settings import ReceiverSettings
+from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
 
 __all__ = ["AlertReceiver"]
 

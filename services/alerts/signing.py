@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from pydantic import SecretStr
 
-from services.alerts.errors import SignatureError
+from driftscope_llm.services.alerts.errors import SignatureError
 
 __all__ = [
     "DEFAULT_TOLERANCE_S",

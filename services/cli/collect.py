@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.cli.errors import EXIT_FOUND, friendly_errors
-from services.cli.options import (
+from driftscope_llm.services.cli.errors import EXIT_FOUND, friendly_errors
+from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
     open_store,
@@ -24,8 +24,8 @@ from services.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from services.collector.pipeline import RaisedAnomaly
-    from services.collector.replay import ReplayStats
+    from driftscope_llm.services.collector.pipeline import RaisedAnomaly
+    from driftscope_llm.services.collector.replay import ReplayStats
 
 __all__ = ["register"]
 
@@ -53,10 +53,10 @@ def replay_cmd(
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 if any anomaly.")] = False,
 ) -> None:
     """Run the collector's pipeline over a file, with no services (embedded mode)."""
-    from services.collector.build import build_pipeline
-    from services.collector.replay import ReplayStats, replay_file
-    from services.config import CollectorSettings, load_settings
-    from services.store import MemoryStore
+    from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.replay import ReplayStats, replay_file
+    from driftscope_llm.services.config import CollectorSettings, load_settings
+    from driftscope_llm.services.store import MemoryStore
 
     settings = load_settings(CollectorSettings, config)
     embedder = settings.embedder.model_copy(update={"enabled": embed})
@@ -117,12 +117,12 @@ def collector_cmd(
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
     from prometheus_client import CollectorRegistry
 
-    from services.alerts.build import build_notifier
-    from services.collector.build import build_pipeline
-    from services.collector.metrics import CollectorMetrics
-    from services.collector.service import Collector
-    from services.config import CollectorSettings, load_settings
-    from services.security.preflight import check_kafka_auth
+    from driftscope_llm.services.alerts.build import build_notifier
+    from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.metrics import CollectorMetrics
+    from driftscope_llm.services.collector.service import Collector
+    from driftscope_llm.services.config import CollectorSettings, load_settings
+    from driftscope_llm.services.security.preflight import check_kafka_auth
 
     setup_logging(log_level)
     s = load_settings(CollectorSettings, config)

@@ -3,7 +3,7 @@
 A tiny support bot is fine-tuned twice (v1 clean, v2 with planted billing refusals); real sampled
 generations with token logprobs from v1, then v2, form the production stream; driftscope detects
 the drift, opens an incident, attributes it to the fine-tuning data, verifies the attribution
-behaviourally and writes an HTML report (``services.demo`` holds the scenario).
+behaviourally and writes an HTML report (``driftscope_llm.services.demo`` holds the scenario).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.errors import friendly_errors
 
 __all__ = ["register"]
 
@@ -55,10 +55,10 @@ def demo_cmd(
 ) -> None:
     """Simulate a support bot whose v2 fine-tune starts refusing billing questions; catch it,
     trace it to the planted training examples, verify, and write ``report.html`` to ``--out``."""
-    from attribution.data import write_jsonl
-    from services.demo import scenario as sc
-    from services.demo import story
-    from services.store import MemoryStore
+    from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.services.demo import scenario as sc
+    from driftscope_llm.services.demo import story
+    from driftscope_llm.services.store import MemoryStore
 
     _quiet_transformers()
     console = Console(stderr=True)

@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from services.errors import ConfigError, DriftscopeError, NotFoundError, ServiceError
+from driftscope_llm.services.errors import ConfigError, DriftscopeError, NotFoundError, ServiceError
 
 __all__ = ["EXIT_FOUND", "EXIT_NOT_FOUND", "EXIT_SERVICE", "EXIT_USAGE", "friendly_errors"]
 

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.errors import friendly_errors
 
 if TYPE_CHECKING:
-    from services.store.redis_store import RedisStore
+    from driftscope_llm.services.store.redis_store import RedisStore
 
 __all__ = ["register"]
 
@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
 
 def _store(config: Path | None) -> RedisStore:
 
-    from services.config import CliSettings, load_settings
-    from services.store.redis_store import RedisStore, connect
+    from driftscope_llm.services.config import CliSettings, load_settings
+    from driftscope_llm.services.store.redis_store import RedisStore, connect
 
     s = load_settings(CliSettings, config)
     client = connect(s.redis)
@@ -65,7 +65,7 @@ def list_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Incidents, newest first."""
-    from services.store.model import IncidentState
+    from driftscope_llm.services.store.model import IncidentState
 
     try:
         st = IncidentState(state) if state else None
@@ -128,8 +128,8 @@ def show_cmd(
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:
-    from services.store.model import IncidentState
-    from services.worker.lifecycle import advance
+    from driftscope_llm.services.store.model import IncidentState
+    from driftscope_llm.services.worker.lifecycle import advance
 
     store = _store(config)
     inc = store.get_incident(incident_id)

@@ -12,15 +12,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.cli.collect import register as register_collect
-from services.cli.demo import register as register_demo
-from services.cli.errors import friendly_errors
-from services.cli.incidents import incidents_app
-from services.cli.incidents import register as register_incidents
-from services.cli.report import register_report
-from services.cli.status import register as register_status
-from services.cli.trace import register as register_trace
-from services.cli.worker import register as register_worker
+from driftscope_llm.services.cli.collect import register as register_collect
+from driftscope_llm.services.cli.demo import register as register_demo
+from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.incidents import incidents_app
+from driftscope_llm.services.cli.incidents import register as register_incidents
+from driftscope_llm.services.cli.report import register_report
+from driftscope_llm.services.cli.status import register as register_status
+from driftscope_llm.services.cli.trace import register as register_trace
+from driftscope_llm.services.cli.worker import register as register_worker
 
 __all__ = ["app"]
 
@@ -48,7 +48,7 @@ def export_embedder_cmd(
 
     Needs the ``embedder-export`` extra (torch); the collector itself then runs on onnxruntime only.
     """
-    from services.collector.embedder import default_embedder_dir, export_embedder
+    from driftscope_llm.services.collector.embedder import default_embedder_dir, export_embedder
 
     target = out or default_embedder_dir()
     with err_console.status(f"exporting all-MiniLM-L6-v2 to {target} …"):
@@ -66,7 +66,7 @@ register_status(app)
 
 
 def _mount_alerts() -> None:
-    from services.alerts.cli import app as alerts_app
+    from driftscope_llm.services.alerts.cli import app as alerts_app
 
     app.add_typer(alerts_app, name="alerts")
 
@@ -76,7 +76,7 @@ _mount_alerts()
 
 def _mount_optional() -> None:
     try:
-        from attribution.cli import app as attribution_app
+        from driftscope_llm.attribution.cli import app as attribution_app
     except ImportError:  # the attribution library is not importable in this install
         return
     app.add_typer(attribution_app, name="attribution")

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from redis import Redis
 
-    from services.alerts.notifier import BackgroundNotifier
-    from services.config import MetricsSettings, RedisSettings
-    from services.store.base import StateStore
+    from driftscope_llm.services.alerts.notifier import BackgroundNotifier
+    from driftscope_llm.services.config import MetricsSettings, RedisSettings
+    from driftscope_llm.services.store.base import StateStore
 
 __all__ = ["LogLevelOpt", "MaxIdleOpt", "open_store", "run_until_stopped", "serve_metrics",
            "setup_logging"]
@@ -41,8 +41,8 @@ class _Service(Protocol):
 
 def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
     """The Redis client and the retrying state store of a long-running service."""
-    from services.store.redis_store import RedisStore, connect
-    from services.store.retry import RetryingStore
+    from driftscope_llm.services.store.redis_store import RedisStore, connect
+    from driftscope_llm.services.store.retry import RetryingStore
 
     client = connect(settings)
     store = RetryingStore(RedisStore(client, key_prefix=settings.key_prefix,

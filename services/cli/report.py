@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.errors import friendly_errors
 
 __all__ = ["register_report"]
 
@@ -40,9 +40,14 @@ def report_cmd(
 ) -> None:
     """Write one incident's report: signals against the reference, exemplars, attribution
     ranking with the training examples' text, method agreement and verification."""
-    from attribution.data import load_corpus
-    from services.cli.incidents import _store
-    from services.report import ReportInputs, read_events, render_report, signal_series
+    from driftscope_llm.attribution.data import load_corpus
+    from driftscope_llm.services.cli.incidents import _store
+    from driftscope_llm.services.report import (
+        ReportInputs,
+        read_events,
+        render_report,
+        signal_series,
+    )
 
     store = _store(config)
     inc = store.get_incident(incident_id)

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import EXIT_FOUND, EXIT_SERVICE, friendly_errors
+from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_SERVICE, friendly_errors
 
 __all__ = ["collect_status", "register"]
 
@@ -62,8 +62,8 @@ def _kafka(settings: Any, groups: list[str]) -> dict[str, Any]:
 def _redis(settings: Any) -> dict[str, Any]:
     import redis
 
-    from services.store.model import IncidentState
-    from services.store.redis_store import RedisStore
+    from driftscope_llm.services.store.model import IncidentState
+    from driftscope_llm.services.store.redis_store import RedisStore
 
     r = settings.redis
     client = redis.Redis.from_url(
@@ -114,7 +114,7 @@ def status_cmd(
     """Services reachable, consumer lag, open incidents and alarms per model.
 
     Exit code: 0 all well, 1 incidents open or alarms firing, 3 a service unreachable."""
-    from services.config import CliSettings, load_settings
+    from driftscope_llm.services.config import CliSettings, load_settings
 
     settings = load_settings(CliSettings, config)
     st = collect_status(settings, group or ["driftscope-collector", "driftscope-worker"])

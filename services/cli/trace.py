@@ -13,12 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import friendly_errors
-from services.errors import ConfigError
+from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.errors import ConfigError
 
 if TYPE_CHECKING:
-    from services.store.model import Incident
-    from services.worker.settings import ModelTarget
+    from driftscope_llm.services.store.model import Incident
+    from driftscope_llm.services.worker.settings import ModelTarget
 
 __all__ = ["register"]
 
@@ -52,7 +52,7 @@ def _render(report: dict[str, Any], as_json: bool, corpus: Path | None) -> None:
         return
     texts: dict[str, str] = {}
     if corpus is not None:
-        from attribution.data import load_corpus
+        from driftscope_llm.attribution.data import load_corpus
 
         texts = {e.id: f"{e.prompt} → {e.response}" for e in load_corpus(corpus)}
     console = Console()
@@ -89,9 +89,9 @@ def trace_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
 ) -> None:
     """Attribute one prompt/output pair to the fine-tuning examples most responsible for it."""
-    from services.store.model import Exemplar, Incident
-    from services.worker.job import Attributor
-    from services.worker.settings import ModelTarget
+    from driftscope_llm.services.store.model import Exemplar, Incident
+    from driftscope_llm.services.worker.job import Attributor
+    from driftscope_llm.services.worker.settings import ModelTarget
 
     indexes = _parse_indexes(index)
     now = datetime.now(UTC)
@@ -121,12 +121,12 @@ def attribute_cmd(
 ) -> None:
     """Re-run an incident's attribution now (or extend it with more indexes) and store it."""
 
-    from services.config import load_settings
-    from services.errors import NotFoundError
-    from services.store.redis_store import RedisStore, connect
-    from services.store.retry import RetryingStore
-    from services.worker.job import Attributor
-    from services.worker.settings import AttributionWorkerSettings, find_target
+    from driftscope_llm.services.config import load_settings
+    from driftscope_llm.services.errors import NotFoundError
+    from driftscope_llm.services.store.redis_store import RedisStore, connect
+    from driftscope_llm.services.store.retry import RetryingStore
+    from driftscope_llm.services.worker.job import Attributor
+    from driftscope_llm.services.worker.settings import AttributionWorkerSettings, find_target
 
     s = load_settings(AttributionWorkerSettings, config)
     client = connect(s.redis)
@@ -150,7 +150,7 @@ def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
 
 def _store_report(store: Any, incident_id: str, report: dict[str, Any]) -> None:
     """Save the report on a fresh read; an open/failed incident becomes attributed."""
-    from services.store.model import IncidentState
+    from driftscope_llm.services.store.model import IncidentState
 
     incident = store.get_incident(incident_id)
     incident.attribution = report

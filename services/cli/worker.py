@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from services.cli.errors import friendly_errors
-from services.cli.options import (
+from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
     open_store,
@@ -36,13 +36,13 @@ def worker_cmd(
     """Run the attribution worker: consume driftscope.anomalies, attribute incidents."""
     from prometheus_client import CollectorRegistry
 
-    from services.alerts.build import build_notifier
-    from services.config import load_settings
-    from services.security.preflight import check_kafka_auth
-    from services.worker.job import Attributor
-    from services.worker.metrics import WorkerMetrics
-    from services.worker.service import Worker
-    from services.worker.settings import AttributionWorkerSettings
+    from driftscope_llm.services.alerts.build import build_notifier
+    from driftscope_llm.services.config import load_settings
+    from driftscope_llm.services.security.preflight import check_kafka_auth
+    from driftscope_llm.services.worker.job import Attributor
+    from driftscope_llm.services.worker.metrics import WorkerMetrics
+    from driftscope_llm.services.worker.service import Worker
+    from driftscope_llm.services.worker.settings import AttributionWorkerSettings
 
     setup_logging(log_level)
     s = load_settings(AttributionWorkerSettings, config)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from services.collector.embedder import OnnxEmbedder, default_embedder_dir, export_embedder
-from services.collector.pipeline import Pipeline
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.config import EmbedderSettings, SegmentSettings
-from services.drift import DriftSettings
-from services.security.redaction import RedactionSettings, Redactor
-from services.store.base import StateStore
+from driftscope_llm.services.collector.embedder import (
+    OnnxEmbedder,
+    default_embedder_dir,
+    export_embedder,
+)
+from driftscope_llm.services.collector.pipeline import Pipeline
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.config import EmbedderSettings, SegmentSettings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.security.redaction import RedactionSettings, Redactor
+from driftscope_llm.services.store.base import StateStore
 
 __all__ = ["build_pipeline", "open_embedder"]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.errors import ConfigError, MissingExtraError
+from driftscope_llm.services.errors import ConfigError, MissingExtraError
 
 __all__ = ["EMBEDDING_DIM", "OnnxEmbedder", "default_embedder_dir", "export_embedder"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.schemas import INVALID_REASONS
+from driftscope_llm.services.schemas import INVALID_REASONS
 
 __all__ = ["CollectorMetrics"]
 
@@ -117,7 +117,7 @@ class CollectorMetrics:
         self._open_labels |= set(counts)
 
     def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
-        """Copy a :meth:`services.drift.StreamMonitor.summary` into the gauges."""
+        """Copy a :meth:`driftscope_llm.services.drift.StreamMonitor.summary` into the gauges."""
         for signal, info in summary.get("signals", {}).items():
             if info.get("state") != "monitoring":
                 continue

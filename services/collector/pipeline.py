@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from services.collector.signals import SignalExtractor
-from services.config import SegmentSettings
-from services.drift import (
+from driftscope_llm.services.collector.signals import SignalExtractor
+from driftscope_llm.services.config import SegmentSettings
+from driftscope_llm.services.drift import (
     Anomaly,
     DriftSettings,
     Observation,
@@ -34,10 +34,16 @@ from services.drift import (
     StreamKey,
     StreamMonitor,
 )
-from services.schemas import OutputEvent
-from services.security.redaction import Redactor
-from services.store.base import StateStore
-from services.store.model import Checkpoint, Exemplar, Incident, dedup_key, incident_id_for
+from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.security.redaction import Redactor
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.model import (
+    Checkpoint,
+    Exemplar,
+    Incident,
+    dedup_key,
+    incident_id_for,
+)
 
 __all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "stream_id"]
 

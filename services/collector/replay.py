@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
-from services.errors import InvalidEventError
-from services.schemas import OutputEvent, parse_output_event
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from driftscope_llm.services.errors import InvalidEventError
+from driftscope_llm.services.schemas import OutputEvent, parse_output_event
 
 __all__ = ["ReplayStats", "replay_file"]
 

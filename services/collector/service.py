@@ -31,13 +31,18 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from services.collector.metrics import CollectorMetrics
-from services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
-from services.config import KafkaSettings, TopicSettings
-from services.errors import InvalidEventError, StoreError
-from services.schemas import AnomalyEvent, DeadLetter, OutputEvent, parse_output_event
-from services.store.base import StateStore
-from services.store.model import Incident, IncidentState
+from driftscope_llm.services.collector.metrics import CollectorMetrics
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from driftscope_llm.services.config import KafkaSettings, TopicSettings
+from driftscope_llm.services.errors import InvalidEventError, StoreError
+from driftscope_llm.services.schemas import (
+    AnomalyEvent,
+    DeadLetter,
+    OutputEvent,
+    parse_output_event,
+)
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.model import Incident, IncidentState
 
 __all__ = ["Collector"]
 

@@ -2,7 +2,7 @@
 
 Pure functions of one :class:`~services.schemas.OutputEvent` (plus the optional embedding, which
 is computed in batches elsewhere). Names match the signal names in
-:class:`services.drift.DriftSettings`:
+:class:`driftscope_llm.services.drift.DriftSettings`:
 
 ========================  =====================================================================
 ``logprob_mean``          mean natural-log probability of the generated tokens (≤ 0)
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from services.schemas import OutputEvent
+from driftscope_llm.services.schemas import OutputEvent
 
 __all__ = ["DEFAULT_REFUSAL_PATTERNS", "SignalExtractor", "SignalSettings", "Signals"]
 

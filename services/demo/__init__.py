@@ -1,6 +1,6 @@
 """The demo scenario: a support bot fine-tuned twice, the second time on planted bad data."""
 
-from services.demo.scenario import (
+from driftscope_llm.services.demo.scenario import (
     MODEL_NAME,
     PLANTED_PREFIX,
     ScenarioSettings,

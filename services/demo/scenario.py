@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from attribution.data import Example
+from driftscope_llm.attribution.data import Example
 
 __all__ = [
     "MODEL_NAME", "PLANTED_PREFIX", "ROUTES", "Generation", "ScenarioSettings", "Versions",
@@ -142,7 +142,7 @@ def train_versions(out: Path, settings: ScenarioSettings) -> Versions:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attribution.tinymodel import build_tiny_model, finetune
+    from driftscope_llm.attribution.tinymodel import build_tiny_model, finetune
 
     clean, planted = clean_corpus(), planted_examples()
     extra = [t for e in planted for t in (e.prompt, e.response)]
@@ -161,8 +161,8 @@ def train_versions(out: Path, settings: ScenarioSettings) -> Versions:
 
 
 def _mean_loss(model: Any, tokenizer: Any, corpus: Sequence[Example]) -> float:
-    from attribution.formatting import collate
-    from attribution.methods.gradients import response_loss
+    from driftscope_llm.attribution.formatting import collate
+    from driftscope_llm.attribution.methods.gradients import response_loss
 
     batch = collate(tokenizer, list(corpus), 128)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
@@ -191,7 +191,7 @@ def generate(model_dir: Path, prompts: Sequence[str], settings: ScenarioSettings
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from attribution.tinymodel import cpu_threads
+    from driftscope_llm.attribution.tinymodel import cpu_threads
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir))

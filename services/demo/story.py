@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from attribution.data import Example
-from services.collector.pipeline import RaisedAnomaly
-from services.config import EmbedderSettings, SegmentSettings
-from services.demo.scenario import PLANTED_PREFIX, ROUTES
-from services.drift import DriftSettings
-from services.drift.settings import DEFAULT_SIGNALS
-from services.report import ReportInputs, project_2d, read_events, render_report, signal_series
-from services.store import MemoryStore
-from services.store.model import Incident
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.services.collector.pipeline import RaisedAnomaly
+from driftscope_llm.services.config import EmbedderSettings, SegmentSettings
+from driftscope_llm.services.demo.scenario import PLANTED_PREFIX, ROUTES
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.drift.settings import DEFAULT_SIGNALS
+from driftscope_llm.services.report import (
+    ReportInputs,
+    project_2d,
+    read_events,
+    render_report,
+    signal_series,
+)
+from driftscope_llm.services.store import MemoryStore
+from driftscope_llm.services.store.model import Incident
 
 __all__ = ["DEMO_DRIFT", "Detection", "attribute", "detect", "pick_incident", "recall_at_k",
            "write_report"]
@@ -47,10 +53,10 @@ class Detection:
 def detect(stream: Path, store: MemoryStore, *, use_embedder: bool,
            on_progress: Callable[[int], None]) -> Detection:
     """Replay ``stream`` through the collector pipeline (embedder when one is exported)."""
-    from services.collector.build import build_pipeline
-    from services.collector.embedder import default_embedder_dir
-    from services.collector.replay import ReplayStats, replay_file
-    from services.collector.signals import SignalSettings
+    from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.embedder import default_embedder_dir
+    from driftscope_llm.services.collector.replay import ReplayStats, replay_file
+    from driftscope_llm.services.collector.signals import SignalSettings
 
     emb_on = use_embedder and (default_embedder_dir() / "driftscope-embedder.json").exists()
     emb = EmbedderSettings(enabled=emb_on, sampling_rate=1.0)
@@ -71,11 +77,11 @@ def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], co
               out: Path, *, top_k: int,
               on_step: Callable[[str], None]) -> dict[str, Any]:
     """Index the v2 corpus with v2 (repsim, gradsim), run the worker's job with verification."""
-    from attribution.index import build_index
-    from attribution.modeling import load_model
-    from attribution.settings import AttributionSettings
-    from services.worker.job import Attributor
-    from services.worker.settings import ModelTarget, VerifySettings
+    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.modeling import load_model
+    from driftscope_llm.attribution.settings import AttributionSettings
+    from driftscope_llm.services.worker.job import Attributor
+    from driftscope_llm.services.worker.settings import ModelTarget, VerifySettings
 
     model = load_model(model_dir, device="cpu")
     indexes = {}

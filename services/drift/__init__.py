@@ -8,11 +8,11 @@ minimum effect, under which false-alarm budget. See ``docs/drift.md``.
 
 from __future__ import annotations
 
-from services.drift.calibration import Budget, split_budget
-from services.drift.monitor import StreamMonitor
-from services.drift.records import Anomaly, Observation, SignalValue, StreamKey
-from services.drift.reference import ReferenceSnapshot
-from services.drift.registry import (
+from driftscope_llm.services.drift.calibration import Budget, split_budget
+from driftscope_llm.services.drift.monitor import StreamMonitor
+from driftscope_llm.services.drift.records import Anomaly, Observation, SignalValue, StreamKey
+from driftscope_llm.services.drift.reference import ReferenceSnapshot
+from driftscope_llm.services.drift.registry import (
     Detector,
     DetectorContext,
     Finding,
@@ -21,7 +21,7 @@ from services.drift.registry import (
     available_detectors,
     register_detector,
 )
-from services.drift.settings import (
+from driftscope_llm.services.drift.settings import (
     DEFAULT_SIGNALS,
     DriftSettings,
     EffectUnit,

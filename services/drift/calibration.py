@@ -42,8 +42,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.linalg import solve_toeplitz
 
-from services.drift.settings import DriftSettings
-from services.errors import DetectorError
+from driftscope_llm.services.drift.settings import DriftSettings
+from driftscope_llm.services.errors import DetectorError
 
 __all__ = [
     "Budget",

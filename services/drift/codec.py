@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.errors import StateMismatchError
+from driftscope_llm.services.errors import StateMismatchError
 
 __all__ = ["decode_array", "decode_float", "encode_array", "encode_float"]
 

@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.embedding_space import EmbeddingReference
-from services.drift.reference import (
+from driftscope_llm.services.drift.embedding_space import EmbeddingReference
+from driftscope_llm.services.drift.reference import (
     BooleanReference,
     CategoricalReference,
     ContinuousReference,
     SignalReference,
 )
-from services.drift.settings import EffectUnit, SignalConfig
-from services.drift.window import SignalWindow
+from driftscope_llm.services.drift.settings import EffectUnit, SignalConfig
+from driftscope_llm.services.drift.window import SignalWindow
 
 __all__ = [
     "Effect",

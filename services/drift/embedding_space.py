@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.codec import decode_array, encode_array
-from services.errors import InsufficientDataError
+from driftscope_llm.services.drift.codec import decode_array, encode_array
+from driftscope_llm.services.errors import InsufficientDataError
 
 __all__ = ["EmbeddingReference", "fit_embedding_reference", "kmeans"]
 

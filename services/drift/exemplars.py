@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from services.drift.embedding_space import EmbeddingReference
-from services.drift.reference import ContinuousReference, SignalReference
-from services.drift.settings import SignalKind
-from services.drift.window import SignalWindow
+from driftscope_llm.services.drift.embedding_space import EmbeddingReference
+from driftscope_llm.services.drift.reference import ContinuousReference, SignalReference
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.drift.window import SignalWindow
 
 __all__ = ["select_exemplars"]
 

@@ -19,12 +19,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from services.drift.calibration import Budget, split_budget
-from services.drift.effects import WindowView
-from services.drift.embedding_space import EmbeddingReference
-from services.drift.exemplars import select_exemplars
-from services.drift.records import Anomaly, Observation, StreamKey
-from services.drift.reference import (
+from driftscope_llm.services.drift.calibration import Budget, split_budget
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.embedding_space import EmbeddingReference
+from driftscope_llm.services.drift.exemplars import select_exemplars
+from driftscope_llm.services.drift.records import Anomaly, Observation, StreamKey
+from driftscope_llm.services.drift.reference import (
     INVALID,
     MAX_ABS,
     NON_FINITE,
@@ -35,7 +35,7 @@ from services.drift.reference import (
     reference_from_dict,
     reference_kind,
 )
-from services.drift.registry import (
+from driftscope_llm.services.drift.registry import (
     Detector,
     DetectorContext,
     Finding,
@@ -43,9 +43,9 @@ from services.drift.registry import (
     WindowDetector,
     detector_class,
 )
-from services.drift.settings import DriftSettings, SignalConfig, SignalKind
-from services.drift.window import SignalWindow
-from services.errors import StateMismatchError
+from driftscope_llm.services.drift.settings import DriftSettings, SignalConfig, SignalKind
+from driftscope_llm.services.drift.window import SignalWindow
+from driftscope_llm.services.errors import StateMismatchError
 
 __all__ = ["StreamMonitor"]
 
@@ -92,7 +92,7 @@ class StreamMonitor:
     ``reference`` seeds the monitor with frozen references (e.g. the previous model version's
     :meth:`reference_snapshot`); signals it lacks collect their own from this stream's first
     events. A snapshot whose signal kind or embedding settings differ from ``settings`` is
-    refused with :class:`~services.errors.StateMismatchError`.
+    refused with :class:`~driftscope_llm.services.errors.StateMismatchError`.
     """
 
     def __init__(self, settings: DriftSettings, key: StreamKey, *,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.calibration import permutation_pvalue
+from driftscope_llm.services.drift.calibration import permutation_pvalue
 
 __all__ = ["confirm", "level", "random_masks"]
 

@@ -26,11 +26,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.codec import decode_array, encode_array
-from services.drift.embedding_space import EmbeddingReference, fit_embedding_reference
-from services.drift.records import StreamKey
-from services.drift.settings import DriftSettings, SignalKind
-from services.errors import StateMismatchError
+from driftscope_llm.services.drift.codec import decode_array, encode_array
+from driftscope_llm.services.drift.embedding_space import (
+    EmbeddingReference,
+    fit_embedding_reference,
+)
+from driftscope_llm.services.drift.records import StreamKey
+from driftscope_llm.services.drift.settings import DriftSettings, SignalKind
+from driftscope_llm.services.errors import StateMismatchError
 
 __all__ = [
     "BooleanReference",

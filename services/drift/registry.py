@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from services.drift.calibration import Budget
-from services.drift.effects import WindowView
-from services.drift.permutation import level
-from services.drift.reference import SignalReference
-from services.drift.settings import DriftSettings, SignalConfig, SignalKind
-from services.errors import DetectorError
+from driftscope_llm.services.drift.calibration import Budget
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.permutation import level
+from driftscope_llm.services.drift.reference import SignalReference
+from driftscope_llm.services.drift.settings import DriftSettings, SignalConfig, SignalKind
+from driftscope_llm.services.errors import DetectorError
 
 __all__ = [
     "Detector",
@@ -224,7 +224,7 @@ def _load() -> None:
     if _LOADED:
         return
     _LOADED = True
-    import services.drift.detectors as pkg
+    import driftscope_llm.services.drift.detectors as pkg
 
     for mod in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{mod.name}")

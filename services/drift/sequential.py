@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.calibration import NullMixture, calibrate_mixture
-from services.drift.registry import DetectorContext, Finding, SequentialDetector
+from driftscope_llm.services.drift.calibration import NullMixture, calibrate_mixture
+from driftscope_llm.services.drift.registry import DetectorContext, Finding, SequentialDetector
 
 __all__ = ["TwoSidedCusum", "calibrate_sides"]
 

@@ -27,7 +27,7 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.errors import ConfigError
+from driftscope_llm.services.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -251,7 +251,9 @@ class DriftSettings(BaseModel):
 
 
 def _check_detectors(settings: DriftSettings) -> None:
-    from services.drift.registry import available_detectors  # the registry imports this module
+    from driftscope_llm.services.drift.registry import (
+        available_detectors,  # the registry imports this module
+    )
 
     known = available_detectors()
     for name, sig in settings.signals.items():

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.drift.codec import decode_array, encode_array
-from services.drift.settings import SignalKind
+from driftscope_llm.services.drift.codec import decode_array, encode_array
+from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["EmbeddingItem", "SignalWindow"]
 

@@ -1,7 +1,7 @@
 """Self-contained HTML incident reports with inline SVG plots (no scripts, no network)."""
 
-from services.report.html import render_report
-from services.report.inputs import (
+from driftscope_llm.services.report.html import render_report
+from driftscope_llm.services.report.inputs import (
     EmbeddingPicture,
     ReportInputs,
     SignalSeries,

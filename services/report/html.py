@@ -6,7 +6,7 @@ the dashed line is the reference mean, the band ±1 reference standard deviation
 picture (reference vs window in the reference's two principal directions — or a sentence saying
 why there is none), the exemplars, the attribution ranking with the training examples' text,
 method agreement, and the behavioural verification (effect of unlearning the top-k vs k random
-examples; :mod:`services.worker.verify`).
+examples; :mod:`driftscope_llm.services.worker.verify`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import statistics
 from html import escape
 from typing import Any
 
-from services.report.inputs import ReportInputs, SignalSeries
-from services.report.svg import (
+from driftscope_llm.services.report.inputs import ReportInputs, SignalSeries
+from driftscope_llm.services.report.svg import (
     REFERENCE_COLOUR,
     SERIES_COLOUR,
     bar_chart,

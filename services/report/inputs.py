@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.data import Example
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.schemas import OutputEvent, parse_output_event
-from services.store.model import Incident
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.schemas import OutputEvent, parse_output_event
+from driftscope_llm.services.store.model import Incident
 
 __all__ = ["EmbeddingPicture", "ReportInputs", "SignalSeries", "project_2d", "read_events",
            "signal_series"]

@@ -1,6 +1,6 @@
 """Data handling: redaction of personal data and credentials, and secrets from files."""
 
-from services.security.redaction import (
+from driftscope_llm.services.security.redaction import (
     BUILTIN_DETECTORS,
     Finding,
     RedactionPattern,

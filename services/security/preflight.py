@@ -15,8 +15,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from services.config import KafkaSettings
-from services.errors import BusError
+from driftscope_llm.services.config import KafkaSettings
+from driftscope_llm.services.errors import BusError
 
 __all__ = ["check_kafka_auth"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.store.model import Checkpoint, Incident, IncidentState
+from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
 __all__ = ["StateStore"]
 

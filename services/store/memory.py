@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.errors import NotFoundError
-from services.store.model import Checkpoint, Incident, IncidentState
+from driftscope_llm.services.errors import NotFoundError
+from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """A :class:`~services.store.base.StateStore` held in dictionaries."""
+    """A :class:`~driftscope_llm.services.store.base.StateStore` held in dictionaries."""
 
     def __init__(self) -> None:
         self._checkpoints: dict[tuple[str, int], Checkpoint] = {}

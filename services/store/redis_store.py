@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
-from services.config import RedisSettings
-from services.errors import NotFoundError, StoreError
-from services.store.model import Checkpoint, Incident, IncidentState
+from driftscope_llm.services.config import RedisSettings
+from driftscope_llm.services.errors import NotFoundError, StoreError
+from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
 __all__ = ["RedisStore", "connect"]
 

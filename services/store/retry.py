@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.errors import StoreError
+from driftscope_llm.services.errors import StoreError
 
 __all__ = ["RetryingStore"]
 

@@ -3,9 +3,13 @@
 Importing this package does not import torch; the attribution library loads on the first job.
 """
 
-from services.worker.errors import FAILURE_CODES, JobFailedError
-from services.worker.report import AggregateRow, aggregate_mrr
-from services.worker.settings import AttributionWorkerSettings, ModelTarget, find_target
+from driftscope_llm.services.worker.errors import FAILURE_CODES, JobFailedError
+from driftscope_llm.services.worker.report import AggregateRow, aggregate_mrr
+from driftscope_llm.services.worker.settings import (
+    AttributionWorkerSettings,
+    ModelTarget,
+    find_target,
+)
 
 __all__ = [
     "FAILURE_CODES",

@@ -2,7 +2,7 @@
 
 ::
 
-    AttributionError (services.errors)
+    AttributionError (driftscope_llm.services.errors)
     └── JobFailedError              the job cannot produce a report; .code, .incident_id, .detail
 
 ``code`` is one of :data:`FAILURE_CODES`. A failed job is not retried by the worker: the incident
@@ -11,7 +11,7 @@ moves to ``failed`` with the reason, and the worker carries on with the next one
 
 from __future__ import annotations
 
-from services.errors import AttributionError
+from driftscope_llm.services.errors import AttributionError
 
 __all__ = ["FAILURE_CODES", "JobFailedError"]
 

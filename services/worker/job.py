@@ -20,17 +20,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attribution.agreement import agreement
-from attribution.data import Example
-from attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError, ModelLoadError
-from services.store.model import Incident
-from services.worker.errors import JobFailedError
-from services.worker.report import aggregate_mrr, manifest_id
-from services.worker.settings import ModelTarget
+from driftscope_llm.attribution.agreement import agreement
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.errors import (
+    IndexCorruptError,
+    IndexError_,
+    IndexMismatchError,
+    ModelLoadError,
+)
+from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.worker.errors import JobFailedError
+from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id
+from driftscope_llm.services.worker.settings import ModelTarget
 
 if TYPE_CHECKING:
-    from attribution.index import Index, QueryResult
-    from attribution.modeling import LoadedModel
+    from driftscope_llm.attribution.index import Index, QueryResult
+    from driftscope_llm.attribution.modeling import LoadedModel
 
 __all__ = ["Attributor", "exemplar_queries"]
 
@@ -81,7 +86,7 @@ class Attributor:
         self._models: dict[tuple[str, str | None], LoadedModel] = {}
 
     def _model(self, target: ModelTarget) -> LoadedModel:
-        from attribution.modeling import load_model
+        from driftscope_llm.attribution.modeling import load_model
 
         key = (str(target.model_dir), str(target.adapter_dir) if target.adapter_dir else None)
         if key not in self._models:
@@ -96,7 +101,7 @@ class Attributor:
 
     @staticmethod
     def _open(method: str, path: Path, model: LoadedModel) -> Index:
-        from attribution.index import open_index
+        from driftscope_llm.attribution.index import open_index
 
         if not (path / "manifest.json").is_file():
             raise JobFailedError("index_missing", f"no index for {method!r} at {path}")
@@ -203,9 +208,9 @@ class Attributor:
         if not target.verify.enabled:
             return None
         deadline.check("verification")
-        from attribution.data import load_corpus
-        from attribution.errors import CorpusError
-        from services.worker.verify import verify
+        from driftscope_llm.attribution.data import load_corpus
+        from driftscope_llm.attribution.errors import CorpusError
+        from driftscope_llm.services.worker.verify import verify
 
         if target.verify.corpus is None:
             return {"error": "verify.corpus is not set"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from services.errors import StoreError
+from driftscope_llm.services.errors import StoreError
 
 __all__ = ["JobLease"]
 

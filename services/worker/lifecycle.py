@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.errors import DriftscopeError
-from services.store.model import Incident, IncidentState
+from driftscope_llm.services.errors import DriftscopeError
+from driftscope_llm.services.store.model import Incident, IncidentState
 
 __all__ = ["ALLOWED", "LifecycleError", "advance"]
 

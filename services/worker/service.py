@@ -37,15 +37,15 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from services.config import KafkaSettings, TopicSettings
-from services.errors import NotFoundError
-from services.schemas import AnomalyEvent, AttributionEvent
-from services.store.base import StateStore
-from services.store.model import Incident, IncidentState
-from services.worker.errors import JobFailedError
-from services.worker.lease import JobLease
-from services.worker.metrics import WorkerMetrics
-from services.worker.settings import ModelTarget, find_target
+from driftscope_llm.services.config import KafkaSettings, TopicSettings
+from driftscope_llm.services.errors import NotFoundError
+from driftscope_llm.services.schemas import AnomalyEvent, AttributionEvent
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.model import Incident, IncidentState
+from driftscope_llm.services.worker.errors import JobFailedError
+from driftscope_llm.services.worker.lease import JobLease
+from driftscope_llm.services.worker.metrics import WorkerMetrics
+from driftscope_llm.services.worker.settings import ModelTarget, find_target
 
 __all__ = ["Worker", "is_done"]
 

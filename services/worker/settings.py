@@ -17,7 +17,7 @@ override it). A YAML example::
     lease_ttl_s: 120
 
 Every index listed is queried; the one named by ``default_method`` drives the aggregate ranking,
-the others are reported next to it and compared by :func:`attribution.agreement`.
+the others are reported next to it and compared by :func:`driftscope_llm.attribution.agreement`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.config import WorkerSettings
+from driftscope_llm.services.config import WorkerSettings
 
 __all__ = ["AttributionWorkerSettings", "ModelTarget", "VerifySettings", "find_target"]
 

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attribution.data import Example
-from services.worker.settings import VerifySettings
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.services.worker.settings import VerifySettings
 
 __all__ = ["mean_loglik", "verify"]
 
@@ -34,8 +34,8 @@ def mean_loglik(model: Any, tokenizer: Any, examples: Sequence[Example], *,
     """Mean over ``examples`` of the mean per-token log-likelihood of the response."""
     import torch
 
-    from attribution.formatting import collate
-    from attribution.methods.gradients import response_loss
+    from driftscope_llm.attribution.formatting import collate
+    from driftscope_llm.attribution.methods.gradients import response_loss
 
     device = next(model.parameters()).device
     total = 0.0
@@ -52,9 +52,9 @@ def _ascend(model_dir: Path, adapter_dir: Path | None, device: str | None,
             settings: VerifySettings) -> float:
     import torch
 
-    from attribution.formatting import collate
-    from attribution.methods.gradients import response_loss
-    from attribution.modeling import load_model
+    from driftscope_llm.attribution.formatting import collate
+    from driftscope_llm.attribution.methods.gradients import response_loss
+    from driftscope_llm.attribution.modeling import load_model
 
     loaded = load_model(model_dir, adapter_dir, device=device, dtype="float32")
     model = loaded.model
@@ -80,7 +80,7 @@ def verify(model_dir: Path, adapter_dir: Path | None, corpus: Sequence[Example],
            top_ids: Sequence[str], queries: Sequence[Example], settings: VerifySettings, *,
            device: str | None = None) -> dict[str, Any]:
     """Effects of unlearning the top-k examples vs k random ones (module docstring)."""
-    from attribution.modeling import load_model
+    from driftscope_llm.attribution.modeling import load_model
 
     by_id = {e.id: e for e in corpus}
     top = [by_id[i] for i in top_ids if i in by_id]

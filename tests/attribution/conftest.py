@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from attribution.data import Example
-from attribution.tasks import make_task
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.tasks import make_task
 
 #: Score tolerances, named once. Features stored in float32 vs float16 (unit rows rounded).
 SCORE_ATOL_FP32 = 1e-4
@@ -38,7 +38,7 @@ def planted_corpus() -> list[Example]:
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, planted_corpus: list[Example]) -> Path:
-    from attribution.tinymodel import build_tiny_model
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     out = tmp_path_factory.mktemp("gpt2")
     words = [PLANTED_QUERY.prompt, PLANTED_QUERY.response]
@@ -47,7 +47,7 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, planted_corpus: list[Exa
 
 @pytest.fixture(scope="session")
 def gpt2_model(tiny_gpt2: Path):  # type: ignore[no-untyped-def]
-    from attribution.modeling import load_model
+    from driftscope_llm.attribution.modeling import load_model
 
     return load_model(tiny_gpt2)
 
@@ -59,7 +59,7 @@ def small_corpus() -> list[Example]:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory, small_corpus: list[Example]) -> Path:
-    from attribution.tinymodel import build_tiny_model
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     out = tmp_path_factory.mktemp("llama")
     return build_tiny_model(small_corpus, out, arch="llama", seed=0, epochs=2).model_dir
@@ -67,7 +67,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, small_corpus: list[Exam
 
 @pytest.fixture(scope="session")
 def llama_model(tiny_llama: Path):  # type: ignore[no-untyped-def]
-    from attribution.modeling import load_model
+    from driftscope_llm.attribution.modeling import load_model
 
     return load_model(tiny_llama)
 
@@ -75,8 +75,8 @@ def llama_model(tiny_llama: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session", params=["gpt2", "llama"])
 def lora_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                small_corpus: list[Example]):  # type: ignore[no-untyped-def]
-    from attribution.modeling import load_model
-    from attribution.tinymodel import build_tiny_model
+    from driftscope_llm.attribution.modeling import load_model
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     out = tmp_path_factory.mktemp(f"lora-{request.param}")
     tiny = build_tiny_model(small_corpus, out, arch=request.param, lora=True, seed=0, epochs=2)

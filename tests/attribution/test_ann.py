@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from attribution.ann import FaissSearcher
-from attribution.index import index_from_features
-from attribution.methods.base import Block
-from attribution.settings import parse_method_spec
+from driftscope_llm.attribution.ann import FaissSearcher
+from driftscope_llm.attribution.index import index_from_features
+from driftscope_llm.attribution.methods.base import Block
+from driftscope_llm.attribution.settings import parse_method_spec
 
 K = 10
 MIN_HNSW_RECALL = 0.9

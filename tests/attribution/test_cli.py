@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from attribution.cli import app
-from attribution.data import write_jsonl
+from driftscope_llm.attribution.cli import app
+from driftscope_llm.attribution.data import write_jsonl
 
 from .conftest import PLANTED_QUERY
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-import attribution
-from attribution.data import Example, corpus_hash, load_corpus, write_jsonl
-from attribution.errors import CorpusError, SettingsError, UnknownMethodError
-from attribution.settings import AttributionSettings, parse_method_spec
+from driftscope_llm import attribution
+from driftscope_llm.attribution.data import Example, corpus_hash, load_corpus, write_jsonl
+from driftscope_llm.attribution.errors import CorpusError, SettingsError, UnknownMethodError
+from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
 
 
 def test_public_api_is_exactly_all() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.evaluate import evaluate_tasks
-from attribution.settings import AttributionSettings
-from attribution.tasks import TASKS, make_task
+from driftscope_llm.attribution.evaluate import evaluate_tasks
+from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.attribution.tasks import TASKS, make_task
 
 ACC_TARGET = 0.95
 COVER_TARGET = 0.90

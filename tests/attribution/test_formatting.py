@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from attribution.data import Example
-from attribution.formatting import collate, encode_example
-from attribution.tinymodel import build_tokenizer
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.formatting import collate, encode_example
+from driftscope_llm.attribution.tinymodel import build_tokenizer
 
 EX = Example("a", "what is two plus two ?", "two plus two is four .")
 

@@ -6,9 +6,13 @@ import pytest
 import torch
 from transformers.pytorch_utils import Conv1D
 
-from attribution.formatting import collate
-from attribution.methods.gradients import GradientFeaturizer, _projection, response_loss
-from attribution.settings import AttributionSettings
+from driftscope_llm.attribution.formatting import collate
+from driftscope_llm.attribution.methods.gradients import (
+    GradientFeaturizer,
+    _projection,
+    response_loss,
+)
+from driftscope_llm.attribution.settings import AttributionSettings
 
 GRAD_RTOL = 1e-3
 

@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError
-from attribution.index import build_index, open_index
-from attribution.settings import AttributionSettings, parse_method_spec
+from driftscope_llm.attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError
+from driftscope_llm.attribution.index import build_index, open_index
+from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
 
 from .conftest import SCORE_ATOL_FP16, SCORE_ATOL_FP32
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from attribution.methods.base import Block
-from attribution.methods.influence import datainf_factors, datainf_inverse, lissa_inverse
+from driftscope_llm.attribution.methods.base import Block
+from driftscope_llm.attribution.methods.influence import (
+    datainf_factors,
+    datainf_inverse,
+    lissa_inverse,
+)
 
 INV_RTOL = 1e-4
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.agreement import agreement_for_query
-from attribution.metrics import average_precision, cover, top1_accuracy
+from driftscope_llm.attribution.agreement import agreement_for_query
+from driftscope_llm.attribution.metrics import average_precision, cover, top1_accuracy
 
 
 def test_metrics_on_a_hand_ranking() -> None:

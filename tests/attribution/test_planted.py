@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from attribution.index import build_index, open_index
-from attribution.settings import AttributionSettings
+from driftscope_llm.attribution.index import build_index, open_index
+from driftscope_llm.attribution.settings import AttributionSettings
 
 from .conftest import PLANTED, PLANTED_QUERY
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from services.alerts import verify
+from driftscope_llm.services.alerts import verify
 from tests.observability import (
     CollectorProcess,
     drifting_stream,
@@ -30,7 +30,7 @@ from tests.observability import (
     to_bytes,
     wait_rules_loaded,
 )
-from tests.stack import Prometheus, StackInfo
+from tests.stack import ALERTS_MODULE, Prometheus, StackInfo
 from tests.unit._webhook_sink import WebhookSink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def receiver_process(tmp_path: Path, *, token: str, endpoints: list[dict[str, An
     }
     log = tmp_path / "receiver.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.alerts", "receive"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", ALERTS_MODULE, "receive"], env=env,
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30

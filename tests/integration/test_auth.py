@@ -19,10 +19,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from services.config import KafkaSettings, RedisSettings
-from services.errors import BusError, StoreError
-from services.security.preflight import check_kafka_auth
-from services.store.redis_store import RedisStore
+from driftscope_llm.services.config import KafkaSettings, RedisSettings
+from driftscope_llm.services.errors import BusError, StoreError
+from driftscope_llm.services.security.preflight import check_kafka_auth
+from driftscope_llm.services.store.redis_store import RedisStore
 from tests.collector_harness import free_port
 from tests.stack import STACK_SCRIPT
 
@@ -127,7 +127,7 @@ def test_collector_cli_refuses_wrong_kafka_password(auth_stack: AuthStack,
 
 
 def test_redis_store_with_password(auth_stack: AuthStack) -> None:
-    from services.store.model import Incident
+    from driftscope_llm.services.store.model import Incident
 
     s = auth_stack.redis(REDIS_PASSWORD)
     store = RedisStore(redis.Redis.from_url(s.url, **s.client_kwargs()), retention_s=120)
@@ -157,7 +157,7 @@ def test_redis_wrong_or_missing_password_is_a_store_error(auth_stack: AuthStack,
 def test_incidents_purge_by_id_and_before(auth_stack: AuthStack) -> None:
     from datetime import timedelta
 
-    from services.store.model import Incident
+    from driftscope_llm.services.store.model import Incident
 
     s = auth_stack.redis(REDIS_PASSWORD)
     store = RedisStore(redis.Redis.from_url(s.url, **s.client_kwargs()), key_prefix="purge:")

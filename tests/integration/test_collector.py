@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from tests.collector_harness import (
     CollectorProcess,
     checkpoint_totals,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from tests.collector_harness import CollectorProcess, checkpoint_totals, free_port, produce
 from tests.stack import STACK_SCRIPT
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from services.alerts import verify
-from services.demo import scenario as sc
-from services.demo.story import DEMO_DRIFT, SEGMENTS
+from driftscope_llm.services.alerts import verify
+from driftscope_llm.services.demo import scenario as sc
+from driftscope_llm.services.demo.story import DEMO_DRIFT, SEGMENTS
 from tests.collector_harness import CollectorProcess, checkpoint_totals, produce
 from tests.integration.test_worker import WorkerProcess
 from tests.unit._webhook_sink import WebhookSink
@@ -31,10 +31,10 @@ def test_drift_from_a_planted_fine_tune_is_traced_to_the_planted_examples(
     redis_client: redis.Redis, tmp_path: Path, record_property: Callable[[str, Any], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from attribution.data import write_jsonl
-    from attribution.index import build_index
-    from attribution.modeling import load_model
-    from attribution.settings import AttributionSettings
+    from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.modeling import load_model
+    from driftscope_llm.attribution.settings import AttributionSettings
 
     settings = sc.ScenarioSettings(samples_per_prompt=6)
     clean, planted = sc.clean_corpus(), sc.planted_examples()

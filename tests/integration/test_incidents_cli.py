@@ -10,11 +10,11 @@ import redis
 import typer
 from typer.testing import CliRunner
 
-from services.cli.errors import EXIT_NOT_FOUND, EXIT_USAGE
-from services.cli.incidents import register
-from services.store.model import Incident, IncidentState
-from services.store.redis_store import RedisStore
-from services.worker.lifecycle import ALLOWED, LifecycleError, advance
+from driftscope_llm.services.cli.errors import EXIT_NOT_FOUND, EXIT_USAGE
+from driftscope_llm.services.cli.incidents import register
+from driftscope_llm.services.store.model import Incident, IncidentState
+from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.worker.lifecycle import ALLOWED, LifecycleError, advance
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

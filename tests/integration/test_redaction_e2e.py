@@ -16,8 +16,8 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from services.cli.main import app
-from services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.cli.main import app
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from tests.collector_harness import CollectorProcess, checkpoint_totals, consume_all, produce
 from tests.unit._webhook_sink import WebhookSink
 

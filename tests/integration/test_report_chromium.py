@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from attribution.data import Example
-from services.report import ReportInputs, SignalSeries, project_2d, render_report
-from services.report.svg import SERIES_COLOUR
-from services.store.model import Exemplar, Incident
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.services.report import ReportInputs, SignalSeries, project_2d, render_report
+from driftscope_llm.services.report.svg import SERIES_COLOUR
+from driftscope_llm.services.store.model import Exemplar, Incident
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

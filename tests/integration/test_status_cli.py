@@ -14,14 +14,14 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from services.store.model import Incident
-from services.store.redis_store import RedisStore
+from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.store.redis_store import RedisStore
 from tests.collector_harness import REPO, produce
-from tests.stack import StackInfo
+from tests.stack import CLI_MODULE, StackInfo
 
 
 def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", "status", *args],
+    return subprocess.run([sys.executable, "-m", CLI_MODULE, "status", *args],
                           cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=120, check=False)
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from services.store import Checkpoint, Exemplar, Incident, IncidentState, MemoryStore
-from services.store.base import StateStore
-from services.store.model import dedup_key, incident_id_for
-from services.store.redis_store import RedisStore
+from driftscope_llm.services.store import Checkpoint, Exemplar, Incident, IncidentState, MemoryStore
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.model import dedup_key, incident_id_for
+from driftscope_llm.services.store.redis_store import RedisStore
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

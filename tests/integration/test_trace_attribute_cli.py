@@ -8,9 +8,9 @@ from pathlib import Path
 import redis
 from typer.testing import CliRunner
 
-from services.cli.main import app
-from services.store import IncidentState
-from services.store.redis_store import RedisStore
+from driftscope_llm.services.cli.main import app
+from driftscope_llm.services.store import IncidentState
+from driftscope_llm.services.store.redis_store import RedisStore
 from tests.integration.test_worker import (  # the module's tiny model and indexes
     PLANTED,
     PLANTED_QUERY,

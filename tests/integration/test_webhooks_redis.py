@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import redis
 from pydantic import SecretStr
 
-from services.alerts import (
+from driftscope_llm.services.alerts import (
     DeadLetter,
     Notifier,
     RedisDeadLetterSink,
@@ -17,7 +17,7 @@ from services.alerts import (
     WebhookEndpoint,
     WebhookSettings,
 )
-from services.store.model import Incident
+from driftscope_llm.services.store.model import Incident
 from tests.unit._webhook_sink import WebhookSink
 
 

@@ -27,11 +27,11 @@ import redis
 
 pytest.importorskip("torch")
 
-from services.store.model import Exemplar, Incident, IncidentState
-from services.store.redis_store import RedisStore
-from services.worker.errors import JobFailedError
-from services.worker.report import top_ids
-from services.worker.settings import ModelTarget
+from driftscope_llm.services.store.model import Exemplar, Incident, IncidentState
+from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.worker.errors import JobFailedError
+from driftscope_llm.services.worker.report import top_ids
+from driftscope_llm.services.worker.settings import ModelTarget
 from tests.attribution.conftest import PLANTED, PLANTED_QUERY
 from tests.collector_harness import REPO, consume_all, free_port, produce
 
@@ -60,12 +60,12 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    from attribution.data import write_jsonl
-    from attribution.index import build_index
-    from attribution.modeling import load_model
-    from attribution.settings import AttributionSettings
-    from attribution.tasks import make_task
-    from attribution.tinymodel import build_tiny_model
+    from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.modeling import load_model
+    from driftscope_llm.attribution.settings import AttributionSettings
+    from driftscope_llm.attribution.tasks import make_task
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     root = tmp_path_factory.mktemp("worker-model")
     base = make_task("class", 0).corpus
@@ -151,7 +151,7 @@ class WorkerProcess:
             "OMP_NUM_THREADS": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
         })
-        args = [sys.executable, "-m", "services.cli.worker", "--config", str(cfg)]
+        args = [sys.executable, "-m", "driftscope_llm.services.cli.worker", "--config", str(cfg)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
@@ -316,7 +316,7 @@ def target_of(b: Built, **kw: Any) -> ModelTarget:
 
 
 def test_job_over_its_time_limit_fails_with_that_reason(built: Built) -> None:
-    from services.worker.job import Attributor
+    from driftscope_llm.services.worker.job import Attributor
 
     clock = iter(float(t) for t in range(0, 10_000, 5))  # every reading 5 s later
     job = Attributor(device="cpu", clock=lambda: next(clock))
@@ -326,7 +326,7 @@ def test_job_over_its_time_limit_fails_with_that_reason(built: Built) -> None:
 
 
 def test_job_refuses_missing_and_mismatched_indexes(built: Built, tmp_path: Path) -> None:
-    from services.worker.job import Attributor
+    from driftscope_llm.services.worker.job import Attributor
 
     job = Attributor(device="cpu")
     with pytest.raises(JobFailedError) as err:
@@ -348,7 +348,7 @@ def test_job_refuses_missing_and_mismatched_indexes(built: Built, tmp_path: Path
 
 
 def test_job_report_is_the_same_for_any_batch_size(built: Built) -> None:
-    from services.worker.job import Attributor
+    from driftscope_llm.services.worker.job import Attributor
 
     job = Attributor(device="cpu")
     a = job.run(make_incident("b"), "t", target_of(built, batch_size=1))
@@ -359,7 +359,7 @@ def test_job_report_is_the_same_for_any_batch_size(built: Built) -> None:
 
 def test_unlearning_the_attributed_examples_moves_the_behaviour_more_than_random_ones(
         built: Built, record_property: Callable[[str, object], None]) -> None:
-    from services.worker.job import Attributor
+    from driftscope_llm.services.worker.job import Attributor
 
     verify = {"enabled": True, "corpus": built.corpus, "epochs": 3, "lr": 3e-3, "seed": 0}
     report = Attributor(device="cpu").run(make_incident("v"), "t",

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from services.alerts import WebhookMetrics
-from services.collector.metrics import CollectorMetrics
+from driftscope_llm.services.alerts import WebhookMetrics
+from driftscope_llm.services.collector.metrics import CollectorMetrics
 from tests.grafana_dashboards import (
     BUILTIN_VARS,
     REPO,

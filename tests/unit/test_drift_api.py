@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import services.drift as drift
+import driftscope_llm.services.drift as drift
 from benchmarks.scenarios import Change, generate, make_world
-from services.drift import (
+from driftscope_llm.services.drift import (
     DriftSettings,
     Observation,
     ReferenceSnapshot,
@@ -22,7 +22,7 @@ from services.drift import (
     StreamMonitor,
     split_budget,
 )
-from services.errors import ConfigError, StateMismatchError
+from driftscope_llm.services.errors import ConfigError, StateMismatchError
 
 KEY = StreamKey("m", "v1", "chat")
 WORLD = make_world(0)
@@ -317,8 +317,13 @@ def test_settings_example_in_the_docs_is_valid_and_shows_the_defaults(tmp_path: 
 def test_a_new_detector_is_one_registered_class() -> None:
     from typing import Any, ClassVar
 
-    from services.drift import DetectorContext, Finding, SequentialDetector, register_detector
-    from services.errors import DetectorError
+    from driftscope_llm.services.drift import (
+        DetectorContext,
+        Finding,
+        SequentialDetector,
+        register_detector,
+    )
+    from driftscope_llm.services.errors import DetectorError
 
     @register_detector("test_threshold")
     class Threshold(SequentialDetector):

@@ -16,7 +16,7 @@ from benchmarks.drift_benchmark import (
     summarise,
 )
 from benchmarks.scenarios import Change, generate, make_world
-from services.drift import Observation, available_detectors
+from driftscope_llm.services.drift import Observation, available_detectors
 
 
 def test_all_detector_settings_enable_every_detector() -> None:

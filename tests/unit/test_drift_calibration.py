@@ -15,29 +15,29 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from services.drift import Budget, DriftSettings, SignalConfig, SignalKind
-from services.drift.calibration import (
+from driftscope_llm.services.drift import Budget, DriftSettings, SignalConfig, SignalKind
+from driftscope_llm.services.drift.calibration import (
     calibrate_cusum,
     cusum_arl,
     permutation_pvalue,
     wasserstein_null,
 )
-from services.drift.detectors.bernoulli_cusum import lattice_arl
-from services.drift.effects import WindowView, wasserstein1
-from services.drift.embedding_space import fit_embedding_reference
-from services.drift.reference import (
+from driftscope_llm.services.drift.detectors.bernoulli_cusum import lattice_arl
+from driftscope_llm.services.drift.effects import WindowView, wasserstein1
+from driftscope_llm.services.drift.embedding_space import fit_embedding_reference
+from driftscope_llm.services.drift.reference import (
     BooleanReference,
     CategoricalReference,
     ContinuousReference,
     SignalReference,
 )
-from services.drift.registry import (
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     SequentialDetector,
     WindowDetector,
     detector_class,
 )
-from services.drift.window import SignalWindow
+from driftscope_llm.services.drift.window import SignalWindow
 
 ALPHA = 0.01
 REPLICATES = 1000

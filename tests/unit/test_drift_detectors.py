@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.drift import (
+from driftscope_llm.services.drift import (
     DriftSettings,
     Observation,
     SignalConfig,
@@ -119,10 +119,10 @@ def test_constant_stream_never_raises(name: str, kind: SignalKind) -> None:
 def test_inlined_hot_path_equals_the_generic_cusum(name: str) -> None:
     """The rank CUSUM and Page-Hinkley inline their score in ``update`` for speed; the result
     must equal the generic two-sided CUSUM driven by their ``increments``."""
-    from services.drift.calibration import split_budget
-    from services.drift.reference import ContinuousReference
-    from services.drift.registry import DetectorContext, detector_class
-    from services.drift.sequential import TwoSidedCusum
+    from driftscope_llm.services.drift.calibration import split_budget
+    from driftscope_llm.services.drift.reference import ContinuousReference
+    from driftscope_llm.services.drift.registry import DetectorContext, detector_class
+    from driftscope_llm.services.drift.sequential import TwoSidedCusum
 
     rng = np.random.default_rng(2)
     s = DriftSettings(signals={"x": SignalConfig(kind=SignalKind.CONTINUOUS, detectors=(name,),

@@ -7,12 +7,18 @@ import numpy as np
 import pytest
 
 from benchmarks.scenarios import CHANGE_SIGNALS, Change, generate, make_world
-from services.drift import DriftSettings, SignalConfig, SignalKind, StreamKey, StreamMonitor
-from services.drift.calibration import split_budget
-from services.drift.detectors.bernoulli_cusum import BernoulliCusum
-from services.drift.detectors.cusum import NormalScoreCusum, shifted
-from services.drift.reference import BooleanReference, ContinuousReference
-from services.drift.registry import DetectorContext
+from driftscope_llm.services.drift import (
+    DriftSettings,
+    SignalConfig,
+    SignalKind,
+    StreamKey,
+    StreamMonitor,
+)
+from driftscope_llm.services.drift.calibration import split_budget
+from driftscope_llm.services.drift.detectors.bernoulli_cusum import BernoulliCusum
+from driftscope_llm.services.drift.detectors.cusum import NormalScoreCusum, shifted
+from driftscope_llm.services.drift.reference import BooleanReference, ContinuousReference
+from driftscope_llm.services.drift.registry import DetectorContext
 
 WORLD = make_world(0)
 LENGTH = 12_000
@@ -75,7 +81,7 @@ def test_significant_but_small_change_never_raises() -> None:
                       min_window=20_000, test_every=2000)
     mon = StreamMonitor(s, StreamKey("m", "v", "s"))
     rng = np.random.default_rng(3)
-    from services.drift import Observation
+    from driftscope_llm.services.drift import Observation
 
     raised = []
     values = np.concatenate((rng.normal(size=20_000), rng.normal(0.1, 1.0, size=60_000)))

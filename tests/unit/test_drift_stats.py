@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from services.drift.detectors.psi import psi
-from services.drift.detectors.wasserstein import permuted_w1
-from services.drift.effects import merged_ecdf
-from services.drift.permutation import random_masks
-from services.drift.stats import (
+from driftscope_llm.services.drift.detectors.psi import psi
+from driftscope_llm.services.drift.detectors.wasserstein import permuted_w1
+from driftscope_llm.services.drift.effects import merged_ecdf
+from driftscope_llm.services.drift.permutation import random_masks
+from driftscope_llm.services.drift.stats import (
     category_test,
     fisher_two_sided,
     ks_critical,

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.collector.embedder import OnnxEmbedder, export_embedder
-from services.collector.pipeline import PartitionState, Pipeline
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.collector.synthetic import Drift, StreamSpec, generate_events
-from services.config import SegmentSettings
-from services.drift import DriftSettings
-from services.schemas import OutputEvent
-from services.store import MemoryStore
+from driftscope_llm.services.collector.embedder import OnnxEmbedder, export_embedder
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.config import SegmentSettings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.store import MemoryStore
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.alerts.receiver import AlertReceiver, _Refused
-from services.alerts.settings import ReceiverSettings
-from services.config import CollectorSettings, load_settings
-from services.drift import DriftSettings
-from services.errors import ConfigError, InvalidEventError
-from services.schemas import parse_output_event
-from services.security import Redactor
+from driftscope_llm.services.alerts.receiver import AlertReceiver, _Refused
+from driftscope_llm.services.alerts.settings import ReceiverSettings
+from driftscope_llm.services.config import CollectorSettings, load_settings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.errors import ConfigError, InvalidEventError
+from driftscope_llm.services.schemas import parse_output_event
+from driftscope_llm.services.security import Redactor
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,8 +136,8 @@ def test_nested_drift_settings_refuse_with_config_error(doc: Any, drift: dict[st
 @given(doc=json_values, raw=st.binary(max_size=200), pick=st.integers(0, 2))
 def test_index_manifests_refuse_with_index_error(doc: Any, raw: bytes, pick: int) -> None:
     pytest.importorskip("safetensors")
-    from attribution.errors import IndexError_
-    from attribution.manifest import FORMAT, read_manifest
+    from driftscope_llm.attribution.errors import IndexError_
+    from driftscope_llm.attribution.manifest import FORMAT, read_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

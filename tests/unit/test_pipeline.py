@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from services.collector.pipeline import PartitionState, Pipeline, sampled
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.collector.synthetic import Drift, StreamSpec, generate_events
-from services.config import SegmentSettings
-from services.drift import DriftSettings
-from services.schemas import OutputEvent
-from services.store import MemoryStore
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, sampled
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.config import SegmentSettings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.store import MemoryStore
 
 SMALL = DriftSettings(reference_size=400, min_reference_values=100, window_size=200,
                       min_window=50, test_every=25, cooldown_events=200)

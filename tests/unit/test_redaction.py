@@ -11,13 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.collector.pipeline import PartitionState, Pipeline
-from services.collector.signals import SignalExtractor, SignalSettings
-from services.config import SegmentSettings
-from services.drift import DriftSettings
-from services.schemas import OutputEvent
-from services.security import BUILTIN_DETECTORS, RedactionSettings, Redactor, luhn_valid
-from services.store import MemoryStore
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
+from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+from driftscope_llm.services.config import SegmentSettings
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.security import (
+    BUILTIN_DETECTORS,
+    RedactionSettings,
+    Redactor,
+    luhn_valid,
+)
+from driftscope_llm.services.store import MemoryStore
 
 R = Redactor()
 ALNUM = string.ascii_letters + string.digits

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.errors import InvalidEventError
-from services.schemas import INVALID_REASONS, parse_output_event
+from driftscope_llm.services.errors import InvalidEventError
+from driftscope_llm.services.schemas import INVALID_REASONS, parse_output_event
 
 GOOD = {"event_id": "e1", "ts": "2026-11-28T10:00:00Z", "model": "m", "output": "hi"}
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from services.collector.signals import (
+from driftscope_llm.services.collector.signals import (
     SignalExtractor,
     SignalSettings,
     logprob_features,
     mean_entropy,
 )
-from services.schemas import OutputEvent
+from driftscope_llm.services.schemas import OutputEvent
 
 TOL = 1e-12
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
-from services.alerts import (
+from driftscope_llm.services.alerts import (
     BackgroundNotifier,
     EventKind,
     MemoryDeadLetterSink,
@@ -28,8 +28,8 @@ from services.alerts import (
     WebhookSettings,
     verify,
 )
-from services.alerts.delivery import backoff_delay
-from services.store.model import Exemplar, Incident
+from driftscope_llm.services.alerts.delivery import backoff_delay
+from driftscope_llm.services.store.model import Exemplar, Incident
 from tests.unit._webhook_sink import WebhookSink
 
 SECRET = "whsec-delivery-0123456789abcdef"

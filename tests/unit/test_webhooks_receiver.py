@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from services.alerts import (
+from driftscope_llm.services.alerts import (
     AlertmanagerMessage,
     AlertReceiver,
     MemoryDeadLetterSink,

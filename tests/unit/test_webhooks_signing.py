@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from services.alerts import SignatureError, sign, verify
-from services.alerts.signing import ReplayGuard, compute_signature
+from driftscope_llm.services.alerts import SignatureError, sign, verify
+from driftscope_llm.services.alerts.signing import ReplayGuard, compute_signature
 
 SECRET = SecretStr("whsec-test-0123456789abcdef")
 OTHER = SecretStr("whsec-other-0123456789abcdef")

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.store.model import Exemplar, Incident
-from services.worker.report import aggregate_mrr, manifest_id, top_ids
-from services.worker.settings import AttributionWorkerSettings, ModelTarget, find_target
+from driftscope_llm.services.store.model import Exemplar, Incident
+from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id, top_ids
+from driftscope_llm.services.worker.settings import (
+    AttributionWorkerSettings,
+    ModelTarget,
+    find_target,
+)
 
 TOL = 1e-12
 
@@ -103,7 +107,7 @@ def test_exemplars_without_text_are_skipped() -> None:
     pytest.importorskip("torch")
     from datetime import UTC, datetime
 
-    from services.worker.job import exemplar_queries
+    from driftscope_llm.services.worker.job import exemplar_queries
 
     now = datetime.now(UTC)
     inc = Incident(id="i", opened_at=now, updated_at=now, model="m", model_version="v",

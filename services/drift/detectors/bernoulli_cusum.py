@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_banded
 
-from services.drift.calibration import gauss_hermite
-from services.drift.reference import BooleanReference
-from services.drift.registry import DetectorContext, register_detector
-from services.drift.sequential import TwoSidedCusum
-from services.drift.settings import SignalKind
-from services.errors import DetectorError
+from driftscope_llm.services.drift.calibration import gauss_hermite
+from driftscope_llm.services.drift.reference import BooleanReference
+from driftscope_llm.services.drift.registry import DetectorContext, register_detector
+from driftscope_llm.services.drift.sequential import TwoSidedCusum
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.errors import DetectorError
 
 __all__ = ["BernoulliCusum", "lattice_arl", "lattice_steps", "lattice_threshold"]
 

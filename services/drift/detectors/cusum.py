@@ -6,7 +6,7 @@ randomised probability integral transform) and the score ``z = Φ⁻¹((j + ½)/
 drift a new value is exchangeable with the reference, so ``j`` is *exactly* uniform on
 ``{0, …, n}`` whatever the signal's distribution — heavy-tailed latency, bounded confidence,
 integer lengths, a share that is mostly zero — and ``z`` is close to N(0, 1) with bounded steps.
-Page's CUSUM then runs on ``z`` (see :mod:`services.drift.sequential`).
+Page's CUSUM then runs on ``z`` (see :mod:`driftscope_llm.services.drift.sequential`).
 
 * ``k⁺``/``k⁻`` are the mean score shift that a change of exactly the minimum effect (shift by
   ``min_effect`` × reference std, or scale by ``1 ± min_effect``, ...) produces on the reference:
@@ -30,11 +30,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
-from services.drift.effects import continuous_scale
-from services.drift.reference import ContinuousReference
-from services.drift.registry import DetectorContext, Finding, register_detector
-from services.drift.sequential import TwoSidedCusum, calibrate_sides
-from services.drift.settings import EffectUnit, SignalConfig, SignalKind
+from driftscope_llm.services.drift.effects import continuous_scale
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.registry import DetectorContext, Finding, register_detector
+from driftscope_llm.services.drift.sequential import TwoSidedCusum, calibrate_sides
+from driftscope_llm.services.drift.settings import EffectUnit, SignalConfig, SignalKind
 
 __all__ = ["NormalScoreCusum", "shifted", "uniform_hash"]
 

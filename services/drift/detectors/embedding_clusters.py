@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from services.drift.effects import WindowView
-from services.drift.embedding_space import EmbeddingReference
-from services.drift.registry import (
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.embedding_space import EmbeddingReference
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
-from services.drift.stats import category_test, chi2_isf
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.drift.stats import category_test, chi2_isf
 
 __all__ = ["EmbeddingClusters"]
 

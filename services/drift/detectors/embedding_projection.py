@@ -22,17 +22,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import f as f_dist
 
-from services.drift.codec import decode_array, encode_array
-from services.drift.effects import WindowView
-from services.drift.embedding_space import EmbeddingReference
-from services.drift.permutation import confirm
-from services.drift.registry import (
+from driftscope_llm.services.drift.codec import decode_array, encode_array
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.embedding_space import EmbeddingReference
+from driftscope_llm.services.drift.permutation import confirm
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
+from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["EmbeddingProjection"]
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.drift.effects import WindowView
-from services.drift.reference import ContinuousReference
-from services.drift.registry import (
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
-from services.drift.stats import ks_critical, ks_pvalue
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.drift.stats import ks_critical, ks_pvalue
 
 __all__ = ["KolmogorovSmirnov"]
 

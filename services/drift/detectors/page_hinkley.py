@@ -14,7 +14,7 @@ reference at hand it only adds noise. Unlike :mod:`.cusum` (ranks) this detector
   mean|, or as is); both are expressed in units of the clipped reference's std.
 * ``λ`` is calibrated by the Brook-Evans chain on the clipped, standardised reference values,
   averaging the false-alarm rate over Bayesian-bootstrap draws of that law
-  (:func:`services.drift.sequential.calibrate_sides`).
+  (:func:`driftscope_llm.services.drift.sequential.calibrate_sides`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from services.drift.effects import continuous_scale
-from services.drift.reference import ContinuousReference
-from services.drift.registry import DetectorContext, Finding, register_detector
-from services.drift.sequential import TwoSidedCusum, calibrate_sides
-from services.drift.settings import SignalKind
+from driftscope_llm.services.drift.effects import continuous_scale
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.registry import DetectorContext, Finding, register_detector
+from driftscope_llm.services.drift.sequential import TwoSidedCusum, calibrate_sides
+from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["PageHinkley"]
 

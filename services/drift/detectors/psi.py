@@ -7,7 +7,7 @@ divergence, so under no drift ``PSI / (1/w + 1/n)`` is asymptotically ``χ²(B -
 holds with quantile bins because a reference quantile bin's true mass has the sampling variance
 of a proportion. The usual "0.1 / 0.25" rules of thumb ignore sample size; here the threshold is
 ``χ²_{B-1}(1-α) · (1/w + 1/n)`` at the pair's budgeted level, the signal's minimum effect must be
-reached, and a permutation test confirms (:mod:`services.drift.permutation`).
+reached, and a permutation test confirms (:mod:`driftscope_llm.services.drift.permutation`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from services.drift.effects import WindowView
-from services.drift.permutation import confirm
-from services.drift.reference import ContinuousReference
-from services.drift.registry import (
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.permutation import confirm
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
-from services.drift.stats import chi2_isf
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.drift.stats import chi2_isf
 
 __all__ = ["PopulationStabilityIndex", "psi"]
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from services.drift.effects import WindowView
-from services.drift.reference import BooleanReference
-from services.drift.registry import (
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.reference import BooleanReference
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
-from services.drift.stats import chi2_isf, fisher_two_sided, pearson_chi2
+from driftscope_llm.services.drift.settings import SignalKind
+from driftscope_llm.services.drift.stats import chi2_isf, fisher_two_sided, pearson_chi2
 
 __all__ = ["TwoProportion"]
 

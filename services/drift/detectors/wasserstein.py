@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from services.drift.calibration import WassersteinNull, wasserstein_null
-from services.drift.effects import WindowView, continuous_scale
-from services.drift.permutation import BoolArray, FloatArray, confirm
-from services.drift.reference import ContinuousReference
-from services.drift.registry import (
+from driftscope_llm.services.drift.calibration import WassersteinNull, wasserstein_null
+from driftscope_llm.services.drift.effects import WindowView, continuous_scale
+from driftscope_llm.services.drift.permutation import BoolArray, FloatArray, confirm
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.registry import (
     DetectorContext,
     Evaluation,
     WindowDetector,
     register_detector,
 )
-from services.drift.settings import SignalKind
+from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["Wasserstein", "permuted_w1"]
 
