@@ -9,18 +9,17 @@ minimum effect, under which false-alarm budget. See ``docs/drift.md``.
 from __future__ import annotations
 
 from driftscope_llm.services.drift.calibration import Budget, split_budget
-from driftscope_llm.services.drift.monitor import StreamMonitor
-from driftscope_llm.services.drift.records import Anomaly, Observation, SignalValue, StreamKey
-from driftscope_llm.services.drift.reference import ReferenceSnapshot
-from driftscope_llm.services.drift.registry import (
+from driftscope_llm.services.drift.detector import (
     Detector,
     DetectorContext,
     Finding,
     SequentialDetector,
     WindowDetector,
-    available_detectors,
-    register_detector,
 )
+from driftscope_llm.services.drift.monitor import StreamMonitor
+from driftscope_llm.services.drift.records import Anomaly, Observation, SignalValue, StreamKey
+from driftscope_llm.services.drift.reference import ReferenceSnapshot
+from driftscope_llm.services.drift.registry import available_detectors, register_detector
 from driftscope_llm.services.drift.settings import (
     DEFAULT_SIGNALS,
     DriftSettings,

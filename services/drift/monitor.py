@@ -20,6 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from driftscope_llm.services.drift.calibration import Budget, split_budget
+from driftscope_llm.services.drift.detector import (
+    Detector,
+    DetectorContext,
+    Finding,
+    SequentialDetector,
+    WindowDetector,
+    detector_class,
+)
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
@@ -34,14 +42,6 @@ from driftscope_llm.services.drift.reference import (
     coerce,
     reference_from_dict,
     reference_kind,
-)
-from driftscope_llm.services.drift.registry import (
-    Detector,
-    DetectorContext,
-    Finding,
-    SequentialDetector,
-    WindowDetector,
-    detector_class,
 )
 from driftscope_llm.services.drift.settings import DriftSettings, SignalConfig, SignalKind
 from driftscope_llm.services.drift.window import SignalWindow

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftscope_llm.services.drift.calibration import NullMixture, calibrate_mixture
-from driftscope_llm.services.drift.registry import DetectorContext, Finding, SequentialDetector
+from driftscope_llm.services.drift.detector import DetectorContext, Finding, SequentialDetector
 
 __all__ = ["TwoSidedCusum", "calibrate_sides"]
 

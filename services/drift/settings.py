@@ -27,6 +27,8 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from driftscope_llm.services.drift.kinds import SignalKind
+from driftscope_llm.services.drift.registry import available_detectors
 from driftscope_llm.services.errors import ConfigError
 
 __all__ = [
@@ -36,19 +38,6 @@ __all__ = [
     "SignalConfig",
     "SignalKind",
 ]
-
-
-class SignalKind(StrEnum):
-    """What a signal's per-event value is, which decides the detectors that can run on it."""
-
-    CONTINUOUS = "continuous"
-    """A finite float per event (logprobs, entropy, confidence, length, latency)."""
-    BOOLEAN = "boolean"
-    """A yes/no per event (refusal); detectors watch its rate."""
-    CATEGORICAL = "categorical"
-    """A label per event (finish reason); detectors watch its distribution."""
-    EMBEDDING = "embedding"
-    """A float vector per event (e.g. 384-d, L2-normalised); may be absent on most events."""
 
 
 class EffectUnit(StrEnum):
@@ -251,10 +240,6 @@ class DriftSettings(BaseModel):
 
 
 def _check_detectors(settings: DriftSettings) -> None:
-    from driftscope_llm.services.drift.registry import (
-        available_detectors,  # the registry imports this module
-    )
-
     known = available_detectors()
     for name, sig in settings.signals.items():
         field = f"signals.{name}.detectors"

@@ -22,6 +22,12 @@ from driftscope_llm.services.drift.calibration import (
     permutation_pvalue,
     wasserstein_null,
 )
+from driftscope_llm.services.drift.detector import (
+    DetectorContext,
+    SequentialDetector,
+    WindowDetector,
+    detector_class,
+)
 from driftscope_llm.services.drift.detectors.bernoulli_cusum import lattice_arl
 from driftscope_llm.services.drift.effects import WindowView, wasserstein1
 from driftscope_llm.services.drift.embedding_space import fit_embedding_reference
@@ -30,12 +36,6 @@ from driftscope_llm.services.drift.reference import (
     CategoricalReference,
     ContinuousReference,
     SignalReference,
-)
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    SequentialDetector,
-    WindowDetector,
-    detector_class,
 )
 from driftscope_llm.services.drift.window import SignalWindow
 

@@ -120,8 +120,8 @@ def test_inlined_hot_path_equals_the_generic_cusum(name: str) -> None:
     """The rank CUSUM and Page-Hinkley inline their score in ``update`` for speed; the result
     must equal the generic two-sided CUSUM driven by their ``increments``."""
     from driftscope_llm.services.drift.calibration import split_budget
+    from driftscope_llm.services.drift.detector import DetectorContext, detector_class
     from driftscope_llm.services.drift.reference import ContinuousReference
-    from driftscope_llm.services.drift.registry import DetectorContext, detector_class
     from driftscope_llm.services.drift.sequential import TwoSidedCusum
 
     rng = np.random.default_rng(2)

@@ -15,10 +15,10 @@ from driftscope_llm.services.drift import (
     StreamMonitor,
 )
 from driftscope_llm.services.drift.calibration import split_budget
+from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.bernoulli_cusum import BernoulliCusum
 from driftscope_llm.services.drift.detectors.cusum import NormalScoreCusum, shifted
 from driftscope_llm.services.drift.reference import BooleanReference, ContinuousReference
-from driftscope_llm.services.drift.registry import DetectorContext
 
 WORLD = make_world(0)
 LENGTH = 12_000

@@ -31,8 +31,9 @@ import numpy as np
 from scipy.linalg import solve_banded
 
 from driftscope_llm.services.drift.calibration import gauss_hermite
+from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.reference import BooleanReference
-from driftscope_llm.services.drift.registry import DetectorContext, register_detector
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.sequential import TwoSidedCusum
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.errors import DetectorError

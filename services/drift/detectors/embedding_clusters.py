@@ -15,14 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.drift.stats import category_test, chi2_isf
 

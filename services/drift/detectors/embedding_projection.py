@@ -23,15 +23,11 @@ import numpy.typing as npt
 from scipy.stats import f as f_dist
 
 from driftscope_llm.services.drift.codec import decode_array, encode_array
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.permutation import confirm
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["EmbeddingProjection"]

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.reference import ContinuousReference
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.drift.stats import ks_critical, ks_pvalue
 

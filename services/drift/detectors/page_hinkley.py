@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from driftscope_llm.services.drift.detector import DetectorContext, Finding
 from driftscope_llm.services.drift.effects import continuous_scale
 from driftscope_llm.services.drift.reference import ContinuousReference
-from driftscope_llm.services.drift.registry import DetectorContext, Finding, register_detector
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.sequential import TwoSidedCusum, calibrate_sides
 from driftscope_llm.services.drift.settings import SignalKind
 

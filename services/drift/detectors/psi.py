@@ -18,15 +18,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.permutation import confirm
 from driftscope_llm.services.drift.reference import ContinuousReference
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.drift.stats import chi2_isf
 

@@ -14,14 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.reference import BooleanReference
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.drift.stats import chi2_isf, fisher_two_sided, pearson_chi2
 

@@ -14,15 +14,11 @@ from typing import Any
 import numpy as np
 
 from driftscope_llm.services.drift.calibration import WassersteinNull, wasserstein_null
+from driftscope_llm.services.drift.detector import DetectorContext, Evaluation, WindowDetector
 from driftscope_llm.services.drift.effects import WindowView, continuous_scale
 from driftscope_llm.services.drift.permutation import BoolArray, FloatArray, confirm
 from driftscope_llm.services.drift.reference import ContinuousReference
-from driftscope_llm.services.drift.registry import (
-    DetectorContext,
-    Evaluation,
-    WindowDetector,
-    register_detector,
-)
+from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["Wasserstein", "permuted_w1"]
