@@ -10,8 +10,13 @@ Rule (DESIGN.md, "Formatting"):
   special tokens, e.g. BOS) followed by ``tokens(response)`` and the EOS token.
 
 Prompt and response are tokenised separately and concatenated, so the boundary is exact.
-Over-long examples lose prompt tokens from the left first (the response is what is attributed),
-then response tokens from the right.
+
+**Length.** An example keeps at most ``min(max_length, tokenizer.model_max_length)`` tokens
+(:func:`token_limit`); :class:`~driftscope_llm.attribution.modeling.LoadedModel` sets
+``model_max_length`` to the model's maximum positions, so no input ever indexes past the position
+embeddings. Over-long examples lose prompt tokens from the left first (the response is what is
+attributed; the prompt's end, next to the response, is kept, and at least one prompt token
+stays), then response tokens from the right.
 
 ``labels`` holds ``-100`` on prompt and padding positions so the loss covers the response only.
 Batches are right-padded.
@@ -30,9 +35,13 @@ try:
 except ImportError as exc:  # pragma: no cover - needs the extra missing
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["EncodedBatch", "ExampleLike", "collate", "encode_example", "encode_examples"]
+__all__ = [
+    "EncodedBatch", "ExampleLike", "collate", "encode_example", "encode_examples", "token_limit",
+]
 
 IGNORE_INDEX = -100
+#: transformers' ``model_max_length`` when a tokenizer does not know its model's limit (1e30).
+_UNSET_LIMIT = 10**12
 
 
 class ExampleLike(Protocol):
@@ -68,10 +77,19 @@ def _split_texts(tokenizer: Any, example: ExampleLike) -> tuple[str, str, bool]:
     return prompt_text, full_text[len(prompt_text) :], False
 
 
+def token_limit(tokenizer: Any, max_length: int) -> int:
+    """``max_length`` clamped to ``tokenizer.model_max_length`` when that is set (and >= 2)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 2 <= limit < _UNSET_LIMIT:
+        return min(max_length, limit)
+    return max_length
+
+
 def encode_examples(
     tokenizer: Any, examples: Sequence[ExampleLike], max_length: int
 ) -> list[Encoded]:
     """Token ids and prompt lengths of ``examples`` (module docstring), tokenised in batch."""
+    max_length = token_limit(tokenizer, max_length)
     parts = [_split_texts(tokenizer, ex) for ex in examples]
     special = parts[0][2] if parts else True
     prompts = tokenizer([p for p, _, _ in parts], add_special_tokens=special)["input_ids"]

@@ -1,19 +1,21 @@
 """Load a Hugging Face causal-LM directory (optionally with a PEFT/LoRA adapter) for attribution.
 
 The model is put in eval mode (dropout off) on CUDA when present, else CPU, with SDPA attention.
-Its *fingerprint* — sha256 over the config, weight, tokenizer and adapter files — is what an index
-manifest records, so an index is never scored with a different model.
+Its *fingerprint* (:mod:`driftscope_llm.attribution.fingerprint`: config, tokenizer and adapter
+files in full, weight files by header and sampled blocks, cached by size and mtime) is what an
+index manifest records, so an index is never scored with a different model. The tokenizer is
+clamped to the model's maximum positions (:class:`LoadedModel`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from driftscope_llm.attribution.errors import ModelLoadError
+from driftscope_llm.attribution.fingerprint import FingerprintCache, model_fingerprint
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
@@ -21,9 +23,9 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["LoadedModel", "load_model", "model_fingerprint", "pick_device"]
-
-_HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja")
+__all__ = [
+    "LoadedModel", "load_model", "max_positions", "model_fingerprint", "pick_device",
+]
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -33,26 +35,14 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _hash_dir(h: Any, root: Path, tag: str) -> None:
-    for f in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _HASHED_SUFFIXES):
-        h.update(f"{tag}/{f.name}\0".encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-
-
-def model_fingerprint(model_dir: str | Path, adapter_dir: str | Path | None = None) -> str:
-    """sha256 over the model directory's config/weights/tokenizer files and the adapter's files.
-
-    File names are part of the hash, directory paths are not: a copied model keeps its
-    fingerprint. Only top-level files with the suffixes json, safetensors, bin, model, txt, jinja
-    are read.
-    """
-    h = hashlib.sha256()
-    _hash_dir(h, Path(model_dir), "model")
-    if adapter_dir is not None:
-        _hash_dir(h, Path(adapter_dir), "adapter")
-    return h.hexdigest()
+def max_positions(config: Any) -> int | None:
+    """How many token positions the model accepts (``max_position_embeddings``, GPT-2's
+    ``n_positions``), or None when its config does not say."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 @dataclass
@@ -65,6 +55,26 @@ class LoadedModel:
     fingerprint: str
     model_dir: str
     adapter_dir: str | None
+
+    def __post_init__(self) -> None:
+        """Clamp the tokenizer's ``model_max_length`` to the model's positions.
+
+        :func:`driftscope_llm.attribution.formatting.collate` never encodes more tokens than
+        that, so every path that shows text to this model (index build, query, trace, worker
+        exemplars, verification) truncates over-long inputs instead of indexing past the
+        position embeddings.
+        """
+        config = getattr(self.model, "config", None)
+        limit = max_positions(config) if config is not None else None
+        current = getattr(self.tokenizer, "model_max_length", None)
+        if limit is not None and (not isinstance(current, int) or current > limit):
+            self.tokenizer.model_max_length = limit
+
+    @property
+    def max_positions(self) -> int | None:
+        """The model's maximum number of positions (None when unknown)."""
+        config = getattr(self.model, "config", None)
+        return max_positions(config) if config is not None else None
 
     @property
     def has_adapter(self) -> bool:
@@ -88,11 +98,14 @@ def load_model(
     *,
     device: str | None = None,
     dtype: str | None = None,
+    fingerprint_cache: FingerprintCache | None = None,
 ) -> LoadedModel:
     """Load ``model_dir`` (and the LoRA adapter in ``adapter_dir``) in eval mode.
 
     ``dtype`` ``auto`` (default) is float32 on CPU and bfloat16 on a CUDA device that has it.
-    Raises :class:`ModelLoadError` for a directory that is missing or not a causal LM.
+    The fingerprint (:mod:`driftscope_llm.attribution.fingerprint`) uses ``fingerprint_cache``,
+    by default the per-user cache. Raises :class:`ModelLoadError` for a directory that is
+    missing or not a causal LM.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,7 +136,8 @@ def load_model(
         model=model,
         tokenizer=tokenizer,
         device=dev,
-        fingerprint=model_fingerprint(mdir, adir),
+        fingerprint=model_fingerprint(
+            mdir, adir, cache=fingerprint_cache or FingerprintCache.default()),
         model_dir=str(mdir.resolve()),
         adapter_dir=str(adir.resolve()) if adir else None,
     )
