@@ -64,7 +64,7 @@ def _safetensors_data_start(fh: BinaryIO, size: int) -> int | None:
     head = fh.read(8)
     if len(head) < 8:
         return None
-    (n,) = struct.unpack("<Q", head)
+    n = int(struct.unpack("<Q", head)[0])
     if n > size - 8:
         return None
     return 8 + n
