@@ -39,6 +39,7 @@ check: $(STAMP)
 	@ln -sfn ../../services .typecheck/driftscope_llm/services
 	@ln -sfn ../../attribution .typecheck/driftscope_llm/attribution
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo --no-cache  # layers of docs/architecture.md
 
 ## Known vulnerabilities in the installed dependencies. --strict: a package that could not be
 ## audited is a failure, not a pass. Needs a route to PyPI's per-version JSON API or to OSV.
