@@ -55,7 +55,8 @@ class InvalidEventError(DriftscopeError, ValueError):
     """An incoming event failed validation.
 
     ``reason`` is a short machine-readable code (``not_json``, ``not_object``, ``missing_field``,
-    ``wrong_type``, ``non_finite``, ``too_large``, ``invalid_value``); ``detail`` is for humans.
+    ``wrong_type``, ``non_finite``, ``too_large``, ``too_deep``, ``invalid_text``,
+    ``invalid_value``; the full list is ``schemas.INVALID_REASONS``); ``detail`` is for humans.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -7,24 +7,40 @@ can add fields without breaking the collector.
 
 Use :func:`parse_output_event` on raw bytes: it turns every way a message can be wrong into an
 :class:`~driftscope_llm.services.errors.InvalidEventError` with a machine-readable ``reason``.
+
+Parsing is bounded *before* anything recurses (:func:`loads_bounded`): a message nesting deeper
+than ``MAX_JSON_DEPTH`` is refused from a scan of its bytes (``too_deep``) without being decoded,
+an integer longer than ``MAX_INT_DIGITS`` digits is refused while decoding (``too_large``; Python
+would otherwise spend quadratic time on it, or raise past 4,300 digits), a float that overflows
+(``1e999``) is ``non_finite`` like ``Infinity``, and a string holding a lone UTF-16 surrogate
+(``"\\ud800"``, which JSON allows but UTF-8 cannot encode) is ``invalid_text`` — refused here,
+not later when a checkpoint holding the text fails to serialise. Each check costs a byte-level
+regular-expression scan on the ordinary message; the exact, slower check runs only on messages
+the scan flags.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from driftscope_llm.services.errors import InvalidEventError
 
 __all__ = [
+    "INVALID_REASONS",
+    "MAX_INT_DIGITS",
+    "MAX_JSON_DEPTH",
     "AnomalyEvent",
     "AttributionEvent",
     "DeadLetter",
     "OutputEvent",
+    "loads_bounded",
     "parse_output_event",
 ]
 
@@ -35,8 +51,19 @@ INVALID_REASONS = (
     "wrong_type",
     "non_finite",
     "too_large",
+    "too_deep",
+    "invalid_text",
     "invalid_value",
+    "processing_failed",
 )
+"""Every dead-letter reason. ``processing_failed`` is a valid-looking message whose handling
+raised (see :mod:`driftscope_llm.services.collector.isolation`); the others are parse failures."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted; an OutputEvent needs 3 (``top_logprobs``)."""
+
+MAX_INT_DIGITS = 64
+"""Longest integer literal accepted, in characters (far above any count or timestamp)."""
 
 
 def _finite(values: list[float], field: str) -> list[float]:
@@ -90,7 +117,11 @@ class OutputEvent(BaseModel):
         if v is None:
             return v
         for i, alts in enumerate(v):
-            _finite(list(alts.values()), f"top_logprobs[{i}]")
+            values = list(alts.values())
+            _finite(values, f"top_logprobs[{i}]")
+            if values and max(values) > 1e-6:
+                raise ValueError(f"invalid_value: top_logprobs[{i}] must be <= 0 (natural-log "
+                                 "probs)")
         return v
 
     @field_validator("confidence", "latency_ms")
@@ -126,12 +157,7 @@ def parse_output_event(raw: bytes, *, max_bytes: int = 1_000_000) -> OutputEvent
     """Decode and validate one message; raise :class:`InvalidEventError` on any defect."""
     if len(raw) > max_bytes:
         raise InvalidEventError("too_large", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except _NonFiniteConstant as exc:
-        raise InvalidEventError("non_finite", f"JSON contains {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError("not_json", str(exc)) from None
+    data = loads_bounded(raw)
     if not isinstance(data, dict):
         raise InvalidEventError("not_object", f"expected a JSON object, got {type(data).__name__}")
     try:
@@ -141,16 +167,130 @@ def parse_output_event(raw: bytes, *, max_bytes: int = 1_000_000) -> OutputEvent
         raise InvalidEventError(reason, detail) from None
 
 
-class _NonFiniteConstant(ValueError):
+def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that cannot recurse deeply, stall on a huge integer or return bad text.
+
+    Raises :class:`InvalidEventError` with reason ``not_json``, ``too_deep``, ``too_large``
+    (integer literal), ``non_finite`` (``NaN``, ``Infinity``, or a float that overflows) or
+    ``invalid_text`` (a lone surrogate in a string or key). Use it for any JSON from outside:
+    events, request bodies, uploaded files.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    depth = _nesting_depth(data, max_depth)
+    if depth > max_depth:
+        raise InvalidEventError("too_deep", f"nesting deeper than {max_depth} levels")
+    numbers = data.translate(_NUMBER_SHAPE)  # digits -> 0, E -> e: substring tests below
+    suspicious_numbers = b"0" * (MAX_INT_DIGITS + 1) in numbers or any(
+        e in numbers for e in (b"e000", b"e+000"))
+    try:
+        if suspicious_numbers:  # exact, slower hooks only for messages the scan flagged
+            value = json.loads(data, parse_constant=_reject_constant, parse_int=_bounded_int,
+                               parse_float=_finite_float)
+        else:
+            value = json.loads(data, parse_constant=_reject_constant)
+    except _NonFiniteNumber as exc:
+        raise InvalidEventError("non_finite", f"JSON contains {exc}") from None
+    except _LongInteger as exc:
+        detail = f"integer literal of {exc} digits; the limit is {MAX_INT_DIGITS}"
+        raise InvalidEventError("too_large", detail) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError("not_json", str(exc)) from None
+    except RecursionError:  # unreachable after the depth scan; kept as a last line of defence
+        raise InvalidEventError("too_deep", "nesting too deep to decode") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEventError("non_finite", f"JSON is the number {value}")
+    if (b"\\u" in data or b"\xed" in data) and _SUSPICIOUS_TEXT.search(data) is not None:
+        where = _lone_surrogate(value, "$")
+        if where is not None:
+            raise InvalidEventError(
+                "invalid_text", f"{where} holds a lone UTF-16 surrogate, which is not text")
+    return value
+
+
+# A quoted JSON string, escapes included ("unrolled loop" form: linear, no backtracking).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = np.zeros(256, dtype=np.int32)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+# With digits mapped to 0, a run longer than any accepted integer or an exponent of 3+ digits
+# (which may overflow) is a substring test; it matches inside strings too, where it only costs
+# the slower, exact decode.
+_NUMBER_SHAPE = bytes.maketrans(b"0123456789E", b"0000000000e")
+# A \uD800-\uDFFF escape, or the raw bytes of a surrogate (json decodes bytes with surrogatepass)
+_SUSPICIOUS_TEXT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _nesting_depth(data: bytes, limit: int) -> int:
+    """The deepest bracket nesting outside strings, from a C-speed scan (no decoding); 0 when
+    there are too few brackets to exceed ``limit`` at all."""
+    if data.count(b"[") + data.count(b"{") <= limit:  # too few openers to nest deeper
+        return 0
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    if len(brackets) <= limit:  # cannot nest deeper than the number of brackets
+        return len(brackets)
+    steps = _STEP[np.frombuffer(brackets, dtype=np.uint8)]
+    return int(np.cumsum(steps).max())
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The JSON path of the first string or key with a lone surrogate, or None (depth-bounded)."""
+    if isinstance(value, str):
+        return None if _encodable(value) else where
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not _encodable(key):
+                return f"{where} (a key)"
+            found = _lone_surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+class _LongInteger(ValueError):
     pass
 
 
 def _reject_constant(name: str) -> float:
-    raise _NonFiniteConstant(name)
+    raise _NonFiniteNumber(name)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongInteger(len(text.lstrip("-")))
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteNumber(f"{text[:40]} (overflows to {value})")
+    return value
 
 
 class DeadLetter(BaseModel):
-    """What goes to the dead-letter topic: the raw bytes, where they came from, and why."""
+    """What goes to the dead-letter topic: the raw bytes, where they came from, and why.
+
+    ``raw_b64`` holds the message's bytes, or their first part when ``raw_truncated`` (a letter
+    must fit in one Kafka request); ``raw_bytes`` and ``raw_sha256`` describe the whole message.
+    """
 
     reason: str
     detail: str
@@ -158,6 +298,9 @@ class DeadLetter(BaseModel):
     source_partition: int
     source_offset: int
     raw_b64: str
+    raw_bytes: int | None = None
+    raw_truncated: bool = False
+    raw_sha256: str | None = None
     received_at: datetime
 
 

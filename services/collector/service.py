@@ -4,8 +4,9 @@ Delivery is at least once with idempotent effects. For each assigned partition t
 
 1. restores the partition's checkpoint from the store (detector state, totals, next offset) and
    seeks there, so events a crashed predecessor already checkpointed are not observed twice;
-2. validates each message; an invalid one goes to the dead-letter topic with its raw bytes, its
-   source topic/partition/offset and a reason;
+2. validates each message; an invalid one, or one whose handling fails at any later stage,
+   goes to the dead-letter topic with its raw bytes, its source topic/partition/offset and a
+   reason (:mod:`~driftscope_llm.services.collector.isolation`), and the partition moves on;
 3. observes valid events; anomalies become incidents (deterministic ids, deduplicated in the
    store across replicas) and AnomalyEvents;
 4. every ``checkpoint_every`` events (and on partition revocation and shutdown) flushes the
@@ -18,7 +19,6 @@ messages may repeat (consumers deduplicate on source offset / incident id).
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -31,16 +31,17 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from driftscope_llm.services.collector.isolation import (
+    DEFAULT_FATAL,
+    Rejected,
+    dead_letter_for,
+    handle_batch,
+)
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.config import KafkaSettings, TopicSettings
-from driftscope_llm.services.errors import InvalidEventError, StoreError
-from driftscope_llm.services.schemas import (
-    AnomalyEvent,
-    DeadLetter,
-    OutputEvent,
-    parse_output_event,
-)
+from driftscope_llm.services.errors import StoreError
+from driftscope_llm.services.schemas import AnomalyEvent, OutputEvent
 from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.model import Incident, IncidentState
 
@@ -188,29 +189,22 @@ class Collector:
     def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
         state = self._states[tp]
         self.metrics.consumed.labels(tp.topic).inc(len(records))
-        valid: list[tuple[int, OutputEvent]] = []
-        for rec in records:
-            if rec.offset < state.next_offset:
-                continue  # already in the checkpointed state
-            try:
-                valid.append((rec.offset, parse_output_event(rec.value or b"",
-                                                             max_bytes=self.max_event_bytes)))
-            except InvalidEventError as exc:
-                self._dead_letter(tp, rec, exc)
         now = self.clock()
-        for _, ev in valid:
-            self._observe_metrics(ev, now)
-        for key in {self.pipeline.key_for(ev) for _, ev in valid}:
+        # one message's failure, at any stage, costs that message alone (collector/isolation.py)
+        out = handle_batch(self.pipeline, state, [(rec.offset, rec.value) for rec in records],
+                           max_bytes=self.max_event_bytes,
+                           on_valid=lambda ev: self._observe_metrics(ev, now),
+                           fatal=(*DEFAULT_FATAL, KafkaError))
+        for rejected in out.rejected:
+            self._dead_letter(tp, rejected)
+        for key in {self.pipeline.key_for(ev) for _, ev in out.observed}:
             if key not in self._seen_streams:
                 self._seen_streams.add(key)
                 self.metrics.init_stream((key.model, key.model_version, key.segment),
                                          list(self.pipeline.drift.signals.items()))
-        emb = self.pipeline.embed([ev for off, ev in valid if off >= state.next_offset])
-        self.metrics.embedded.inc(len(emb))
-        raised = self.pipeline.process(state, valid, emb)
-        for r in raised:
+        self.metrics.embedded.inc(out.embedded)
+        for r in out.raised:
             self._publish_anomaly(r)
-        state.next_offset = max(state.next_offset, records[-1].offset + 1)
         self._since_checkpoint[tp] = self._since_checkpoint.get(tp, 0) + len(records)
         self._export_summaries()
 
@@ -252,18 +246,14 @@ class Collector:
             self.metrics.refusals.labels(*labels).inc()
         self.metrics.event_age.observe(max(0.0, now - ev.ts_unix))
 
-    def _dead_letter(self, tp: TopicPartition, rec: Any, exc: InvalidEventError) -> None:
-        self.metrics.invalid.labels(exc.reason).inc()
-        letter = DeadLetter(
-            reason=exc.reason, detail=exc.detail[:1000], source_topic=tp.topic,
-            source_partition=tp.partition, source_offset=rec.offset,
-            raw_b64=base64.b64encode(rec.value or b"").decode(),
-            received_at=datetime.fromtimestamp(self.clock(), UTC),
-        )
+    def _dead_letter(self, tp: TopicPartition, rejected: Rejected) -> None:
+        self.metrics.invalid.labels(rejected.reason).inc()
+        letter = dead_letter_for(rejected, topic=tp.topic, partition=tp.partition,
+                                 received_at=datetime.fromtimestamp(self.clock(), UTC))
         self.producer.send(
-            self.topics.dead_letter, key=f"{tp.topic}:{tp.partition}:{rec.offset}".encode(),
+            self.topics.dead_letter, key=f"{tp.topic}:{tp.partition}:{rejected.offset}".encode(),
             value=letter.model_dump_json().encode(),
-            headers=[("driftscope-reason", exc.reason.encode())])
+            headers=[("driftscope-reason", rejected.reason.encode())])
 
     def _publish_anomaly(self, r: RaisedAnomaly) -> None:
         a = r.anomaly

@@ -23,7 +23,7 @@ from driftscope_llm.services.alerts.settings import ReceiverSettings
 from driftscope_llm.services.config import CollectorSettings, load_settings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError, InvalidEventError
-from driftscope_llm.services.schemas import parse_output_event
+from driftscope_llm.services.schemas import INVALID_REASONS, parse_output_event
 from driftscope_llm.services.security import Redactor
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -64,8 +64,7 @@ def test_parse_output_event_refuses_cleanly(raw: bytes) -> None:
     try:
         ev = parse_output_event(raw, max_bytes=10_000)
     except InvalidEventError as exc:
-        assert exc.reason in {"not_json", "not_object", "missing_field", "wrong_type",
-                              "non_finite", "too_large", "invalid_value"}
+        assert exc.reason in INVALID_REASONS
     else:
         assert ev.event_id and ev.model
 

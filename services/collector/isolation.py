@@ -1,0 +1,205 @@
+"""Poison isolation: one message can fail, never the loop that reads it.
+
+Whatever goes wrong while handling one message — decoding, validation, signal extraction, the
+embedder, a detector — costs that message alone: it becomes a :class:`Rejected` (reason, detail,
+its raw bytes) that the caller sends to the dead-letter topic, and the partition moves on. The
+other events of the same batch are observed exactly once, in offset order, whatever their
+position relative to the failing one.
+
+What is *not* a poison message: the infrastructure failing under it. An error of the state store
+or the bus (:class:`~driftscope_llm.services.errors.ServiceError`, or any type the caller lists
+in ``fatal``) propagates, so the caller retries or stops *without* advancing past the message —
+dead-lettering every event during a Redis outage would lose them. ``MemoryError`` and other
+``BaseException`` subclasses (``KeyboardInterrupt``, ``SystemExit``) propagate too.
+
+The Kafka collector (:mod:`driftscope_llm.services.collector.service`) and the embedded
+``replay`` both go through :func:`handle_batch`, so they isolate the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from driftscope_llm.services.errors import InvalidEventError, ServiceError
+from driftscope_llm.services.schemas import DeadLetter, OutputEvent, parse_output_event
+
+__all__ = [
+    "DEFAULT_FATAL",
+    "MAX_DEAD_LETTER_RAW",
+    "BatchOutcome",
+    "Rejected",
+    "dead_letter_for",
+    "handle_batch",
+    "parse_isolated",
+]
+
+log = logging.getLogger("driftscope.collector.isolation")
+
+DEFAULT_FATAL: tuple[type[BaseException], ...] = (ServiceError, MemoryError)
+"""Errors that are the infrastructure's, not the message's: they propagate."""
+
+MAX_DEAD_LETTER_RAW = 512 * 1024
+"""Raw bytes kept in a dead letter. Base64 grows them by a third, so a letter stays under Kafka's
+default 1 MiB request size; longer messages keep their first bytes, their length and SHA-256."""
+
+_DETAIL_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One message that will not be observed: where it was, why, and its exact bytes."""
+
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+
+
+@dataclass
+class BatchOutcome:
+    """What :func:`handle_batch` made of a batch."""
+
+    observed: list[tuple[int, OutputEvent]] = field(default_factory=list)
+    raised: list[RaisedAnomaly] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    embedded: int = 0
+
+
+def _describe(exc: BaseException, stage: str) -> str:
+    return f"{type(exc).__name__} while {stage}: {exc}"[:_DETAIL_CHARS]
+
+
+def parse_isolated(raw: bytes | None, offset: int, *, max_bytes: int,
+                   fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
+                   ) -> OutputEvent | Rejected:
+    """Decode and validate one message; any failure becomes a :class:`Rejected`."""
+    data = raw or b""
+    try:
+        return parse_output_event(data, max_bytes=max_bytes)
+    except InvalidEventError as exc:
+        return Rejected(offset, exc.reason, exc.detail[:_DETAIL_CHARS], data)
+    except fatal:
+        raise
+    except Exception as exc:  # a parser bug must not stop the partition either
+        log.exception("unexpected error decoding offset %d", offset)
+        return Rejected(offset, "processing_failed", _describe(exc, "decoding"), data)
+
+
+def handle_batch(
+    pipeline: Pipeline,
+    state: PartitionState,
+    records: Sequence[tuple[int, bytes | None]],
+    *,
+    max_bytes: int,
+    on_valid: Callable[[OutputEvent], None] | None = None,
+    fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
+) -> BatchOutcome:
+    """Parse, embed and observe ``(offset, raw bytes)`` records, isolating each message.
+
+    Records at offsets below ``state.next_offset`` are skipped (already in the state).
+    ``on_valid`` runs for each event that parsed (the collector's per-event metrics), inside the
+    same guard. On return ``state.next_offset`` is past every record handled, rejected or not.
+    """
+    out = BatchOutcome()
+    fresh = [(offset, raw or b"") for offset, raw in records if offset >= state.next_offset]
+    by_offset = dict(fresh)
+    valid = _parse_all(fresh, out, max_bytes=max_bytes, on_valid=on_valid, fatal=fatal)
+    embeddings, failed = _embed_isolated(pipeline, valid, by_offset, fatal)
+    out.rejected.extend(failed)
+    out.embedded = len(embeddings)
+    dropped = {r.offset for r in failed}
+    for offset, event in valid:
+        if offset in dropped:
+            continue
+        try:
+            out.raised.extend(pipeline.process(state, [(offset, event)], embeddings))
+        except fatal:
+            raise
+        except Exception as exc:
+            log.exception("unexpected error observing offset %d", offset)
+            out.rejected.append(Rejected(offset, "processing_failed",
+                                         _describe(exc, "observing"), by_offset[offset]))
+        else:
+            out.observed.append((offset, event))
+    if records:
+        state.next_offset = max(state.next_offset, max(off for off, _ in records) + 1)
+    out.rejected.sort(key=lambda r: r.offset)
+    return out
+
+
+def _parse_all(
+    records: list[tuple[int, bytes]],
+    out: BatchOutcome,
+    *,
+    max_bytes: int,
+    on_valid: Callable[[OutputEvent], None] | None,
+    fatal: tuple[type[BaseException], ...],
+) -> list[tuple[int, OutputEvent]]:
+    """The events that parsed (and passed ``on_valid``); the rest go to ``out.rejected``."""
+    valid: list[tuple[int, OutputEvent]] = []
+    for offset, raw in records:
+        parsed = parse_isolated(raw, offset, max_bytes=max_bytes, fatal=fatal)
+        if isinstance(parsed, Rejected):
+            out.rejected.append(parsed)
+            continue
+        if on_valid is not None:
+            try:
+                on_valid(parsed)
+            except fatal:
+                raise
+            except Exception as exc:
+                log.exception("unexpected error measuring offset %d", offset)
+                out.rejected.append(Rejected(offset, "processing_failed",
+                                             _describe(exc, "measuring"), raw))
+                continue
+        valid.append((offset, parsed))
+    return valid
+
+
+def _embed_isolated(
+    pipeline: Pipeline,
+    valid: list[tuple[int, OutputEvent]],
+    by_offset: dict[int, bytes],
+    fatal: tuple[type[BaseException], ...],
+) -> tuple[dict[str, npt.NDArray[np.float32]], list[Rejected]]:
+    """One batched embedding call; when it fails, one call per event to find the culprit."""
+    events = [ev for _, ev in valid]
+    try:
+        return pipeline.embed(events), []
+    except fatal:
+        raise
+    except Exception:
+        log.exception("batched embedding failed; embedding the %d events one by one", len(events))
+    embeddings: dict[str, npt.NDArray[np.float32]] = {}
+    failed: list[Rejected] = []
+    for offset, event in valid:
+        try:
+            embeddings.update(pipeline.embed([event]))
+        except fatal:
+            raise
+        except Exception as exc:
+            failed.append(Rejected(offset, "processing_failed", _describe(exc, "embedding"),
+                                   by_offset[offset]))
+    return embeddings, failed
+
+
+def dead_letter_for(rejected: Rejected, *, topic: str, partition: int, received_at: datetime,
+                    max_raw: int = MAX_DEAD_LETTER_RAW) -> DeadLetter:
+    """The dead-letter record of ``rejected``; raw bytes over ``max_raw`` keep their head only
+    (``raw_truncated``), with the full length and SHA-256 to match them against the source."""
+    raw = rejected.raw
+    return DeadLetter(
+        reason=rejected.reason, detail=rejected.detail[:_DETAIL_CHARS], source_topic=topic,
+        source_partition=partition, source_offset=rejected.offset,
+        raw_b64=base64.b64encode(raw[:max_raw]).decode(), raw_bytes=len(raw),
+        raw_truncated=len(raw) > max_raw, raw_sha256=hashlib.sha256(raw).hexdigest(),
+        received_at=received_at)
