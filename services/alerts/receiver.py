@@ -8,11 +8,13 @@ Point an Alertmanager ``webhook_configs`` entry at ``http://HOST:PORT/alertmanag
 is :meth:`Notifier.notify_alerts`, which relays the alerts to driftscope's webhook endpoints
 (signed generic JSON, Slack), so Prometheus alerts and drift incidents reach the same places.
 
-Answers: ``200`` accepted; ``400`` not JSON or not an Alertmanager message; ``401`` no valid
-credentials (no detail given); ``404``/``405`` wrong path or method; ``409`` a replayed
-signature; ``411`` no ``Content-Length``; ``413`` body over ``max_body_bytes`` (refused before
-reading it); ``500`` the handler failed — Alertmanager retries on 5xx, so a passing outage of
-the handler loses nothing. ``GET /-/healthy`` answers 200 for probes.
+Answers: ``200`` accepted; ``400`` not JSON (or nested deeper than 64 levels, or holding an
+integer of more than 64 digits: refused before anything recurses), not an Alertmanager message,
+or a request that could not be read; ``401`` no valid credentials (no detail given);
+``404``/``405`` wrong path or method; ``409`` a replayed signed request (the same ``t`` and body,
+however its signature header is spelled); ``411`` no ``Content-Length``; ``413`` body over
+``max_body_bytes`` (refused before reading it); ``500`` the handler failed — Alertmanager retries
+on 5xx, so a passing outage of the handler loses nothing. ``GET /-/healthy`` answers 200 for probes.
 
 Standard library only (:mod:`http.server`, one thread per request). It is meant for a trusted
 network next to Alertmanager; put TLS in front of it (ingress, sidecar) when it is exposed.
@@ -21,7 +23,6 @@ network next to Alertmanager; put TLS in front of it (ingress, sidecar) when it 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
 import time
@@ -35,6 +36,8 @@ from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.errors import SignatureError
 from driftscope_llm.services.alerts.settings import ReceiverSettings
 from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
+from driftscope_llm.services.errors import InvalidEventError
+from driftscope_llm.services.schemas import loads_bounded
 
 __all__ = ["AlertReceiver"]
 
@@ -112,7 +115,7 @@ class AlertReceiver:
             try:
                 ts = verify(body, header, self.settings.signing_secrets, now=now,
                             tolerance_s=self.settings.tolerance_s)
-                self.replays.check_and_remember(header, ts, now)
+                self.replays.check_and_remember(body, ts, now)
             except SignatureError as exc:
                 if exc.reason == "replayed":
                     raise _Refused(409, "replayed") from None
@@ -124,9 +127,11 @@ class AlertReceiver:
 
     def accept(self, body: bytes) -> AlertmanagerMessage:
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _Refused(400, "body is not JSON") from None
+            data = loads_bounded(body)  # bounded: no recursion on a 50k-deep body
+        except InvalidEventError as exc:
+            if exc.reason == "not_json":
+                raise _Refused(400, "body is not JSON") from None
+            raise _Refused(400, f"body refused ({exc.reason}): {exc.detail}") from None
         try:
             return AlertmanagerMessage.model_validate(data)
         except ValidationError as exc:
@@ -155,6 +160,12 @@ def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
             except _Refused as refused:
                 receiver.refused += 1
                 self._answer(refused.status, refused.message)
+                return
+            except Exception:  # a bug here must still answer, never drop the connection
+                log.exception("unexpected error reading a request")
+                receiver.refused += 1
+                self.close_connection = True
+                self._answer(400, "request could not be read")
                 return
             try:
                 receiver.handler(message)

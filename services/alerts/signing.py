@@ -3,9 +3,15 @@
 The scheme is Stripe's: ``v1 = HMAC-SHA256(key, f"{t}.{body}")`` in lowercase hex, where ``t`` is
 the sender's Unix time in whole seconds and ``body`` the exact bytes of the request body. Binding
 ``t`` into the MAC lets a receiver refuse old requests (``tolerance_s``, default 300 s), which caps
-how long a captured request can be replayed; within that window a receiver drops repeats by the
-signature itself (:class:`ReplayGuard`) or by the payload's ``delivery_id``. During a key rotation
-the header may carry several ``v1=`` entries, one per key; one match is enough.
+how long a captured request can be replayed; within that window a receiver drops repeats of what
+was signed (:class:`ReplayGuard`) or the payload's ``delivery_id``. During a key rotation the
+header may carry several ``v1=`` entries, one per key; one match is enough.
+
+The replay guard keys on the *signed message* — ``t`` and the body — never on the header's
+spelling: verification accepts upper-case hex, spaces after commas, ``v0=`` and other unknown
+parts, any order and repeated ``v1=`` entries, so a guard keyed on the raw header would let each
+respelling of a used signature through again (and dropping one of two rotation signatures would
+yield a second valid header for the same request).
 
 Comparison is constant-time (:func:`hmac.compare_digest`). Errors say *why* a signature was refused
 (``SignatureError.reason``), never what was expected.
@@ -108,11 +114,13 @@ def verify(
 
 
 class ReplayGuard:
-    """Remembers signatures seen within the tolerance window and refuses a second use.
+    """Remembers the requests accepted within the tolerance window and refuses a second one.
 
-    Memory is bounded: entries older than ``tolerance_s`` are dropped (they would be refused as
-    stale anyway), and at most ``max_entries`` are kept, oldest first out. One process only; a
-    receiver behind a load balancer dedupes on ``delivery_id`` in shared storage instead.
+    A request is identified by what its signature covers, ``SHA-256(f"{t}." + body)``, so every
+    spelling of its header counts as the same request (module docstring). Memory is bounded:
+    entries older than ``tolerance_s`` are dropped (they would be refused as stale anyway), and at
+    most ``max_entries`` are kept, oldest first out. One process only; a receiver behind a load
+    balancer dedupes on ``delivery_id`` in shared storage instead.
     """
 
     def __init__(self, tolerance_s: float = DEFAULT_TOLERANCE_S, max_entries: int = 100_000):
@@ -121,13 +129,19 @@ class ReplayGuard:
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def check_and_remember(self, header: str, timestamp: int, now: float) -> None:
-        """Raise SignatureError ``replayed`` when ``header`` was seen before; else remember it."""
-        key = hashlib.sha256(header.encode()).hexdigest()
+    @staticmethod
+    def request_id(body: bytes, timestamp: int) -> str:
+        """The canonical identity of a signed request: a digest of exactly what was signed."""
+        return hashlib.sha256(str(int(timestamp)).encode() + b"." + body).hexdigest()
+
+    def check_and_remember(self, body: bytes, timestamp: int, now: float) -> None:
+        """Raise SignatureError ``replayed`` when ``body`` signed at ``timestamp`` (as returned by
+        :func:`verify`) was accepted before; else remember it. Call it only after ``verify``."""
+        key = self.request_id(body, timestamp)
         with self._lock:
             self._expire(now)
             if key in self._seen:
-                raise SignatureError("replayed", "this signature was already used",
+                raise SignatureError("replayed", "this signed request was already used",
                                      timestamp=timestamp)
             self._seen[key] = timestamp
             while len(self._seen) > self.max_entries:
