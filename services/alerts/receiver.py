@@ -141,6 +141,19 @@ class AlertReceiver:
             raise _Refused(400, detail) from None
 
 
+def _read_body(request: BaseHTTPRequestHandler, max_bytes: int) -> bytes:
+    """The request's body, refused (411, 413) before reading when its length is missing or big."""
+    length_header = request.headers.get("Content-Length")
+    if length_header is None or not length_header.isdigit():
+        request.close_connection = True
+        raise _Refused(411, "Content-Length required")
+    length = int(length_header)
+    if length > max_bytes:
+        request.close_connection = True  # the unread body must not be parsed as a request
+        raise _Refused(413, f"body over {max_bytes} bytes")
+    return request.rfile.read(length)
+
+
 def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
     settings = receiver.settings
 
@@ -179,15 +192,7 @@ def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
         def _read_message(self) -> AlertmanagerMessage:
             if self.path.split("?", 1)[0] != settings.path:
                 raise _Refused(404, "not found")
-            length_header = self.headers.get("Content-Length")
-            if length_header is None or not length_header.isdigit():
-                self.close_connection = True
-                raise _Refused(411, "Content-Length required")
-            length = int(length_header)
-            if length > settings.max_body_bytes:
-                self.close_connection = True  # the unread body must not be parsed as a request
-                raise _Refused(413, f"body over {settings.max_body_bytes} bytes")
-            body = self.rfile.read(length)
+            body = _read_body(self, settings.max_body_bytes)
             receiver.authenticate(self.headers, body)
             return receiver.accept(body)
 
