@@ -1,0 +1,117 @@
+"""What decoding one record yields: events, per-item rejects with reasons, and skip counts.
+
+One Kafka record (or one HTTP request, or one line of a file) may hold many items — an OTLP
+export holds many spans, an OpenAI response many choices. Each item ends up in exactly one of
+three places: an :class:`OutputEvent`, a :class:`Reject` (dead-lettered with its reason), or a
+skip count (an item that is not an LLM generation, such as an HTTP span, counted by reason).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from driftscope_llm.services.errors import InvalidEventError
+from driftscope_llm.services.schemas import OutputEvent
+
+__all__ = ["Decoded", "Reject", "load_json", "validate_event"]
+
+SKIP_REASONS = ("not_genai", "not_generation", "no_content")
+"""Why an item was skipped: not a GenAI span, a GenAI span that is not a generation
+(embeddings, tool calls), or a generation span without output content."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An item that could not become an event. ``item`` names it (``span <trace>:<span>``,
+    ``choice 1``) or is ``None`` when the whole record was unreadable; ``raw`` is the item's own
+    bytes where it can be cut out of the record (a span), else empty."""
+
+    reason: str
+    detail: str
+    item: str | None = None
+    raw: bytes = b""  # the item alone (a span, in its own encoding), when it can be cut out
+
+    def error(self) -> InvalidEventError:
+        """As the error the collector dead-letters (the item is part of the detail)."""
+        detail = f"{self.item}: {self.detail}" if self.item else self.detail
+        return InvalidEventError(self.reason, detail)
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The outcome of one record: ``events`` in the record's order, ``rejects``, ``skipped``."""
+
+    format: str
+    events: list[OutputEvent] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def rejected(cls, fmt: str, reason: str, detail: str) -> Decoded:
+        return cls(format=fmt, rejects=[Reject(reason, detail)])
+
+    @property
+    def items(self) -> int:
+        """Every item the record held, whatever became of it."""
+        return len(self.events) + len(self.rejects) + sum(self.skipped.values())
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse JSON from outside; :class:`InvalidEventError` (``not_json``, ``non_finite``,
+    ``too_deep``) on any defect."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except _NonFinite as exc:
+        raise InvalidEventError("non_finite", f"JSON contains {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError("not_json", str(exc)) from None
+    except RecursionError:
+        raise InvalidEventError("too_deep", "JSON nests too deeply to decode") from None
+
+
+_VALUE_ERRORS = {"greater_than_equal", "less_than_equal", "string_too_short", "string_too_long"}
+
+
+def validate_event(data: dict[str, Any]) -> OutputEvent:
+    """An :class:`OutputEvent` from mapped fields, or :class:`InvalidEventError` with the same
+    reasons the OutputEvent parser uses (``missing_field``, ``wrong_type``, ``non_finite``,
+    ``invalid_value``)."""
+    try:
+        return OutputEvent.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        msg = str(first.get("msg", ""))
+        kind = str(first.get("type", ""))
+        if kind == "missing":
+            raise InvalidEventError("missing_field", f"{loc} is required") from None
+        if "non_finite" in msg or kind == "finite_number":
+            raise InvalidEventError("non_finite", f"{loc}: {msg}") from None
+        if "invalid_value" in msg or kind in _VALUE_ERRORS:
+            raise InvalidEventError("invalid_value", f"{loc}: {msg}") from None
+        raise InvalidEventError("wrong_type", f"{loc}: {msg}") from None
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        f = float(value)
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
