@@ -54,7 +54,7 @@ class AlertsSettings(DriftscopeSettings):
 
 
 def _redis(settings: RedisSettings) -> Any:
-    from driftscope_llm.services.store.redis_store import connect
+    from driftscope_llm.services.store.connect import connect
 
     return connect(settings)
 

@@ -35,6 +35,7 @@ from typing import Any
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.settings import EventKind
 from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.store.report import parse_report
 
 __all__ = [
     "ALERT_SCHEMA",
@@ -161,10 +162,10 @@ def _slack_incident(inc: Incident, title: str) -> dict[str, Any]:
             {"type": "mrkdwn", "text": f"*{k}*\n{e(v)}"} for k, v in fields
         ]},
     ]  # fmt: skip
-    # the worker's report lists {"id", "score", "rank"} best first, as `attribution query` does
-    top = (inc.attribution or {}).get("results") or []
-    if isinstance(top, list) and top:
-        ids = ", ".join(e(str(r["id"])) for r in top[:5] if isinstance(r, dict) and "id" in r)
+    # the report's aggregate ranking, best first (a failed report has none)
+    top = parse_report(inc.attribution).top(5) if inc.attribution is not None else []
+    if top:
+        ids = ", ".join(e(row.id) for row in top)
         blocks.append({"type": "section",
                        "text": {"type": "mrkdwn", "text": f"*Most responsible examples:* {ids}"}})
     blocks.append({"type": "context", "elements": [

@@ -12,9 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.render import escape_text
 
 if TYPE_CHECKING:
-    from driftscope_llm.services.store.redis_store import RedisStore
+    from driftscope_llm.services.store.base import StateStore
+    from driftscope_llm.services.store.model import Incident
+    from driftscope_llm.services.store.report import AttributedReport, FailedReport
 
 __all__ = ["register"]
 
@@ -31,14 +34,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(incidents_app, name="incidents")
 
 
-def _store(config: Path | None) -> RedisStore:
-
+def _store(config: Path | None) -> StateStore:
+    """The store named by the CLI settings; a person waits a few seconds, not minutes."""
     from driftscope_llm.services.config import CliSettings, load_settings
-    from driftscope_llm.services.store.redis_store import RedisStore, connect
+    from driftscope_llm.services.store.connect import COMMAND_GIVE_UP_S, open_store
 
     s = load_settings(CliSettings, config)
-    client = connect(s.redis)
-    return RedisStore(client, key_prefix=s.redis.key_prefix, retention_s=s.redis.retention_s)
+    return open_store(s.redis, give_up_s=COMMAND_GIVE_UP_S)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -82,10 +84,11 @@ def list_cmd(
                 "top example"):
         table.add_column(col)
     for inc in found:
-        top = (inc.attribution or {}).get("aggregate") or [{}]
-        table.add_row(inc.id, inc.state.value, inc.opened_at.isoformat(timespec="seconds"),
-                      f"{inc.model}@{inc.model_version}", inc.segment, inc.signal, inc.detector,
-                      str(top[0].get("id", "")))
+        top = _report(inc).top(1) if inc.attribution is not None else []
+        table.add_row(*(escape_text(v) for v in (
+            inc.id, inc.state.value, inc.opened_at.isoformat(timespec="seconds"),
+            f"{inc.model}@{inc.model_version}", inc.segment, inc.signal, inc.detector,
+            top[0].id if top else "")))
     Console().print(table)
 
 
@@ -101,41 +104,44 @@ def show_cmd(
     if as_json:
         sys.stdout.write(inc.model_dump_json() + "\n")
         return
-    con = Console()
-    con.print(f"[bold]{inc.id}[/bold]  {inc.state.value}  {inc.model}@{inc.model_version} "
-              f"segment={inc.segment} signal={inc.signal} detector={inc.detector}")
+    _show(inc)
+
+
+def _report(inc: Incident) -> AttributedReport | FailedReport:
+    from driftscope_llm.services.store.report import parse_report
+
+    assert inc.attribution is not None
+    return parse_report(inc.attribution)
+
+
+def _show(inc: Incident) -> None:
+    """The human view of one incident: header, history, then its attribution report."""
+    from driftscope_llm.services.cli.render import print_report
+
+    e = escape_text
+    con = Console(highlight=False)
+    con.print(f"[bold]{e(inc.id)}[/bold]  {inc.state.value}  {e(inc.model)}@"
+              f"{e(inc.model_version)} segment={e(inc.segment)} signal={e(inc.signal)} "
+              f"detector={e(inc.detector)}")
     con.print(f"statistic {inc.statistic:.4g} (threshold {inc.threshold:.4g}), effect "
               f"{inc.effect_size:.3g}, {len(inc.exemplars)} exemplars, {inc.updates} updates")
     for h in inc.state_history:
-        con.print(f"  {h['at']}  {h['state']}  {h.get('reason', '')}", highlight=False)
-    report = inc.attribution
-    if report is None:
+        con.print(f"  {e(h['at'])}  {e(h['state'])}  {e(h.get('reason', ''))}")
+    if inc.attribution is None:
+        con.print("not attributed yet")
         return
-    if report.get("status") != "attributed":
-        con.print(f"[red]attribution failed[/red]: {report.get('reason')}", highlight=False)
-        return
-    table = Table(title=f"training examples most responsible ({report['primary_method']}, "
-                        "mean reciprocal rank over exemplars)")
-    for col in ("rank", "id", "mrr", "hits", "best rank"):
-        table.add_column(col)
-    for row in report["aggregate"]:
-        table.add_row(str(row["rank"]), row["id"], f"{row['mrr']:.3f}", str(row["hits"]),
-                      str(row["best_rank"]))
-    con.print(table)
-    agree = report.get("agreement", {})
-    if agree.get("mean_overlap") is not None:
-        con.print(f"method agreement: overlap@k {agree['mean_overlap']:.2f}")
+    print_report(con, _report(inc), {})
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:
+    from driftscope_llm.services.store.lifecycle import advance
     from driftscope_llm.services.store.model import IncidentState
-    from driftscope_llm.services.worker.lifecycle import advance
 
-    store = _store(config)
-    inc = store.get_incident(incident_id)
-    advance(inc, IncidentState(target), datetime.now(UTC), note)
-    store.save_incident(inc)
-    Console(stderr=True).print(f"{inc.id} is now {inc.state.value}")
+    at = datetime.now(UTC)
+    inc = _store(config).update_incident(
+        incident_id, lambda i: advance(i, IncidentState(target), at, note))
+    Console(stderr=True, highlight=False).print(f"{escape_text(inc.id)} is now "
+                                                f"{inc.state.value}")
 
 
 @incidents_app.command("ack")
@@ -171,11 +177,5 @@ def purge_cmd(
     """Delete incidents (records, exemplars, reports) now, by id or opened before a time."""
     if not incident_ids and before is None:
         raise typer.BadParameter("name incident ids or --before")
-    store = _store(config)
-    ids = list(incident_ids or [])
-    cutoff = _when(before)
-    if cutoff is not None:
-        raw = store.r.zrangebyscore(f"{store.p}incidents", "-inf", f"({cutoff.timestamp()}")
-        ids.extend(i.decode() for i in raw)
-    n = store.delete_incidents(sorted(set(ids)))
+    n = _store(config).delete_incidents(list(incident_ids or []), opened_before=_when(before))
     Console(stderr=True).print(f"purged {n} incidents")

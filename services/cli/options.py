@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated, Protocol, cast
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
@@ -40,14 +40,13 @@ class _Service(Protocol):
 
 
 def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
-    """The Redis client and the retrying state store of a long-running service."""
-    from driftscope_llm.services.store.redis_store import RedisStore, connect
-    from driftscope_llm.services.store.retry import RetryingStore
+    """The Redis client (for the webhook dead-letter sink) and the retrying state store of a
+    long-running service, sharing one connection pool."""
+    from driftscope_llm.services.store.connect import connect
+    from driftscope_llm.services.store.connect import open_store as open_state_store
 
     client = connect(settings)
-    store = RetryingStore(RedisStore(client, key_prefix=settings.key_prefix,
-                                     retention_s=settings.retention_s))
-    return client, cast("StateStore", store)
+    return client, open_state_store(settings, client=client)
 
 
 def serve_metrics(settings: MetricsSettings, registry: CollectorRegistry,

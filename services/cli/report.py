@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.store.report import AttributedReport, FailedReport
 
 __all__ = ["register_report"]
 
@@ -48,6 +49,7 @@ def report_cmd(
         render_report,
         signal_series,
     )
+    from driftscope_llm.services.store.report import parse_report
 
     store = _store(config)
     inc = store.get_incident(incident_id)
@@ -61,13 +63,21 @@ def report_cmd(
                                       [s for s in signals if s != "embedding"],
                                       segment_label=segment_label, reference_n=reference_n)
     src = corpus
-    ver = (inc.attribution or {}).get("verification") or {}
-    if src is None and ver.get("settings", {}).get("corpus"):
-        cand = Path(ver["settings"]["corpus"])
-        src = cand if cand.is_file() else None
+    if src is None and inc.attribution is not None:
+        src = _verification_corpus(parse_report(inc.attribution))
     if src is not None:
         inputs.corpus = {e.id: e for e in load_corpus(src)}
     inputs.embedding_note = ("Embeddings are not kept with incidents, so this report has no "
                              "embedding picture (the demo's report draws one from the stream).")
     html.write_text(render_report(inputs))
     Console(stderr=True).print(f"report -> {html}")
+
+
+def _verification_corpus(report: AttributedReport | FailedReport) -> Path | None:
+    """The corpus the worker verified against, when the report names a readable one."""
+    from driftscope_llm.services.store.report import Verification
+
+    v = report.verification if isinstance(report, AttributedReport) else None
+    if isinstance(v, Verification) and v.corpus is not None and Path(v.corpus).is_file():
+        return Path(v.corpus)
+    return None

@@ -21,65 +21,43 @@ from rich.console import Console
 from rich.table import Table
 
 from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_SERVICE, friendly_errors
+from driftscope_llm.services.cli.render import escape_text
 
 __all__ = ["collect_status", "register"]
-
-_OPEN = ("open", "attributing", "attributed", "failed", "acknowledged")
-
 
 def register(app: typer.Typer) -> None:
     app.command("status")(status_cmd)
 
 
 def _kafka(settings: Any, groups: list[str]) -> dict[str, Any]:
-    from kafka import KafkaAdminClient, KafkaConsumer
+    from dataclasses import asdict
 
-    kw = {**settings.kafka.client_kwargs(), "request_timeout_ms": 6000}
+    from driftscope_llm.services.bus.kafka import consumer_lag
+    from driftscope_llm.services.errors import BusError
+
     out: dict[str, Any] = {"address": settings.kafka.bootstrap_servers}
-    try:  # any client failure here means "unreachable"
-        admin = KafkaAdminClient(**kw)
-        consumer = KafkaConsumer(**kw)
-    except Exception as exc:
-        return {**out, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
     try:
-        lag: dict[str, list[dict[str, Any]]] = {}
-        offsets = admin.list_group_offsets(list(groups)) if groups else {}
-        for group in groups:
-            committed = offsets.get(group) or {}
-            ends = consumer.end_offsets(list(committed)) if committed else {}
-            lag[group] = [{"topic": tp.topic, "partition": tp.partition,
-                           "committed": meta.offset, "end": ends.get(tp),
-                           "lag": max(ends.get(tp, meta.offset) - meta.offset, 0)}
-                          for tp, meta in sorted(committed.items())]
-        return {**out, "reachable": True, "lag": lag}
-    except Exception as exc:  # a broker that answers the handshake but not the requests
-        return {**out, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        admin.close()
-        consumer.close()
+        lag = consumer_lag(settings.kafka, groups)
+    except BusError as exc:
+        return {**out, "reachable": False, "error": str(exc)}
+    return {**out, "reachable": True,
+            "lag": {group: [asdict(row) for row in rows]
+                    for group, rows in lag.items()}}
 
 
 def _redis(settings: Any) -> dict[str, Any]:
-    import redis
-
-    from driftscope_llm.services.store.model import IncidentState
-    from driftscope_llm.services.store.redis_store import RedisStore
+    from driftscope_llm.services.store.connect import open_store, ping
 
     r = settings.redis
-    client = redis.Redis.from_url(
-        r.url, password=r.password.get_secret_value() if r.password else None,
-        socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return {"address": r.url, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
-    store = RedisStore(client, key_prefix=r.key_prefix)
-    found = [i for s in _OPEN for i in store.list_incidents(state=IncidentState(s), limit=500)]
+    error = ping(r)
+    if error is not None:
+        return {"address": r.url, "reachable": False, "error": error}
+    found = open_store(r, give_up_s=None).list_open_incidents(limit=500)
     return {"address": r.url, "reachable": True,
             "open_incidents": [{"id": i.id, "state": i.state.value, "model": i.model,
                                 "model_version": i.model_version, "segment": i.segment,
                                 "signal": i.signal, "detector": i.detector}
-                               for i in sorted(found, key=lambda i: i.opened_at, reverse=True)]}
+                               for i in found]}
 
 
 def _prometheus(url: str) -> dict[str, Any]:
@@ -130,21 +108,23 @@ def status_cmd(
 
 
 def _print(st: dict[str, Any]) -> None:
-    con = Console()
+    e = escape_text
+    con = Console(highlight=False)
     for name, s in st.items():
-        mark = "[green]up[/green]" if s["reachable"] else f"[red]unreachable[/red] {s['error']}"
-        con.print(f"{name:<11} {s['address']}  {mark}", highlight=False)
+        mark = ("[green]up[/green]" if s["reachable"]
+                else f"[red]unreachable[/red] {e(s['error'])}")
+        con.print(f"{name:<11} {e(s['address'])}  {mark}")
     lag = Table(title="consumer lag")
     for col in ("group", "topic", "partition", "committed", "end", "lag"):
         lag.add_column(col)
     for grp, rows in st["kafka"].get("lag", {}).items():
         for row in rows or [{"topic": "(no committed offsets)"}]:
-            lag.add_row(grp, *(str(row.get(k, "")) for k in ("topic", "partition", "committed",
-                                                              "end", "lag")))
+            lag.add_row(e(grp), *(e(row.get(k, "")) for k in ("topic", "partition",
+                                                               "committed", "end", "lag")))
     con.print(lag)
     inc = st["redis"].get("open_incidents", [])
     con.print(f"{len(inc)} open incidents" + "".join(
-        f"\n  {i['id']} {i['state']} {i['model']}@{i['model_version']} {i['segment']} "
-        f"{i['signal']}/{i['detector']}" for i in inc[:20]), highlight=False)
+        f"\n  {e(i['id'])} {i['state']} {e(i['model'])}@{e(i['model_version'])} "
+        f"{e(i['segment'])} {e(i['signal'])}/{e(i['detector'])}" for i in inc[:20]))
     for model, n in st["prometheus"].get("alarms_per_model", {}).items():
-        con.print(f"alarms firing on {model}: {n:g}", highlight=False)
+        con.print(f"alarms firing on {e(model)}: {n:g}")

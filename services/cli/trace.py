@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.errors import ConfigError
 
 if TYPE_CHECKING:
+    from driftscope_llm.services.store.base import StateStore
     from driftscope_llm.services.store.model import Incident
     from driftscope_llm.services.worker.settings import ModelTarget
 
@@ -46,31 +46,21 @@ def _parse_indexes(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def _render(report: dict[str, Any], as_json: bool, corpus: Path | None) -> None:
+def _render(report: Any, as_json: bool, corpus: Path | None) -> None:
+    """Print ``report`` (typed, or its JSON form) as one JSON line or for a person."""
+    from driftscope_llm.services.cli.render import print_report
+    from driftscope_llm.services.store.report import parse_report
+
+    rep = parse_report(report)
     if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
+        sys.stdout.write(rep.model_dump_json() + "\n")
         return
     texts: dict[str, str] = {}
     if corpus is not None:
         from driftscope_llm.attribution.data import load_corpus
 
         texts = {e.id: f"{e.prompt} → {e.response}" for e in load_corpus(corpus)}
-    console = Console()
-    table = Table(title=f"most responsible training examples ({report['primary_method']}, "
-                        "aggregated over exemplars by mean reciprocal rank)")
-    for col in ("rank", "id", "score", "text"):
-        table.add_column(col)
-    for row in report["aggregate"]:
-        table.add_row(str(row["rank"]), row["id"], f"{row['score']:.4g}",
-                      texts.get(row["id"], "")[:80])
-    console.print(table)
-    for a in report.get("agreement", []) or []:
-        console.print(f"method agreement: {a}")
-    v = report.get("verification") or {}
-    if v.get("top_k"):
-        console.print(f"verification: unlearning the top-k moved the exemplars' log-likelihood "
-                      f"by {v['top_k']['effect']:.3g} vs {v['random']['effect']:.3g} for "
-                      f"random examples (supports attribution: {v['supports_attribution']})")
+    print_report(Console(), rep, texts)
 
 
 @friendly_errors
@@ -123,14 +113,12 @@ def attribute_cmd(
 
     from driftscope_llm.services.config import load_settings
     from driftscope_llm.services.errors import NotFoundError
-    from driftscope_llm.services.store.redis_store import RedisStore, connect
-    from driftscope_llm.services.store.retry import RetryingStore
+    from driftscope_llm.services.store.connect import COMMAND_GIVE_UP_S, open_store
     from driftscope_llm.services.worker.job import Attributor
     from driftscope_llm.services.worker.settings import AttributionWorkerSettings, find_target
 
     s = load_settings(AttributionWorkerSettings, config)
-    client = connect(s.redis)
-    store = RetryingStore(RedisStore(client, key_prefix=s.redis.key_prefix), give_up_s=5.0)
+    store = open_store(s.redis, give_up_s=COMMAND_GIVE_UP_S)
     incident: Incident = store.get_incident(incident_id)
     found = find_target(s.models, incident.model, incident.model_version)
     if found is None:
@@ -148,12 +136,21 @@ def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
     return target.model_copy(update={"indexes": {**target.indexes, **extra}})
 
 
-def _store_report(store: Any, incident_id: str, report: dict[str, Any]) -> None:
-    """Save the report on a fresh read; an open/failed incident becomes attributed."""
+def _store_report(store: StateStore, incident_id: str, report: Any) -> None:
+    """Store the report atomically with the incident. An incident still awaiting its report
+    (open, attributing, failed) moves through ``attributing`` to ``attributed``, as the
+    lifecycle allows; one already attributed, acknowledged or resolved keeps its state."""
+    from driftscope_llm.services.store.lifecycle import advance, can_advance
     from driftscope_llm.services.store.model import IncidentState
 
-    incident = store.get_incident(incident_id)
-    incident.attribution = report
-    if incident.state in (IncidentState.OPEN, IncidentState.ATTRIBUTING, IncidentState.FAILED):
-        incident.transition(IncidentState.ATTRIBUTED, datetime.now(UTC), "re-run from the CLI")
-    store.save_incident(incident)
+    at = datetime.now(UTC)
+
+    def store_it(incident: Incident) -> None:
+        incident.attribution = report
+        if incident.state is not IncidentState.ATTRIBUTING and can_advance(
+                incident.state, IncidentState.ATTRIBUTING):
+            advance(incident, IncidentState.ATTRIBUTING, at, "re-run from the CLI")
+        if incident.state is IncidentState.ATTRIBUTING:
+            advance(incident, IncidentState.ATTRIBUTED, at)
+
+    store.update_incident(incident_id, store_it)

@@ -24,6 +24,12 @@ from driftscope_llm.services.report.svg import (
     rolling_mean,
     scatter_chart,
 )
+from driftscope_llm.services.store.report import (
+    AttributedReport,
+    FailedReport,
+    VerificationFailure,
+    parse_report,
+)
 
 __all__ = ["render_report"]
 
@@ -144,56 +150,56 @@ def _exemplars(r: ReportInputs) -> str:
             f"{rows}</table>") if rows else '<p class="note">No exemplars.</p>'
 
 
-def _attribution(r: ReportInputs) -> str:
+def _report(r: ReportInputs) -> AttributedReport | FailedReport | None:
     rep = r.incident.attribution
+    return None if rep is None else parse_report(rep)
+
+
+def _attribution(r: ReportInputs) -> str:
+    rep = _report(r)
     if rep is None:
         return '<p class="note">Not attributed yet.</p>'
-    if rep.get("status") != "attributed":
-        return f'<p class="bad">Attribution failed: {escape(str(rep.get("reason")))}</p>'
+    if isinstance(rep, FailedReport):
+        return f'<p class="bad">Attribution failed: {escape(rep.reason)}</p>'
     head = ("<tr><th>rank</th><th>training example</th><th>MRR</th><th>hits</th>"
             "<th>prompt</th><th>response</th></tr>")
     rows = []
-    for row in rep.get("aggregate", []):
-        ex = r.corpus.get(row["id"])
+    for row in rep.aggregate:
+        ex = r.corpus.get(row.id)
         cls = ' class="planted"' if ex is not None and ex.label == "planted" else ""
-        rows.append(f"<tr{cls}><td>{row['rank']}</td><td>{escape(row['id'])}</td>"
-                    f"<td>{row['mrr']:.3f}</td><td>{row['hits']}</td>"
+        rows.append(f"<tr{cls}><td>{row.rank}</td><td>{escape(row.id)}</td>"
+                    f"<td>{row.mrr:.3f}</td><td>{row.hits}</td>"
                     f"<td>{escape(ex.prompt if ex else '(text not available)')}</td>"
                     f"<td>{escape(ex.response if ex else '')}</td></tr>")
-    bars = bar_chart([(row["id"], float(row["mrr"]), SERIES_COLOUR)
-                      for row in rep.get("aggregate", [])[:10]],
+    bars = bar_chart([(row.id, row.mrr, SERIES_COLOUR) for row in rep.aggregate[:10]],
                      title="attribution ranking (MRR)", plot_id="ranking")
-    agree = rep.get("agreement") or {}
-    methods = ", ".join(rep.get("methods", {}))
-    ov, rho = agree.get("mean_overlap"), agree.get("mean_spearman")
+    methods = ", ".join(rep.methods)
+    ov, rho = rep.agreement.mean_overlap, rep.agreement.mean_spearman
     agree_txt = ("only one method ran" if ov is None else
-                 f"overlap@{rep.get('top_k')} {ov:.2f}" + (
+                 f"overlap@{rep.top_k} {ov:.2f}" + (
                      "" if rho is None else f", Spearman {rho:.2f}"))
-    return (f"<p>Primary method <b>{escape(str(rep.get('primary_method')))}</b> over "
-            f"{len(rep.get('exemplars', []))} exemplars ({escape(str(rep.get('aggregation')))})."
+    return (f"<p>Primary method <b>{escape(rep.primary_method)}</b> over "
+            f"{len(rep.exemplars)} exemplars ({escape(rep.aggregation)})."
             f" Methods: {escape(methods)}. Method agreement: {escape(agree_txt)}.</p>"
             f"<figure>{bars}</figure><table>{head}{''.join(rows)}</table>")
 
 
 def _verification(r: ReportInputs) -> str:
-    rep = r.incident.attribution or {}
-    v = rep.get("verification")
-    if not v:
+    rep = _report(r)
+    v = rep.verification if isinstance(rep, AttributedReport) else None
+    if v is None:
         return '<p class="note">Behavioural verification was not run.</p>'
-    if "error" in v:
-        return f'<p class="bad">Verification failed: {escape(str(v["error"]))}</p>'
-    top, rnd = v["top_k"]["effect"], v["random"]["effect"]
-    bars = bar_chart([("unlearn top-k", float(top), SERIES_COLOUR),
-                      ("unlearn k random", float(rnd), REFERENCE_COLOUR)],
+    if isinstance(v, VerificationFailure):
+        return f'<p class="bad">Verification failed: {escape(v.error)}</p>'
+    bars = bar_chart([("unlearn top-k", v.top_k.effect, SERIES_COLOUR),
+                      ("unlearn k random", v.random.effect, REFERENCE_COLOUR)],
                      title="behavioural effect", plot_id="verification")
-    ok = v.get("supports_attribution")
-    verdict = ('<span class="ok">supports the attribution</span>' if ok
+    verdict = ('<span class="ok">supports the attribution</span>' if v.supports_attribution
                else '<span class="bad">does not support the attribution</span>')
-    ratio = v.get("ratio")
     return (f"<p>Gradient ascent on the top-k attributed examples vs k random ones; effect = "
             "drop of the drifted exemplars' mean per-token log-likelihood (nats). "
-            f"Before: {v['loglik_before']:.3f}. Ratio "
-            f"{'n/a' if ratio is None else f'{ratio:.2f}'}: {verdict}.</p>"
+            f"Before: {v.loglik_before:.3f}. Ratio "
+            f"{'n/a' if v.ratio is None else f'{v.ratio:.2f}'}: {verdict}.</p>"
             f"<figure>{bars}</figure>")
 
 

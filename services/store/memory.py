@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from driftscope_llm.services.errors import NotFoundError
+from driftscope_llm.services.store.keys import StoreKeys
+from driftscope_llm.services.store.lease import Lease, MemoryLease, MemoryLeaseTable
+from driftscope_llm.services.store.lifecycle import is_open
 from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """A :class:`~driftscope_llm.services.store.base.StateStore` held in dictionaries."""
+    """A :class:`~driftscope_llm.services.store.base.StateStore` held in dictionaries.
 
-    def __init__(self) -> None:
+    Incident updates hold one lock, so threads sharing the store see atomic updates; nothing
+    expires (no retention) except leases, which run on ``clock``.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.RLock()
+        self._leases = MemoryLeaseTable(clock)
+        self._published: set[str] = set()
         self._checkpoints: dict[tuple[str, int], Checkpoint] = {}
         self._references: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._versions: dict[str, dict[str, float]] = {}
@@ -73,6 +86,27 @@ class MemoryStore:
     def save_incident(self, incident: Incident) -> None:
         self._incidents[incident.id] = incident.model_copy(deep=True)
 
+    def update_incident(self, incident_id: str,
+                        change: Callable[[Incident], None]) -> Incident:
+        with self._lock:
+            stored = self.get_incident(incident_id)
+            change(stored)  # on a copy: a change that raises leaves the stored record as it was
+            self._incidents[incident_id] = stored.model_copy(deep=True)
+            return stored
+
+    def delete_incidents(self, ids: Sequence[str] = (), *,
+                         opened_before: datetime | None = None) -> int:
+        with self._lock:
+            targets = set(ids)
+            if opened_before is not None:
+                targets.update(i for i, inc in self._incidents.items()
+                               if inc.opened_at < opened_before)
+            found = [i for i in targets if i in self._incidents]
+            for i in found:
+                del self._incidents[i]
+            self._published.difference_update(targets)
+            return len(found)
+
     def list_incidents(
         self,
         *,
@@ -91,3 +125,25 @@ class MemoryStore:
         ]
         out.sort(key=lambda i: i.opened_at, reverse=True)
         return [i.model_copy(deep=True) for i in out[:limit]]
+
+    def list_open_incidents(self, *, limit: int = 500) -> list[Incident]:
+        found = sorted((i for i in self._incidents.values() if is_open(i.state)),
+                       key=lambda i: i.opened_at, reverse=True)
+        return [i.model_copy(deep=True) for i in found[:limit]]
+
+    def count_open_incidents(self) -> dict[tuple[str, str, str], int]:
+        counts: dict[tuple[str, str, str], int] = {}
+        for inc in self._incidents.values():
+            if is_open(inc.state):
+                key = (inc.model, inc.model_version, inc.segment)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def job_lease(self, incident_id: str, token: str, ttl_s: float) -> Lease:
+        return MemoryLease(self._leases, StoreKeys("").job_lease(incident_id), token, ttl_s)
+
+    def is_published(self, incident_id: str) -> bool:
+        return incident_id in self._published
+
+    def mark_published(self, incident_id: str) -> None:
+        self._published.add(incident_id)

@@ -1,34 +1,29 @@
 """Durable state in Redis, shared by every collector and worker replica.
 
-Keys (all under ``key_prefix``, default ``driftscope:``):
-
-=====================================  ==========================================================
-``cp:{topic}:{partition}``             collector checkpoint (JSON): next offset + detector state
-``ref:{model}:{version}:{segment}``    reference snapshot of a stream (JSON), set once
-``versions:{model}``                   sorted set: version → first time seen
-``incident:{id}``                      incident record (JSON)
-``incidents``                          sorted set: id → opened time (for time-range queries)
-``live:{dedup key}``                   "id|expires" of the incident a continuing anomaly updates
-=====================================  ==========================================================
-
-Claiming the live key and writing a new incident is one Lua script, so two replicas raising the
-same anomaly at once still open one incident; cooldowns run on event time, so a replayed backlog
-behaves like live traffic.
+Key names are built in :mod:`driftscope_llm.services.store.keys` (the table of every key is
+there). Claiming the live key and writing a new incident is one Lua script, so two replicas
+raising the same anomaly at once still open one incident; cooldowns run on event time, so a
+replayed backlog behaves like live traffic. Updates to a stored incident are optimistic
+transactions (``WATCH``/``MULTI``): a concurrent writer makes the update retry on a fresh read,
+so no field written meanwhile is lost.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from driftscope_llm.services.config import RedisSettings
 from driftscope_llm.services.errors import NotFoundError, StoreError
+from driftscope_llm.services.store.keys import StoreKeys
+from driftscope_llm.services.store.lease import Lease, RedisLease
+from driftscope_llm.services.store.lifecycle import is_open
 from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
-__all__ = ["RedisStore", "connect"]
+__all__ = ["RedisStore"]
 
 _CLAIM = """
 -- KEYS: live key, incidents index.  ARGV: new id, event ts, expires, incident key prefix,
@@ -50,19 +45,16 @@ return false
 """
 
 
-def connect(settings: RedisSettings) -> redis.Redis[bytes]:
-    """A client for ``settings`` (URL, credentials, TLS, timeouts): every entrypoint uses it."""
-    client: redis.Redis[bytes] = redis.Redis.from_url(settings.url, **settings.client_kwargs())
-    return client
-
-
 class RedisStore:
-    """A :class:`~services.store.base.StateStore` on a ``redis.Redis`` client passed in."""
+    """A :class:`~driftscope_llm.services.store.base.StateStore` on a ``redis.Redis`` client
+    passed in (open one from settings with :func:`~driftscope_llm.services.store.connect.
+    open_store`). Incident records, live keys and published markers expire after
+    ``retention_s``."""
 
     def __init__(self, client: redis.Redis[bytes], *, key_prefix: str = "driftscope:",
                  retention_s: int = 30 * 24 * 3600) -> None:
         self.r = client
-        self.p = key_prefix
+        self.keys = StoreKeys(key_prefix)
         self.retention_s = retention_s
         self._claim = self.r.register_script(_CLAIM)
 
@@ -79,17 +71,17 @@ class RedisStore:
 
     # checkpoints -------------------------------------------------------------------------
     def load_checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
-        key = f"{self.p}cp:{topic}:{partition}"
+        key = self.keys.checkpoint(topic, partition)
         raw = self._call("load a checkpoint", self.r.get, key, key=key)
         return Checkpoint.model_validate_json(raw) if raw else None
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        key = f"{self.p}cp:{checkpoint.topic}:{checkpoint.partition}"
+        key = self.keys.checkpoint(checkpoint.topic, checkpoint.partition)
         self._call("save a checkpoint", self.r.set, key, checkpoint.model_dump_json(), key=key)
 
     # references and versions ---------------------------------------------------------------
     def record_version(self, model: str, version: str, first_seen: float) -> None:
-        key = f"{self.p}versions:{model}"
+        key = self.keys.versions(model)
         self._call("record a model version",
                    lambda: self.r.zadd(key, {version: first_seen}, nx=True), key=key)
 
@@ -97,12 +89,12 @@ class RedisStore:
         self, model: str, version: str, segment: str, snapshot: dict[str, Any], first_seen: float
     ) -> None:
         self.record_version(model, version, first_seen)
-        key = f"{self.p}ref:{model}:{version}:{segment}"
+        key = self.keys.reference(model, version, segment)
         self._call("store a reference", lambda: self.r.set(key, json.dumps(snapshot), nx=True),
                    key=key)
 
     def previous_reference(self, model: str, version: str, segment: str) -> dict[str, Any] | None:
-        key = f"{self.p}versions:{model}"
+        key = self.keys.versions(model)
         versions: list[tuple[bytes, float]] = self._call(
             "list model versions", lambda: self.r.zrange(key, 0, -1, withscores=True), key=key)
         mine = next((t for v, t in versions if v.decode() == version), float("inf"))
@@ -110,7 +102,7 @@ class RedisStore:
             name = v.decode()
             if name == version or t > mine:
                 continue
-            ref_key = f"{self.p}ref:{model}:{name}:{segment}"
+            ref_key = self.keys.reference(model, name, segment)
             raw = self._call("load a reference", self.r.get, ref_key, key=ref_key)
             if raw:
                 loaded: dict[str, Any] = json.loads(raw)
@@ -121,22 +113,23 @@ class RedisStore:
     def open_or_update_incident(
         self, incident: Incident, dedup: str, cooldown_s: float
     ) -> tuple[Incident, bool]:
-        live_key = f"{self.p}live:{dedup}"
+        live_key = self.keys.live(dedup)
         ts = incident.updated_at.timestamp()
         existing = self._call(
             "claim an incident",
-            lambda: self._claim(keys=[live_key, f"{self.p}incidents"], args=[
-                incident.id, ts, ts + cooldown_s, f"{self.p}incident:", self.retention_s,
+            lambda: self._claim(keys=[live_key, self.keys.incident_index], args=[
+                incident.id, ts, ts + cooldown_s, self.keys.incident_prefix, self.retention_s,
                 incident.model_dump_json(), incident.opened_at.timestamp()]),
             key=live_key,
         )
         if existing is None:
             return incident, True
         inc_id = existing.decode() if isinstance(existing, bytes) else str(existing)
-        return self._update(inc_id, lambda stored: stored.absorb(incident)), False
+        return self.update_incident(inc_id, lambda stored: stored.absorb(incident)), False
 
-    def _update(self, incident_id: str, change: Any) -> Incident:
-        key = f"{self.p}incident:{incident_id}"
+    def update_incident(self, incident_id: str,
+                        change: Callable[[Incident], None]) -> Incident:
+        key = self.keys.incident(incident_id)
 
         def txn(pipe: Any) -> Incident:
             raw = pipe.get(key)
@@ -155,28 +148,51 @@ class RedisStore:
         return result
 
     def get_incident(self, incident_id: str) -> Incident:
-        key = f"{self.p}incident:{incident_id}"
+        key = self.keys.incident(incident_id)
         raw = self._call("load an incident", self.r.get, key, key=key)
         if raw is None:
             raise NotFoundError("incident", incident_id)
         return Incident.model_validate_json(raw)
 
     def save_incident(self, incident: Incident) -> None:
-        key = f"{self.p}incident:{incident.id}"
+        key = self.keys.incident(incident.id)
         pipe = self.r.pipeline()
         pipe.set(key, incident.model_dump_json(), ex=self.retention_s)
-        pipe.zadd(f"{self.p}incidents", {incident.id: incident.opened_at.timestamp()})
+        pipe.zadd(self.keys.incident_index, {incident.id: incident.opened_at.timestamp()})
         self._call("save an incident", pipe.execute, key=key)
 
-    def delete_incidents(self, ids: list[str]) -> int:
-        """Delete these incident records (and their index entries); how many records existed."""
-        if not ids:
+    def delete_incidents(self, ids: Sequence[str] = (), *,
+                         opened_before: datetime | None = None) -> int:
+        """Delete these incidents and every one opened before ``opened_before``, with their
+        index entries and published markers; how many records existed."""
+        targets = set(ids)
+        if opened_before is not None:
+            raw = self._call("list incidents", lambda: self.r.zrangebyscore(
+                self.keys.incident_index, "-inf", f"({opened_before.timestamp()}"))
+            targets.update(i.decode() for i in raw)
+        if not targets:
             return 0
+        chosen = sorted(targets)
         pipe = self.r.pipeline()
-        pipe.delete(*[f"{self.p}incident:{i}" for i in ids])
-        pipe.zrem(f"{self.p}incidents", *ids)
-        deleted, _ = self._call("delete incidents", pipe.execute)
+        pipe.delete(*[self.keys.incident(i) for i in chosen])
+        pipe.zrem(self.keys.incident_index, *chosen)
+        pipe.delete(*[self.keys.published(i) for i in chosen])
+        deleted, _, _ = self._call("delete incidents", pipe.execute)
         return int(deleted)
+
+    def _scan(self, since: datetime | None, until: datetime | None) -> Iterator[Incident]:
+        """Stored incidents opened in [since, until], newest first (expired ones skipped)."""
+        lo = since.timestamp() if since else "-inf"
+        hi = until.timestamp() if until else "+inf"
+        ids = self._call("list incidents",
+                         lambda: self.r.zrevrangebyscore(self.keys.incident_index, hi, lo))
+        for chunk_start in range(0, len(ids), 200):
+            chunk = ids[chunk_start:chunk_start + 200]
+            raws = self._call("load incidents", self.r.mget,
+                              [self.keys.incident(i.decode()) for i in chunk])
+            for raw in raws:
+                if raw is not None:  # None: expired by retention; the index entry is stale
+                    yield Incident.model_validate_json(raw)
 
     def list_incidents(
         self,
@@ -187,21 +203,40 @@ class RedisStore:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[Incident]:
-        lo = since.timestamp() if since else "-inf"
-        hi = until.timestamp() if until else "+inf"
-        ids = self._call("list incidents",
-                         lambda: self.r.zrevrangebyscore(f"{self.p}incidents", hi, lo))
         out: list[Incident] = []
-        for chunk_start in range(0, len(ids), 200):
-            chunk = ids[chunk_start:chunk_start + 200]
-            raws = self._call("load incidents", self.r.mget,
-                              [f"{self.p}incident:{i.decode()}" for i in chunk])
-            for raw in raws:
-                if raw is None:  # expired by retention; the index entry is stale
-                    continue
-                inc = Incident.model_validate_json(raw)
-                if (model is None or inc.model == model) and (state is None or inc.state == state):
-                    out.append(inc)
-                    if len(out) >= limit:
-                        return out
+        for inc in self._scan(since, until):
+            if (model is None or inc.model == model) and (state is None or inc.state == state):
+                out.append(inc)
+                if len(out) >= limit:
+                    break
         return out
+
+    def list_open_incidents(self, *, limit: int = 500) -> list[Incident]:
+        out: list[Incident] = []
+        for inc in self._scan(None, None):
+            if is_open(inc.state):
+                out.append(inc)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def count_open_incidents(self) -> dict[tuple[str, str, str], int]:
+        counts: dict[tuple[str, str, str], int] = {}
+        for inc in self._scan(None, None):
+            if is_open(inc.state):
+                key = (inc.model, inc.model_version, inc.segment)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    # the worker's job lease and report-once marker ------------------------------------------
+    def job_lease(self, incident_id: str, token: str, ttl_s: float) -> Lease:
+        return RedisLease(self.r, self.keys.job_lease(incident_id), token, ttl_s)
+
+    def is_published(self, incident_id: str) -> bool:
+        key = self.keys.published(incident_id)
+        return bool(self._call("read a published marker", self.r.exists, key, key=key))
+
+    def mark_published(self, incident_id: str) -> None:
+        key = self.keys.published(incident_id)
+        self._call("mark a report published",
+                   lambda: self.r.set(key, b"1", ex=self.retention_s), key=key)

@@ -11,10 +11,10 @@ import typer
 from typer.testing import CliRunner
 
 from driftscope_llm.services.cli.errors import EXIT_NOT_FOUND, EXIT_USAGE
-from driftscope_llm.services.cli.incidents import register
+from driftscope_llm.services.cli.main import app as main_app
+from driftscope_llm.services.store.lifecycle import ALLOWED, LifecycleError, advance
 from driftscope_llm.services.store.model import Incident, IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
-from driftscope_llm.services.worker.lifecycle import ALLOWED, LifecycleError, advance
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -28,14 +28,8 @@ def incident(ident: str, model: str, opened: datetime,
 
 @pytest.fixture
 def app() -> typer.Typer:
-    a = typer.Typer()
-    register(a)
-
-    @a.command("noop")
-    def _noop() -> None:  # a second command keeps "incidents" a subcommand
-        pass
-
-    return a
+    """The real ``driftscope`` command line, as a person runs it."""
+    return main_app
 
 
 def run(app: typer.Typer, redis_url: str, *args: str) -> tuple[int, str, str]:

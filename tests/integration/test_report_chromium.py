@@ -20,6 +20,8 @@ from driftscope_llm.attribution.data import Example
 from driftscope_llm.services.report import ReportInputs, SignalSeries, project_2d, render_report
 from driftscope_llm.services.report.svg import SERIES_COLOUR
 from driftscope_llm.services.store.model import Exemplar, Incident
+from driftscope_llm.services.store.report import AgreementSummary
+from tests.attribution_reports import attributed_report, verification
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -34,17 +36,10 @@ def _incident() -> Incident:
                    detector="two_proportion", statistic=5.1, threshold=3.2, effect_size=0.2,
                    event_id="e-260", exemplars=[Exemplar(event_id="e-250", prompt="my card ?",
                                                          output="i am unable to help")])
-    inc.attribution = {
-        "status": "attributed", "primary_method": "repsim", "top_k": 3,
-        "aggregation": "mrr", "methods": {"repsim": {}, "gradsim": {}},
-        "exemplars": ["e-250"],
-        "aggregate": [{"id": "planted-00", "rank": 1, "mrr": 0.9, "hits": 1, "best_rank": 1},
-                      {"id": "billing-001", "rank": 2, "mrr": 0.4, "hits": 1, "best_rank": 2}],
-        "agreement": {"mean_overlap": 0.5, "mean_spearman": 0.3},
-        "verification": {"loglik_before": -0.5, "top_k": {"effect": 3.0},
-                         "random": {"effect": 1.0}, "ratio": 3.0,
-                         "supports_attribution": True},
-    }
+    inc.attribution = attributed_report(
+        ["planted-00", "billing-001"], exemplar="e-250", methods=("repsim", "gradsim"),
+        agreement=AgreementSummary(mean_overlap=0.5, mean_spearman=0.3),
+        verification=verification(3.0, 1.0)).model_dump(mode="json")
     return inc
 
 

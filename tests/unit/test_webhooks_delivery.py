@@ -30,6 +30,7 @@ from driftscope_llm.services.alerts import (
 )
 from driftscope_llm.services.alerts.delivery import backoff_delay
 from driftscope_llm.services.store.model import Exemplar, Incident
+from tests.attribution_reports import attributed_report
 from tests.unit._webhook_sink import WebhookSink
 
 SECRET = "whsec-delivery-0123456789abcdef"
@@ -228,8 +229,8 @@ def test_each_endpoint_gets_its_format_and_only_the_events_it_asked_for() -> Non
         ], fake)  # fmt: skip
         n.notify("incident.opened", incident())
         n.notify("incident.attributed", incident(
-            state="attributed", attribution={"results": [{"id": "ft-17", "score": 3.1,
-                                                          "rank": 1}]}))
+            state="attributed",
+            attribution=attributed_report(["ft-17", "ft-3"]).model_dump(mode="json")))
     assert [json.loads(r.body)["event"] for r in generic.received] == ["incident.opened"]
     assert len(slack.received) == 2
     assert "X-Driftscope-Signature" not in slack.received[0].headers
