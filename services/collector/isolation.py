@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.errors import InvalidEventError, ServiceError
+from driftscope_llm.services.ingest.results import Decoded
 from driftscope_llm.services.schemas import DeadLetter, OutputEvent, parse_output_event
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "BatchOutcome",
     "Rejected",
     "dead_letter_for",
+    "decode_isolated",
     "handle_batch",
     "parse_isolated",
 ]
@@ -94,6 +96,23 @@ def parse_isolated(raw: bytes | None, offset: int, *, max_bytes: int,
         return Rejected(offset, "processing_failed", _describe(exc, "decoding"), data)
 
 
+def decode_isolated(decode: Callable[[bytes], Decoded], raw: bytes, offset: int, *,
+                    fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
+                    ) -> tuple[list[OutputEvent], list[Rejected]]:
+    """Decode one record that may hold many events (OTLP spans, OpenAI choices; see
+    :mod:`driftscope_llm.services.ingest`): its events, and one :class:`Rejected` per item that
+    could not be mapped (with the record's raw bytes; the detail names the item)."""
+    try:
+        decoded = decode(raw)
+    except fatal:
+        raise
+    except Exception as exc:
+        log.exception("unexpected error decoding offset %d", offset)
+        return [], [Rejected(offset, "processing_failed", _describe(exc, "decoding"), raw)]
+    return decoded.events, [Rejected(offset, r.reason, r.error().detail[:_DETAIL_CHARS], raw)
+                            for r in decoded.rejects]
+
+
 def handle_batch(
     pipeline: Pipeline,
     state: PartitionState,
@@ -102,8 +121,12 @@ def handle_batch(
     max_bytes: int,
     on_valid: Callable[[OutputEvent], None] | None = None,
     fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
+    decode: Callable[[bytes], Decoded] | None = None,
 ) -> BatchOutcome:
     """Parse, embed and observe ``(offset, raw bytes)`` records, isolating each message.
+
+    ``decode`` (default: one OutputEvent per record) may turn one record into many events, all
+    at the record's offset; each is measured, observed and isolated on its own.
 
     Records at offsets below ``state.next_offset`` are skipped (already in the state).
     ``on_valid`` runs for each event that parsed (the collector's per-event metrics), inside the
@@ -112,7 +135,8 @@ def handle_batch(
     out = BatchOutcome()
     fresh = [(offset, raw or b"") for offset, raw in records if offset >= state.next_offset]
     by_offset = dict(fresh)
-    valid = _parse_all(fresh, out, max_bytes=max_bytes, on_valid=on_valid, fatal=fatal)
+    valid = _parse_all(fresh, out, max_bytes=max_bytes, on_valid=on_valid, fatal=fatal,
+                       decode=decode)
     embeddings, failed = _embed_isolated(pipeline, valid, by_offset, fatal)
     out.rejected.extend(failed)
     out.embedded = len(embeddings)
@@ -120,6 +144,7 @@ def handle_batch(
     for offset, event in valid:
         if offset in dropped:
             continue
+        state.next_offset = min(state.next_offset, offset)  # a record's events share its offset
         try:
             out.raised.extend(pipeline.process(state, [(offset, event)], embeddings))
         except fatal:
@@ -143,26 +168,37 @@ def _parse_all(
     max_bytes: int,
     on_valid: Callable[[OutputEvent], None] | None,
     fatal: tuple[type[BaseException], ...],
+    decode: Callable[[bytes], Decoded] | None = None,
 ) -> list[tuple[int, OutputEvent]]:
     """The events that parsed (and passed ``on_valid``); the rest go to ``out.rejected``."""
     valid: list[tuple[int, OutputEvent]] = []
     for offset, raw in records:
-        parsed = parse_isolated(raw, offset, max_bytes=max_bytes, fatal=fatal)
-        if isinstance(parsed, Rejected):
-            out.rejected.append(parsed)
-            continue
-        if on_valid is not None:
-            try:
-                on_valid(parsed)
-            except fatal:
-                raise
-            except Exception as exc:
-                log.exception("unexpected error measuring offset %d", offset)
-                out.rejected.append(Rejected(offset, "processing_failed",
-                                             _describe(exc, "measuring"), raw))
-                continue
-        valid.append((offset, parsed))
+        if decode is None:
+            parsed = parse_isolated(raw, offset, max_bytes=max_bytes, fatal=fatal)
+            events, rejects = ([], [parsed]) if isinstance(parsed, Rejected) else ([parsed], [])
+        else:
+            events, rejects = decode_isolated(decode, raw, offset, fatal=fatal)
+        out.rejected.extend(rejects)
+        for event in events:
+            _measure(valid, out, offset, raw, event, on_valid, fatal)
     return valid
+
+
+def _measure(valid: list[tuple[int, OutputEvent]], out: BatchOutcome, offset: int, raw: bytes,
+             event: OutputEvent, on_valid: Callable[[OutputEvent], None] | None,
+             fatal: tuple[type[BaseException], ...]) -> None:
+    """Run ``on_valid`` on one event inside the guard; keep the event when it passes."""
+    if on_valid is not None:
+        try:
+            on_valid(event)
+        except fatal:
+            raise
+        except Exception as exc:
+            log.exception("unexpected error measuring offset %d", offset)
+            out.rejected.append(Rejected(offset, "processing_failed",
+                                         _describe(exc, "measuring"), raw))
+            return
+    valid.append((offset, event))
 
 
 def _embed_isolated(

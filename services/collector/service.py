@@ -41,6 +41,7 @@ from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.config import KafkaSettings, TopicSettings
 from driftscope_llm.services.errors import StoreError
+from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.schemas import AnomalyEvent, OutputEvent
 from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.model import Incident, IncidentState
@@ -82,9 +83,13 @@ class Collector:
         checkpoint_every: int = 500,
         clock: Callable[[], float] = time.time,
         notify: Callable[[str, Incident], None] | None = None,
+        decoder: RecordDecoder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.notify = notify
+        # one record -> N events (OTLP spans, OpenAI choices); default: formats auto-detected
+        self.decoder = decoder if decoder is not None else RecordDecoder(
+            max_event_bytes=max_event_bytes)
         self.store = store
         self.metrics = metrics
         self.topics = topics
@@ -193,6 +198,7 @@ class Collector:
         # one message's failure, at any stage, costs that message alone (collector/isolation.py)
         out = handle_batch(self.pipeline, state, [(rec.offset, rec.value) for rec in records],
                            max_bytes=self.max_event_bytes,
+                           decode=lambda raw: self.decoder.decode(tp.topic, raw),
                            on_valid=lambda ev: self._observe_metrics(ev, now),
                            fatal=(*DEFAULT_FATAL, KafkaError))
         for rejected in out.rejected:
