@@ -48,7 +48,7 @@ from driftscope_llm.services.schemas import DeadLetter, OutputEvent
 
 __all__ = ["EventSink", "KafkaSink", "OtlpReceiver", "ReceiverMetrics", "ReceiverSettings"]
 
-log = logging.getLogger("driftscope.ingest.receiver")
+log = logging.getLogger("driftscope.otlp_receiver")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
