@@ -28,6 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from driftscope_llm.services.bus.kafka import KafkaBus
 from driftscope_llm.services.collector.build import open_embedder
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import Pipeline
@@ -96,11 +97,12 @@ def collector_rate(bootstrap: str, topic: str, n: int, redis_url: str,
                         SegmentSettings(label="route", allowed=["billing", "shipping", "account",
                                                                 "tech"]),
                         store, embedder=embedder, embed_sampling_rate=embed.sampling_rate)
-    c = Collector(pipeline, store, CollectorMetrics(CollectorRegistry()),
-                  KafkaSettings(bootstrap_servers=bootstrap),
+    bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap),
+                   group_id=f"bench-{uuid.uuid4().hex[:6]}")
+    c = Collector(pipeline, store, CollectorMetrics(CollectorRegistry()), bus,
                   TopicSettings(outputs=topic, dead_letter=f"{topic}.dlq",
                                 anomalies=f"{topic}.anomalies"),
-                  group_id=f"bench-{uuid.uuid4().hex[:6]}", checkpoint_every=2000)
+                  checkpoint_every=2000)
     start = time.perf_counter()
     c.run(max_idle_s=2.0)
     elapsed = time.perf_counter() - start - 2.0  # the idle wait that ends the run

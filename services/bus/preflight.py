@@ -1,10 +1,12 @@
 """Fail fast on wrong Kafka credentials.
 
 kafka-python answers a rejected SASL login by retrying the bootstrap until its timeout and then
-reports only "Unable to bootstrap". :func:`check_kafka_auth` instead opens one connection to each
-bootstrap server, speaks the SASL handshake itself (Kafka protocol: ApiVersions v0, SaslHandshake
-v1, SaslAuthenticate v1) and raises a :class:`~services.errors.BusError` that says what the broker
-said: unknown mechanism, or authentication failed for user U. The password never appears in it.
+reports only "Unable to bootstrap". :func:`check_kafka_auth` instead opens one connection to
+each bootstrap server, speaks the SASL handshake itself (Kafka protocol: ApiVersions v0,
+SaslHandshake v1, SaslAuthenticate v1) and raises a
+:class:`~driftscope_llm.services.errors.BusError` that says what the broker said: unknown
+mechanism, or authentication failed for user U. The password never appears in it. It lives
+beside the Kafka bus, the only other module that speaks to brokers.
 
 PLAIN is checked end to end; for SCRAM only the mechanism is (a SCRAM exchange needs the client
 library), and a wrong SCRAM password still surfaces as the client's bootstrap timeout.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from driftscope_llm.services.config import KafkaSettings
+from driftscope_llm.services.bus.settings import KafkaSettings
 from driftscope_llm.services.errors import BusError
 
 __all__ = ["check_kafka_auth"]

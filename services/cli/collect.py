@@ -118,11 +118,12 @@ def collector_cmd(
     from prometheus_client import CollectorRegistry
 
     from driftscope_llm.services.alerts.build import build_notifier
+    from driftscope_llm.services.bus.kafka import KafkaBus
+    from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.collector.build import build_pipeline
     from driftscope_llm.services.collector.metrics import CollectorMetrics
     from driftscope_llm.services.collector.service import Collector
     from driftscope_llm.services.config import CollectorSettings, load_settings
-    from driftscope_llm.services.security.preflight import check_kafka_auth
 
     setup_logging(log_level)
     s = load_settings(CollectorSettings, config)
@@ -134,8 +135,9 @@ def collector_cmd(
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
                               cooldown_s=s.cooldown_s, redaction=s.redaction)
     notifier = build_notifier(s.webhooks, client, registry)
-    collector = Collector(pipeline, store, metrics, s.kafka, s.topics,
-                          group_id=s.group_id, max_event_bytes=s.max_event_bytes,
+    bus = KafkaBus(s.kafka, group_id=s.group_id, max_poll_records=500)
+    collector = Collector(pipeline, store, metrics, bus, s.topics,
+                          max_event_bytes=s.max_event_bytes,
                           checkpoint_every=s.checkpoint_every,
                           notify=notifier.submit if notifier is not None else None)
     run_until_stopped(collector, max_idle, server, notifier)

@@ -37,11 +37,12 @@ def worker_cmd(
     from prometheus_client import CollectorRegistry
 
     from driftscope_llm.services.alerts.build import build_notifier
+    from driftscope_llm.services.bus.kafka import KafkaBus
+    from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.config import load_settings
-    from driftscope_llm.services.security.preflight import check_kafka_auth
     from driftscope_llm.services.worker.job import Attributor
     from driftscope_llm.services.worker.metrics import WorkerMetrics
-    from driftscope_llm.services.worker.service import Worker
+    from driftscope_llm.services.worker.service import Worker, consumer_options
     from driftscope_llm.services.worker.settings import AttributionWorkerSettings
 
     setup_logging(log_level)
@@ -55,10 +56,11 @@ def worker_cmd(
     notifier = build_notifier(s.webhooks, client, registry)
     if not s.models:
         log.warning("no model targets configured: every incident will fail with no_target")
-    worker = Worker(store, client, Attributor(device=s.device), metrics, s.kafka, s.topics,
-                    s.models, group_id=s.group_id, lease_ttl_s=s.lease_ttl_s,
-                    key_prefix=s.redis.key_prefix, session_timeout_s=s.session_timeout_s,
-                    notifier=notifier)
+    bus = KafkaBus(s.kafka, group_id=s.group_id, max_poll_records=1,
+                   consumer_options=consumer_options(s.models, lease_ttl_s=s.lease_ttl_s,
+                                                     session_timeout_s=s.session_timeout_s))
+    worker = Worker(store, Attributor(device=s.device), metrics, bus, s.topics, s.models,
+                    lease_ttl_s=s.lease_ttl_s, notifier=notifier)
     run_until_stopped(worker, max_idle, server, notifier)
 
 

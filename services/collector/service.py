@@ -1,4 +1,4 @@
-"""The collector service: Kafka ``llm.outputs`` → pipeline → Redis, Kafka, Prometheus.
+"""The collector service: bus ``llm.outputs`` → pipeline → store, bus, Prometheus.
 
 Delivery is at least once with idempotent effects. For each assigned partition the collector
 
@@ -15,6 +15,11 @@ Delivery is at least once with idempotent effects. For each assigned partition t
 A crash between steps 3 and 4 replays events after the checkpoint: their effects on detector
 state and totals were never saved, incidents come back with the same ids, and DLQ/anomaly
 messages may repeat (consumers deduplicate on source offset / incident id).
+
+The collector is given its bus (:class:`~driftscope_llm.services.bus.kafka.KafkaBus` in
+production, :class:`~driftscope_llm.services.bus.memory.MemoryBus` in unit tests), its store and
+its metrics; the poll loop and the definition of "idle" are the shared
+:class:`~driftscope_llm.services.bus.loop.ConsumerLoop`.
 """
 
 from __future__ import annotations
@@ -26,11 +31,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
-
+from driftscope_llm.services.bus.base import Bus, Message, Partition
+from driftscope_llm.services.bus.loop import ConsumerLoop
+from driftscope_llm.services.bus.settings import TopicSettings
 from driftscope_llm.services.collector.isolation import (
     DEFAULT_FATAL,
     Rejected,
@@ -39,27 +42,15 @@ from driftscope_llm.services.collector.isolation import (
 )
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
-from driftscope_llm.services.config import KafkaSettings, TopicSettings
-from driftscope_llm.services.errors import StoreError
 from driftscope_llm.services.ingest.decode import RecordDecoder
+from driftscope_llm.services.errors import BusError, StoreError
 from driftscope_llm.services.schemas import AnomalyEvent, OutputEvent
 from driftscope_llm.services.store.base import StateStore
-from driftscope_llm.services.store.model import Incident, IncidentState
+from driftscope_llm.services.store.model import Incident
 
 __all__ = ["Collector"]
 
 log = logging.getLogger("driftscope.collector")
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: Collector) -> None:
-        self.owner = owner
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.owner._release(revoked)
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.owner._acquire(assigned)
 
 
 class Collector:
@@ -75,10 +66,9 @@ class Collector:
         pipeline: Pipeline,
         store: StateStore,
         metrics: CollectorMetrics,
-        kafka: KafkaSettings,
+        bus: Bus,
         topics: TopicSettings,
         *,
-        group_id: str,
         max_event_bytes: int = 1_000_000,
         checkpoint_every: int = 500,
         clock: Callable[[], float] = time.time,
@@ -92,106 +82,87 @@ class Collector:
             max_event_bytes=max_event_bytes)
         self.store = store
         self.metrics = metrics
+        self.bus = bus
         self.topics = topics
         self.max_event_bytes = max_event_bytes
         self.checkpoint_every = checkpoint_every
         self.clock = clock
-        self._stop = threading.Event()
-        self._states: dict[TopicPartition, PartitionState] = {}
-        self._since_checkpoint: dict[TopicPartition, int] = {}
-        common = kafka.client_kwargs()
-        self.consumer = KafkaConsumer(
-            group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=500, **common)
-        self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
-        self._last_lag = 0.0
+        self._states: dict[Partition, PartitionState] = {}
+        self._since_checkpoint: dict[Partition, int] = {}
         self._last_summary = 0.0
         self._last_open_count = 0.0
         self._seen_streams: set[Any] = set()
-        # kafka-python calls the rebalance hooks on its IO thread, concurrently with batch
+        # kafka-python may call the rebalance hooks on its IO thread, concurrently with batch
         # handling here: state is only touched under this lock, and never while blocking on
         # the consumer (which needs that IO thread).
         self._lock = threading.RLock()
+        self.loop = ConsumerLoop(bus, [topics.outputs], self, on_assign=self._acquire,
+                                 on_revoke=self._release)
 
     # partition ownership -------------------------------------------------------------------
-    def _acquire(self, assigned: list[TopicPartition]) -> None:
+    def _acquire(self, assigned: list[Partition]) -> None:
         with self._lock:
-            self._acquire_locked(assigned)
+            for tp in assigned:
+                cp = self.store.load_checkpoint(tp.topic, tp.partition)
+                if cp is not None:
+                    state = PartitionState.from_checkpoint(cp, self.pipeline.drift)
+                    self.bus.seek(tp, state.next_offset)
+                else:
+                    state = PartitionState(topic=tp.topic, partition=tp.partition)
+                self._states[tp] = state
+                self._since_checkpoint[tp] = 0
+                log.info("acquired %s[%d] at offset %d", tp.topic, tp.partition,
+                         state.next_offset)
 
-    def _acquire_locked(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            cp = self.store.load_checkpoint(tp.topic, tp.partition)
-            if cp is not None:
-                state = PartitionState.from_checkpoint(cp, self.pipeline.drift)
-                self.consumer.seek(tp, state.next_offset)
-            else:
-                state = PartitionState(topic=tp.topic, partition=tp.partition)
-            self._states[tp] = state
-            self._since_checkpoint[tp] = 0
-            log.info("acquired %s[%d] at offset %d", tp.topic, tp.partition, state.next_offset)
-
-    def _release(self, revoked: list[TopicPartition]) -> None:
+    def _release(self, revoked: list[Partition]) -> None:
         with self._lock:
-            self._release_locked(revoked)
-
-    def _release_locked(self, revoked: list[TopicPartition]) -> None:
-        owned = [tp for tp in revoked if tp in self._states]
-        if owned:
-            try:
-                # Runs on kafka-python's IO thread, where a blocking commit is not allowed; the
-                # Redis checkpoint alone is enough, since the next owner seeks to its offset.
-                self._checkpoint(owned, commit=False)
-            except (StoreError, KafkaError) as exc:  # the next owner replays from the last one
-                log.warning("could not checkpoint revoked partitions: %s", exc)
-        for tp in owned:
-            self._states.pop(tp, None)
-            self._since_checkpoint.pop(tp, None)
+            owned = [tp for tp in revoked if tp in self._states]
+            if owned:
+                try:
+                    # May run on kafka-python's IO thread, where a blocking commit is not
+                    # allowed; the checkpoint alone is enough, since the next owner seeks to it.
+                    self._checkpoint(owned, commit=False)
+                except (StoreError, BusError) as exc:  # the next owner replays from the last
+                    log.warning("could not checkpoint revoked partitions: %s", exc)
+            for tp in owned:
+                self._states.pop(tp, None)
+                self._since_checkpoint.pop(tp, None)
 
     # the loop ----------------------------------------------------------------------------------
     def stop(self) -> None:
-        self._stop.set()
+        self.loop.stop()
 
     def run(self, *, max_idle_s: float | None = None) -> None:
-        self.consumer.subscribe([self.topics.outputs], listener=_Rebalance(self))
+        """Consume until stopped or idle (:class:`ConsumerLoop`), checkpoint, close the bus."""
         self.metrics.up.set(1)
-        idle_since = self.clock()
         try:
-            while not self._stop.is_set():
-                try:
-                    batch = self.consumer.poll(timeout_ms=500)
-                except KafkaError as exc:  # broker away: kafka-python reconnects on next poll
-                    log.warning("poll failed (%s); retrying", exc)
-                    time.sleep(0.5)
-                    continue
-                if not batch:
-                    self._checkpoint_due(force=True)
-                    self._export_summaries()
-                    if max_idle_s is None:
-                        pass
-                    elif not self._caught_up():  # joining, broker away, or more to read
-                        idle_since = self.clock()
-                    elif self.clock() - idle_since > max_idle_s:
-                        break
-                    self._update_lag()
-                    continue
-                idle_since = self.clock()
-                started = time.perf_counter()
-                with self._lock:
-                    for tp, records in batch.items():
-                        if tp in self._states:
-                            self._handle(tp, records)
-                self.metrics.batch_seconds.observe(time.perf_counter() - started)
-                self._checkpoint_due(force=False)
-                self._update_lag()
+            self.loop.run(max_idle_s=max_idle_s)
             self._checkpoint(list(self._states))
             self._states.clear()  # checkpointed and committed: nothing left for the revoke hook
         finally:
             self.metrics.up.set(0)
-            self.producer.flush()
-            self.consumer.close(autocommit=False)
-            self.producer.close()
+            self.bus.close()
 
-    def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
+    # what the loop calls (LoopHandler) ----------------------------------------------------------
+    def handle(self, batch: dict[Partition, list[Message]]) -> bool:
+        started = time.perf_counter()
+        with self._lock:
+            for tp, records in batch.items():
+                if tp in self._states:
+                    self._handle(tp, records)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._checkpoint_due(force=False)
+        return True
+
+    def on_idle(self) -> None:
+        self._checkpoint_due(force=True)
+        self._export_summaries()
+
+    def on_lag(self, lag: dict[Partition, int]) -> None:
+        for tp, n in lag.items():
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(n)
+
+    def _handle(self, tp: Partition, records: list[Message]) -> None:
         state = self._states[tp]
         self.metrics.consumed.labels(tp.topic).inc(len(records))
         now = self.clock()
@@ -200,7 +171,7 @@ class Collector:
                            max_bytes=self.max_event_bytes,
                            decode=lambda raw: self.decoder.decode(tp.topic, raw),
                            on_valid=lambda ev: self._observe_metrics(ev, now),
-                           fatal=(*DEFAULT_FATAL, KafkaError))
+                           fatal=DEFAULT_FATAL)  # BusError is a ServiceError
         for rejected in out.rejected:
             self._dead_letter(tp, rejected)
         for key in {self.pipeline.key_for(ev) for _, ev in out.observed}:
@@ -220,11 +191,7 @@ class Collector:
         if now - self._last_open_count < 15.0:
             return
         self._last_open_count = now
-        counts: dict[tuple[str, str, str], int] = {}
-        for inc in self.store.list_incidents(limit=100_000):
-            if inc.state is not IncidentState.RESOLVED:
-                key = (inc.model, inc.model_version, inc.segment)
-                counts[key] = counts.get(key, 0) + 1
+        counts = self.store.count_open_incidents()  # "open" as the lifecycle defines it
         self.metrics.export_open_incidents(counts)
 
     def _export_summaries(self) -> None:
@@ -252,11 +219,11 @@ class Collector:
             self.metrics.refusals.labels(*labels).inc()
         self.metrics.event_age.observe(max(0.0, now - ev.ts_unix))
 
-    def _dead_letter(self, tp: TopicPartition, rejected: Rejected) -> None:
+    def _dead_letter(self, tp: Partition, rejected: Rejected) -> None:
         self.metrics.invalid.labels(rejected.reason).inc()
         letter = dead_letter_for(rejected, topic=tp.topic, partition=tp.partition,
                                  received_at=datetime.fromtimestamp(self.clock(), UTC))
-        self.producer.send(
+        self.bus.send(
             self.topics.dead_letter, key=f"{tp.topic}:{tp.partition}:{rejected.offset}".encode(),
             value=letter.model_dump_json().encode(),
             headers=[("driftscope-reason", rejected.reason.encode())])
@@ -274,7 +241,7 @@ class Collector:
             signal=a.signal, detector=a.detector, statistic=a.statistic, threshold=a.threshold,
             effect_size=a.effect_size, event_id=a.event_id,
             ts=datetime.fromtimestamp(a.ts, UTC), exemplars=list(a.exemplars))
-        self.producer.send(self.topics.anomalies, key=r.incident.id.encode(),
+        self.bus.send(self.topics.anomalies, key=r.incident.id.encode(),
                            value=event.model_dump_json().encode())
         if self.notify is not None:
             self.notify("incident.opened" if r.opened else "incident.updated", r.incident)
@@ -287,24 +254,24 @@ class Collector:
         if due:
             self._checkpoint(due)
 
-    def _checkpoint(self, tps: list[TopicPartition], *, commit: bool = True) -> None:
+    def _checkpoint(self, tps: list[Partition], *, commit: bool = True) -> None:
         """Flush what was sent, save state, then commit offsets: never the other way round."""
         with self._lock:
             offsets = self._save_checkpoints(tps)
         if not commit or not offsets:
             return
         try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:
-            # The Redis checkpoint already holds these offsets and a restarted owner seeks
-            # there, so a commit lost while the broker is away costs nothing; retry later.
+            self.bus.commit(offsets)
+        except BusError as exc:
+            # The checkpoint already holds these offsets and a restarted owner seeks there,
+            # so a commit lost while the broker is away costs nothing; retry later.
             log.warning("offset commit failed (%s); the checkpoint keeps the offsets", exc)
 
-    def _save_checkpoints(self, tps: list[TopicPartition]) -> dict[TopicPartition, Any]:
+    def _save_checkpoints(self, tps: list[Partition]) -> dict[Partition, int]:
         tps = [tp for tp in tps if tp in self._states]
         if not tps:
             return {}
-        self.producer.flush()
+        self.bus.flush()
         now = datetime.fromtimestamp(self.clock(), UTC)
         offsets = {}
         for tp in tps:
@@ -315,36 +282,6 @@ class Collector:
                 self.metrics.checkpoints.labels("failed").inc()
                 raise
             self.metrics.checkpoints.labels("ok").inc()
-            offsets[tp] = OffsetAndMetadata(state.next_offset, "", -1)
+            offsets[tp] = state.next_offset
             self._since_checkpoint[tp] = 0
         return offsets
-
-    def _caught_up(self) -> bool:
-        """True when partitions are assigned and nothing is left to read in any of them."""
-        with self._lock:
-            positions = {tp: st.next_offset for tp, st in self._states.items()}
-        if not positions:
-            return False
-        try:
-            ends = self.consumer.end_offsets(list(positions))
-        except KafkaError:
-            return False
-        return all(ends.get(tp, 0) <= pos for tp, pos in positions.items())
-
-    def _update_lag(self) -> None:
-        now = self.clock()
-        if now - self._last_lag < 5.0:
-            return
-        self._last_lag = now
-        with self._lock:
-            positions = {tp: st.next_offset for tp, st in self._states.items()}
-        if not positions:
-            return
-        try:
-            ends = self.consumer.end_offsets(list(positions))
-        except KafkaError:
-            return
-        for tp, end in ends.items():
-            if tp in positions:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, end - positions[tp]))

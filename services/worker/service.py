@@ -1,22 +1,29 @@
-"""The attribution worker service: Kafka ``driftscope.anomalies`` → attribution → Redis, Kafka.
+"""The attribution worker service: bus ``driftscope.anomalies`` → attribution → store, bus.
 
 Per anomaly event (one at a time; ``max_poll_records=1``):
 
 1. load the incident from the store; an incident that already has a report (attributed or
    failed) is done — its AttributionEvent is re-sent only if it was never marked as sent;
-2. take the incident's job lease in Redis (:class:`~services.worker.lease.JobLease`). While a
-   live worker holds it, wait (its heartbeat keeps it alive); a killed worker's lease expires
-   after ``lease_ttl_s`` and the job passes here;
+2. take the incident's job lease from the store (``StateStore.job_lease``). While a live worker
+   holds it, wait (its heartbeat keeps it alive); a killed worker's lease expires after
+   ``lease_ttl_s`` and the job passes here;
 3. move the incident to ``attributing``, run the job (:class:`~services.worker.job.Attributor`),
    and store the report with the incident, state ``attributed`` or ``failed`` with a reason;
-4. publish an AttributionEvent (flushed), mark it sent, notify webhooks if a notifier is given;
+4. publish an AttributionEvent (flushed), mark it published in the store, notify webhooks if a
+   notifier is given;
 5. only then commit the event's offset.
 
 At-least-once with one report: a redelivered event finds the report (step 1); two workers on the
 same incident are serialised by the lease and the second finds the report after taking it; a
 worker that lost its lease mid-job (paused past the TTL) does not store what it computed.
-The report is written on a fresh copy of the incident read after the job, so collector updates
-made meanwhile (new exemplars, statistics) are kept, bar a write in the last milliseconds.
+The report is written with the store's atomic ``update_incident`` after the job, so collector
+updates made meanwhile (new exemplars, statistics) are kept. Every state change goes through the
+lifecycle table (:func:`~driftscope_llm.services.store.lifecycle.advance`): an incident on-call
+acknowledged meanwhile keeps its state and gains the report.
+
+The worker is given its bus (one message per poll: ``max_poll_records=1``), store and metrics;
+the poll loop and the definition of "idle" are the shared
+:class:`~driftscope_llm.services.bus.loop.ConsumerLoop`.
 """
 
 from __future__ import annotations
@@ -24,34 +31,35 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from driftscope_llm.services.config import KafkaSettings, TopicSettings
-from driftscope_llm.services.errors import NotFoundError
-from driftscope_llm.services.schemas import AnomalyEvent, AttributionEvent
+from driftscope_llm.services.bus.base import Bus, Message, Partition
+from driftscope_llm.services.bus.loop import ConsumerLoop
+from driftscope_llm.services.bus.settings import TopicSettings
+from driftscope_llm.services.errors import BusError, NotFoundError
+from driftscope_llm.services.schemas import AnomalyEvent
 from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.lease import Lease
+from driftscope_llm.services.store.lifecycle import advance, can_advance
 from driftscope_llm.services.store.model import Incident, IncidentState
+from driftscope_llm.services.store.report import attribution_event
 from driftscope_llm.services.worker.errors import JobFailedError
-from driftscope_llm.services.worker.lease import JobLease
 from driftscope_llm.services.worker.metrics import WorkerMetrics
 from driftscope_llm.services.worker.settings import ModelTarget, find_target
 
-__all__ = ["Worker", "is_done"]
+__all__ = ["Worker", "consumer_options", "is_done"]
 
 log = logging.getLogger("driftscope.worker")
 
-_WORKER_OWNED = {IncidentState.OPEN, IncidentState.ATTRIBUTING, IncidentState.FAILED}
+
+class _AlreadyDone(Exception):
+    """Raised inside an atomic update to leave an incident finished meanwhile untouched."""
 
 
 class _Job(Protocol):
@@ -72,48 +80,49 @@ def is_done(incident: Incident) -> bool:
     return incident.attribution is not None or incident.state == IncidentState.RESOLVED
 
 
+def consumer_options(models: dict[str, ModelTarget], *, lease_ttl_s: float,
+                     session_timeout_s: float) -> dict[str, Any]:
+    """Kafka consumer timeouts for a worker: a dead worker's partitions move after
+    ``session_timeout_s``; a live one may spend its longest job (plus lease waits) on one
+    message without being thrown out of the group."""
+    longest = max((t.time_limit_s for t in models.values()), default=900.0)
+    return {"session_timeout_ms": int(session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(session_timeout_s * 1000 / 3),
+            "max_poll_interval_ms": int((longest + 2 * lease_ttl_s + 120) * 1000)}
+
+
 class Worker:
-    """One attribution worker replica; ``run()`` loops until ``stop()`` or ``max_idle_s``."""
+    """One attribution worker replica; ``run()`` loops until ``stop()`` or until it has been
+    caught up with every assigned partition for ``max_idle_s``. The bus is closed when ``run()``
+    returns."""
 
     def __init__(
         self,
         store: StateStore,
-        client: redis.Redis[bytes],
         attributor: _Job,
         metrics: WorkerMetrics,
-        kafka: KafkaSettings,
+        bus: Bus,
         topics: TopicSettings,
         models: dict[str, ModelTarget],
         *,
-        group_id: str,
         lease_ttl_s: float = 120.0,
-        key_prefix: str = "driftscope:",
         notifier: _Notifier | None = None,
         clock: Callable[[], float] = time.time,
         lease_poll_s: float = 1.0,
-        session_timeout_s: float = 45.0,
     ) -> None:
         self.store = store
-        self.r = client
         self.attributor = attributor
         self.metrics = metrics
+        self.bus = bus
         self.topics = topics
         self.models = models
         self.lease_ttl_s = lease_ttl_s
-        self.prefix = key_prefix
         self.notifier = notifier
         self.clock = clock
         self.lease_poll_s = lease_poll_s
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        longest = max((t.time_limit_s for t in models.values()), default=900.0)
-        common = kafka.client_kwargs()
-        self.consumer = KafkaConsumer(
-            group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=1, session_timeout_ms=int(session_timeout_s * 1000),
-            heartbeat_interval_ms=int(session_timeout_s * 1000 / 3),
-            max_poll_interval_ms=int((longest + 2 * lease_ttl_s + 120) * 1000), **common)
-        self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
+        self.loop = ConsumerLoop(bus, [topics.anomalies], self)
+        self._stop = self.loop.stopping  # also ends a wait for another worker's lease
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -123,36 +132,37 @@ class Worker:
         self._stop.set()
 
     def run(self, *, max_idle_s: float | None = None) -> None:
-        self.consumer.subscribe([self.topics.anomalies])
-        idle_since = self.clock()
+        """Consume until stopped or idle (:class:`ConsumerLoop`), then close the bus."""
         try:
-            while not self._stop.is_set():
-                batch = self.consumer.poll(timeout_ms=500)
-                if not batch:
-                    if not self.consumer.assignment():
-                        idle_since = self.clock()
-                    elif max_idle_s is not None and self.clock() - idle_since > max_idle_s:
-                        break
-                    continue
-                for tp, records in batch.items():
-                    for rec in records:
-                        if not self.handle(rec.value or b""):
-                            return  # stopping while waiting: leave the offset uncommitted
-                        self._commit(tp, rec.offset + 1)
-                idle_since = self.clock()
+            self.loop.run(max_idle_s=max_idle_s)
         finally:
-            self.producer.flush()
-            self.consumer.close(autocommit=False)
-            self.producer.close()
+            self.bus.close()
 
-    def _commit(self, tp: TopicPartition, offset: int) -> None:
+    # what the loop calls (LoopHandler) ----------------------------------------------------------
+    def handle(self, batch: dict[Partition, list[Message]]) -> bool:
+        """Each message in turn, its offset committed once it is done; ``False`` when stopping
+        while waiting for a lease (that message's offset stays uncommitted)."""
+        for tp, records in batch.items():
+            for rec in records:
+                if not self.handle_message(rec.value):
+                    return False
+                self._commit(tp, rec.offset + 1)
+        return True
+
+    def on_idle(self) -> None:
+        """Nothing to do between messages: each is finished before its offset is committed."""
+
+    def on_lag(self, lag: dict[Partition, int]) -> None:
+        """The worker exports no lag gauge (``driftscope status`` shows its group's lag)."""
+
+    def _commit(self, tp: Partition, offset: int) -> None:
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
-        except (CommitFailedError, KafkaError) as exc:  # rebalanced: redelivery finds the report
+            self.bus.commit({tp: offset})
+        except BusError as exc:  # rebalanced or broker away: redelivery finds the report
             log.warning("could not commit %s[%d]@%d: %s", tp.topic, tp.partition, offset, exc)
 
     # one event ----------------------------------------------------------------------------------
-    def handle(self, raw: bytes) -> bool:
+    def handle_message(self, raw: bytes) -> bool:
         """Process one anomaly message; ``False`` only when stopping before it was finished."""
         try:
             event = AnomalyEvent.model_validate_json(raw)
@@ -175,8 +185,7 @@ class Worker:
             log.warning("incident %s not found (expired?); skipping", incident_id)
             self.metrics.skipped.labels("not_found").inc()
             return True
-        lease = JobLease(self.r, f"{self.prefix}lease:attribution:{incident_id}", self.token,
-                         self.lease_ttl_s)
+        lease = self.store.job_lease(incident_id, self.token, self.lease_ttl_s)
         while True:
             if is_done(inc):
                 self.metrics.skipped.labels("done").inc()
@@ -199,14 +208,27 @@ class Worker:
                 self.notifier.submit("incident.attributed", stored)  # failed ones too
         return True
 
-    def _attribute(self, incident_id: str, lease: JobLease) -> Incident | None:
+    def _move(self, inc: Incident, target: IncidentState, note: str | None = None) -> None:
+        """Advance ``inc`` towards ``target`` when the lifecycle allows it (an acknowledged
+        incident stays acknowledged); an open or failed one passes through ``attributing``."""
+        if target is not IncidentState.ATTRIBUTING and inc.state in (IncidentState.OPEN,
+                                                                     IncidentState.FAILED):
+            advance(inc, IncidentState.ATTRIBUTING, self._now())
+        again = target is IncidentState.ATTRIBUTING  # a retry after a lost worker: recorded
+        if (again or inc.state is not target) and can_advance(inc.state, target):
+            advance(inc, target, self._now(), note)
+
+    def _attribute(self, incident_id: str, lease: Lease) -> Incident | None:
         inc = self._load(incident_id)
         if inc is None or is_done(inc):  # finished by another worker before our lease
             self.metrics.skipped.labels("done" if inc else "not_found").inc()
             return inc
-        if inc.state in _WORKER_OWNED:
-            inc.transition(IncidentState.ATTRIBUTING, self._now())
-            self.store.save_incident(inc)
+        try:
+            inc = self.store.update_incident(
+                incident_id, lambda i: self._move(i, IncidentState.ATTRIBUTING))
+        except NotFoundError:
+            self.metrics.skipped.labels("not_found").inc()
+            return None
         started = time.perf_counter()
         self.metrics.in_progress.inc()
         try:
@@ -218,18 +240,24 @@ class Worker:
                         incident_id)
             self.metrics.skipped.labels("lease_lost").inc()
             return None
-        fresh = self._load(incident_id)
-        if fresh is None or is_done(fresh):
-            return fresh
-        fresh.attribution = report
         state = IncidentState.FAILED if reason else IncidentState.ATTRIBUTED
-        if fresh.state in _WORKER_OWNED:  # an incident on-call acknowledged keeps its state
-            fresh.transition(state, self._now(), reason)
-        self.store.save_incident(fresh)
+
+        def finish(fresh: Incident) -> None:  # may run more than once: no side effects
+            if is_done(fresh):
+                raise _AlreadyDone
+            fresh.attribution = report
+            self._move(fresh, state, reason)
+
+        try:
+            stored = self.store.update_incident(incident_id, finish)
+        except _AlreadyDone:
+            return self._load(incident_id)
+        except NotFoundError:
+            return None
         self.metrics.jobs.labels(state.value).inc()
         self.metrics.seconds.observe(time.perf_counter() - started)
         log.info("incident %s %s%s", incident_id, state.value, f": {reason}" if reason else "")
-        return fresh
+        return stored
 
     def _run_job(self, inc: Incident) -> tuple[dict[str, Any], str | None]:
         found = find_target(self.models, inc.model, inc.model_version)
@@ -252,21 +280,11 @@ class Worker:
 
     # results ------------------------------------------------------------------------------------
     def _ensure_published(self, inc: Incident) -> None:
-        """Send the AttributionEvent of a finished incident unless it was marked as sent."""
-        if inc.attribution is None:
+        """Send the AttributionEvent of a finished incident unless it was marked published."""
+        if inc.attribution is None or self.store.is_published(inc.id):
             return
-        key = f"{self.prefix}attribution-sent:{inc.id}"
-        if self.r.exists(key):
-            return
-        report = inc.attribution
-        status = str(report.get("status", "failed"))
-        event = AttributionEvent(
-            incident_id=inc.id, status=status, reason=report.get("reason"),
-            methods=list(report.get("methods", {})),
-            top_examples=list(report.get("aggregate", []))[: int(report.get("top_k", 10))],
-            finished_at=datetime.fromisoformat(str(report["finished_at"])),
-        )
-        self.producer.send(self.topics.attributions, key=inc.id.encode(),
-                           value=event.model_dump_json().encode())
-        self.producer.flush()
-        self.r.set(key, b"1", ex=30 * 24 * 3600)
+        event = attribution_event(inc.id, inc.attribution)
+        self.bus.send(self.topics.attributions, event.model_dump_json().encode(),
+                      key=inc.id.encode())
+        self.bus.flush()
+        self.store.mark_published(inc.id)

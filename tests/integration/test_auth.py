@@ -19,9 +19,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from driftscope_llm.services.bus.preflight import check_kafka_auth
 from driftscope_llm.services.config import KafkaSettings, RedisSettings
 from driftscope_llm.services.errors import BusError, StoreError
-from driftscope_llm.services.security.preflight import check_kafka_auth
 from driftscope_llm.services.store.redis_store import RedisStore
 from tests.collector_harness import free_port
 from tests.stack import STACK_SCRIPT

@@ -1,0 +1,189 @@
+"""The Kafka bus (kafka-python): the only module that constructs Kafka clients.
+
+:class:`KafkaBus` is one consumer-group member and one ``acks=all`` producer
+behind the :class:`~driftscope_llm.services.bus.base.Bus` interface; :func:`consumer_lag` is the
+read-only look at group offsets that ``driftscope status`` shows. Every kafka-python exception is
+turned into a :class:`~driftscope_llm.services.errors.BusError` naming the bootstrap address (and
+the topic/partition when there is one), so callers handle one error type.
+
+kafka-python runs the rebalance hooks from inside :meth:`KafkaBus.poll`, possibly while the
+caller's own code holds locks of its own; the hooks must not call back into the bus's blocking
+operations other than :meth:`KafkaBus.seek`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from driftscope_llm.services.bus.base import Message, Partition, RebalanceHook
+from driftscope_llm.services.bus.settings import KafkaSettings
+from driftscope_llm.services.errors import BusError
+
+__all__ = ["GroupLag", "KafkaBus", "consumer_lag"]
+
+
+def _tp(p: Partition) -> TopicPartition:
+    return TopicPartition(p.topic, p.partition)
+
+
+def _p(tp: Any) -> Partition:
+    return Partition(tp.topic, tp.partition)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assign: RebalanceHook | None, on_revoke: RebalanceHook | None) -> None:
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.on_revoke is not None:
+            self.on_revoke([_p(tp) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.on_assign is not None:
+            self.on_assign([_p(tp) for tp in assigned])
+
+
+class KafkaBus:
+    """One member of ``group_id`` plus a producer, both from ``settings``.
+
+    ``consumer_options`` are passed to ``KafkaConsumer`` on top of the defaults (no auto-commit,
+    read from the earliest offset when the group has none, ``max_poll_records``): the worker
+    uses them for its session and poll-interval timeouts.
+    """
+
+    def __init__(self, settings: KafkaSettings, *, group_id: str, max_poll_records: int = 500,
+                 consumer_options: Mapping[str, Any] | None = None) -> None:
+        self.address = settings.bootstrap_servers
+        common = settings.client_kwargs()
+        options = {"group_id": group_id, "enable_auto_commit": False,
+                   "auto_offset_reset": "earliest", "max_poll_records": max_poll_records,
+                   **(consumer_options or {})}
+        try:
+            self.consumer = KafkaConsumer(**options, **common)
+            self.producer = KafkaProducer(acks="all", linger_ms=5, **common)
+        except KafkaError as exc:
+            raise self._error("cannot connect", exc) from exc
+
+    def _error(self, what: str, exc: Exception, tp: Partition | None = None) -> BusError:
+        return BusError(f"kafka at {self.address}: {what}: {type(exc).__name__}: {exc}",
+                        address=self.address, topic=tp.topic if tp else None,
+                        partition=tp.partition if tp else None)
+
+    def subscribe(self, topics: Sequence[str], *, on_assign: RebalanceHook | None = None,
+                  on_revoke: RebalanceHook | None = None) -> None:
+        self.consumer.subscribe(list(topics), listener=_Listener(on_assign, on_revoke))
+
+    def poll(self, timeout_s: float) -> dict[Partition, list[Message]]:
+        try:
+            raw = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:  # broker away: kafka-python reconnects on the next poll
+            raise self._error("poll failed", exc) from exc
+        return {
+            _p(tp): [Message(r.topic, r.partition, r.offset, r.value or b"", r.key,
+                             tuple(r.headers or ())) for r in records]
+            for tp, records in raw.items()
+        }
+
+    def assignment(self) -> set[Partition]:
+        return {_p(tp) for tp in self.consumer.assignment()}
+
+    def positions(self) -> dict[Partition, int]:
+        out = {}
+        for tp in self.consumer.assignment():
+            try:
+                out[_p(tp)] = int(self.consumer.position(tp, timeout_ms=5000))
+            except KafkaError as exc:
+                raise self._error("position unknown", exc, _p(tp)) from exc
+        return out
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        self.consumer.seek(_tp(partition), offset)
+
+    def end_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        tps = [_tp(p) for p in partitions]
+        if not tps:
+            return {}
+        try:
+            ends = self.consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise self._error("end offsets unavailable", exc) from exc
+        return {_p(tp): int(end) for tp, end in ends.items()}
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        try:
+            self.consumer.commit({_tp(p): OffsetAndMetadata(off, "", -1)
+                                  for p, off in offsets.items()})
+        except KafkaError as exc:  # CommitFailedError after a rebalance, or the broker away
+            raise self._error("commit failed", exc) from exc
+
+    def send(self, topic: str, value: bytes, *, key: bytes | None = None,
+             headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        try:
+            self.producer.send(topic, key=key, value=value, headers=list(headers) or None)
+        except KafkaError as exc:
+            raise self._error(f"send to {topic} failed", exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.producer.flush()
+        except KafkaError as exc:
+            raise self._error("flush failed", exc) from exc
+
+    def close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.producer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """One partition of a group: its committed offset, the log end, and the difference."""
+
+    topic: str
+    partition: int
+    committed: int
+    end: int | None
+    lag: int
+
+
+def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
+                 request_timeout_ms: int = 6000) -> dict[str, list[GroupLag]]:
+    """Per group, the lag of every partition it has committed offsets for (sorted).
+
+    Raises :class:`BusError` when the cluster cannot be reached or does not answer.
+    """
+    address = settings.bootstrap_servers
+    kw = {**settings.client_kwargs(), "request_timeout_ms": request_timeout_ms}
+    try:
+        admin = KafkaAdminClient(**kw)
+    except Exception as exc:  # any client failure here means "unreachable"
+        raise BusError(f"kafka at {address}: {type(exc).__name__}: {exc}",
+                       address=address) from exc
+    consumer: KafkaConsumer | None = None
+    try:
+        consumer = KafkaConsumer(**kw)
+        offsets = admin.list_group_offsets(list(groups)) if groups else {}
+        out: dict[str, list[GroupLag]] = {}
+        for group in groups:
+            committed = offsets.get(group) or {}
+            ends = consumer.end_offsets(list(committed)) if committed else {}
+            out[group] = [GroupLag(tp.topic, tp.partition, meta.offset, ends.get(tp),
+                                   max(ends.get(tp, meta.offset) - meta.offset, 0))
+                          for tp, meta in sorted(committed.items())]
+        return out
+    except Exception as exc:  # a broker that answers the handshake but not the requests
+        raise BusError(f"kafka at {address}: {type(exc).__name__}: {exc}",
+                       address=address) from exc
+    finally:
+        admin.close()
+        if consumer is not None:
+            consumer.close()
