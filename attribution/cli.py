@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from driftscope_llm.services.errors import DriftscopeError
@@ -33,6 +34,13 @@ index_app = typer.Typer(name="index", help="Build attribution indexes.", no_args
 app.add_typer(index_app, name="index")
 
 _err = Console(stderr=True)
+#: control characters shown as escapes, so a path or name cannot rewrite the terminal
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def _safe(value: object) -> str:
+    """``value`` printable through rich: markup shown literally, control characters escaped."""
+    return escape(str(value).translate(_CONTROL))
 
 
 @contextmanager
@@ -102,6 +110,9 @@ def index_build(
     proj_dim: Annotated[int, typer.Option(help="Gradient projection side k.")] = 16,
     storage_dtype: Annotated[str, typer.Option(help="float16 or float32.")] = "float16",
     overwrite: Annotated[bool, typer.Option(help="Replace an index of another identity.")] = False,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="Build only part i/N (0-based) of the index, e.g. 0/4; the last part "
+        "to finish merges all parts in --out (see 'index merge').")] = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -111,13 +122,22 @@ def index_build(
         from driftscope_llm.attribution.index import build_index
         from driftscope_llm.attribution.modeling import load_model
         from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
+        from driftscope_llm.attribution.sharding import build_part, parse_part
 
         base = AttributionSettings(proj_dim=proj_dim, storage_dtype=storage_dtype)
         settings = parse_method_spec(method, base=base) if method else base
+        part = parse_part(shard) if shard is not None else None
         examples = load_corpus(corpus)
         _quiet_transformers()
         loaded = load_model(model, adapter, device=device)
         t0 = time.perf_counter()
+        if part is not None:
+            with _progress(not json_out, f"indexing part {shard} ({settings.spec})") as bar:
+                res = build_part(loaded, examples, out, settings, part=part,
+                                 batch_size=batch_size, shard_size=shard_size, progress=bar,
+                                 overwrite=overwrite)
+            _part_summary(res, out, settings.spec, time.perf_counter() - t0, json_out)
+            return
         with _progress(not json_out, f"indexing ({settings.spec})") as bar:
             index = build_index(loaded, examples, out, settings, batch_size=batch_size,
                                 shard_size=shard_size, progress=bar, overwrite=overwrite)
@@ -130,6 +150,44 @@ def index_build(
         else:
             Console().print(f"indexed {index.count} examples with {settings.spec} "
                             f"({summary['dim']} dims) into {out} in {secs:.1f}s")
+
+
+def _part_summary(res: Any, out: Path, spec: str, secs: float, json_out: bool) -> None:
+    summary = {"index": str(out), "method": spec, "part": f"{res.index}/{res.count}",
+               "examples": res.rows, "shards": res.shards, "merged": res.merged,
+               "seconds": round(secs, 3)}
+    if json_out:
+        _emit(summary)
+        return
+    merged = "; all parts done, merged" if res.merged else ""
+    Console().print(f"indexed part {res.index}/{res.count}: {res.rows} examples in "
+                    f"{res.shards} shards with {_safe(spec)} into {_safe(out)} in "
+                    f"{secs:.1f}s{merged}", highlight=False)
+
+
+@index_app.command("merge")
+def index_merge(
+    parts: Annotated[list[Path], typer.Argument(
+        help="Directories holding the parts (manifest.part-*.json) of one sharded build.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Index directory to write; default: the one part directory.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Merge the parts of a sharded build (index build --shard i/N) into one index."""
+    with _user_errors():
+        from driftscope_llm.attribution.manifest import read_manifest
+        from driftscope_llm.attribution.sharding import merge_parts
+
+        path = merge_parts(parts, out)
+        manifest = read_manifest(path)
+        summary = {"index": str(path), "examples": int(manifest["corpus"]["count"]),
+                   "shards": len(manifest["shards"]), "parts": int(manifest["merged_from"])}
+        if json_out:
+            _emit(summary)
+        else:
+            Console().print(f"merged {summary['parts']} parts ({summary['examples']} examples, "
+                            f"{summary['shards']} shards) into {_safe(path)}",
+                            highlight=False)
 
 
 @app.command("query")

@@ -9,12 +9,13 @@ the manifest is refused (:class:`IndexMismatchError`).
 A query featurizes the queries with the same model, lets the method transform them
 (:meth:`Method.prepare_queries`), and scores them against the stored rows by blocked matrix
 products — at most ``block_rows`` × Q scores exist at a time, never N × Q — merging the top-k of
-every block.
+every block. Shards are read memory-mapped one block at a time
+(:mod:`driftscope_llm.attribution.shards`), so memory stays bounded by the block, not the index.
+A build can be split across processes or machines (:mod:`driftscope_llm.attribution.sharding`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError
 from driftscope_llm.attribution.formatting import ExampleLike, collate
 from driftscope_llm.attribution.manifest import (
     FORMAT,
+    MANIFEST,
     check_identity,
     file_sha256,
     read_manifest,
@@ -36,12 +38,11 @@ from driftscope_llm.attribution.manifest import (
 from driftscope_llm.attribution.methods.base import Block, Method, get_method
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
+from driftscope_llm.attribution.shards import MappedShard, write_shard
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
     import torch
-    from safetensors import safe_open
-    from safetensors.torch import save_file
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
-_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -120,30 +120,105 @@ def _identity(model: LoadedModel, corpus_h: str, settings: AttributionSettings) 
             "features": settings.feature_key()}
 
 
-def _write_shard(path: Path, feats: torch.Tensor, ids: list[str], dtype: str) -> None:
-    norms = feats.norm(dim=1)
-    unit = feats / norms.clamp_min(1e-30).unsqueeze(1)
-    tmp = path.with_suffix(".tmp")
-    save_file(
-        {"features": unit.to(_DTYPES[dtype]).contiguous(), "norms": norms.contiguous()},
-        str(tmp), metadata={"ids": json.dumps(ids)},
-    )
-    tmp.replace(path)
-
-
-def _kept_shards(out: Path, manifest: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
+def _kept_shards(out: Path, manifest: dict[str, Any], ids: list[str],
+                 wanted: set[int]) -> list[dict[str, Any]]:
+    """Entries of ``manifest`` for chunk starts in ``wanted`` whose file and ids still match."""
     kept = []
     for entry in manifest.get("shards", []):
+        start, rows = int(entry["start"]), int(entry["rows"])
+        if start not in wanted:
+            continue
         try:
-            verify_shard(out, entry)
+            shard = MappedShard(verify_shard(out, entry))
         except IndexError_:
             continue
-        start, rows = int(entry["start"]), int(entry["rows"])
-        with safe_open(str(out / entry["file"]), framework="pt") as fh:
-            stored = json.loads((fh.metadata() or {}).get("ids", "[]"))
-        if stored == ids[start : start + rows]:
+        if shard.ids == ids[start : start + rows]:
             kept.append(entry)
     return kept
+
+
+def build_shards(
+    model: LoadedModel,
+    corpus: Sequence[Example],
+    out: Path,
+    settings: AttributionSettings,
+    *,
+    manifest_name: str = MANIFEST,
+    part: tuple[int, int] = (0, 1),
+    batch_size: int = 16,
+    shard_size: int = 4096,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Featurize the chunks of ``corpus`` that belong to ``part`` and return the manifest.
+
+    The corpus is cut into chunks of ``shard_size`` examples in corpus order; chunk ``j`` is
+    written as ``shard-{j:05d}.safetensors`` and belongs to part ``j mod N`` of ``part = (i, N)``
+    (``(0, 1)``: every chunk). The manifest (``manifest_name`` in ``out``) is rewritten
+    atomically after every shard; a rerun keeps every finished shard whose sha256 and ids match.
+    """
+    method = get_method(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [e.id for e in corpus]
+    chash = corpus_hash(corpus)
+    old: dict[str, Any] = {}
+    if (out / manifest_name).is_file():
+        old = read_manifest(out, manifest_name)
+        try:
+            check_identity(out, old, _identity(model, chash, settings))
+            shard_size = int(old.get("shard_size", shard_size))
+        except IndexMismatchError:
+            if not overwrite:
+                raise
+            for entry in old.get("shards", []):
+                (out / entry["file"]).unlink(missing_ok=True)
+            old = {}
+    i, n = part
+    starts = [s for j, s in enumerate(range(0, len(corpus), shard_size)) if j % n == i]
+    kept = _kept_shards(out, old, ids, set(starts)) if old else []
+    state, kept = _method_state(method, model, corpus, out, old or None, batch_size, kept)
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "version": 1, "status": "building",
+        "created": datetime.now(UTC).isoformat(),
+        "model": {"fingerprint": model.fingerprint, "model_dir": model.model_dir,
+                  "adapter_dir": model.adapter_dir},
+        "corpus": {"hash": chash, "count": len(corpus)},
+        "settings": settings.model_dump(mode="json"), "features": settings.feature_key(),
+        "dtype": settings.storage_dtype, "shard_size": shard_size, "shards": kept,
+    }
+    manifest.update(state)
+    if n > 1:
+        manifest["part"] = {"index": i, "count": n}
+    done_starts = {int(e["start"]) for e in kept}
+    total = sum(min(shard_size, len(corpus) - s) for s in starts)
+    done = sum(int(e["rows"]) for e in kept)
+    if progress:
+        progress(done, total)
+    for start in starts:
+        if start in done_starts:
+            continue
+        part_rows = corpus[start : start + shard_size]
+
+        def step(k: int) -> None:
+            nonlocal done
+            done += k
+            if progress:
+                progress(done, total)
+
+        feats = featurize(method, model, part_rows, batch_size=batch_size, on_batch=step)
+        name = f"shard-{start // shard_size:05d}.safetensors"
+        write_shard(out / name, feats, ids[start : start + shard_size], settings.storage_dtype)
+        manifest["shards"].append({"file": name, "sha256": file_sha256(out / name),
+                                   "start": start, "rows": len(part_rows)})
+        manifest["shards"].sort(key=lambda e: int(e["start"]))
+        write_manifest(out, manifest, manifest_name)
+    feat = method.featurizer(model)
+    blocks = feat.blocks
+    feat.close()
+    manifest.update(status="complete", dim=sum(b.dim for b in blocks),
+                    blocks=[{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks])
+    write_manifest(out, manifest, manifest_name)
+    return manifest
 
 
 def build_index(
@@ -161,66 +236,52 @@ def build_index(
 
     Resumes a partial build of the same identity; an existing index of another model, corpus or
     feature settings is refused unless ``overwrite``. ``progress(done, total)`` is called after
-    every batch. Batch and shard size change speed only, not scores.
+    every batch. Batch and shard size change speed only, not scores. To split a build across
+    processes or machines see :func:`driftscope_llm.attribution.sharding.build_part`.
     """
     settings = settings or AttributionSettings()
-    method = get_method(settings)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [e.id for e in corpus]
-    chash = corpus_hash(corpus)
-    kept: list[dict[str, Any]] = []
-    if (out / "manifest.json").is_file():
-        old = read_manifest(out)
-        try:
-            check_identity(out, old, _identity(model, chash, settings))
-            shard_size = int(old.get("shard_size", shard_size))
-            kept = _kept_shards(out, old, ids)
-        except IndexMismatchError:
-            if not overwrite:
-                raise
-            for entry in old.get("shards", []):
-                (out / entry["file"]).unlink(missing_ok=True)
-    manifest: dict[str, Any] = {
-        "format": FORMAT, "version": 1, "status": "building",
-        "created": datetime.now(UTC).isoformat(),
-        "model": {"fingerprint": model.fingerprint, "model_dir": model.model_dir,
-                  "adapter_dir": model.adapter_dir},
-        "corpus": {"hash": chash, "count": len(corpus)},
-        "settings": settings.model_dump(mode="json"), "features": settings.feature_key(),
-        "dtype": settings.storage_dtype, "shard_size": shard_size, "shards": kept,
-    }
-    done_starts = {int(e["start"]) for e in kept}
-    done = sum(int(e["rows"]) for e in kept)
-    if progress:
-        progress(done, len(corpus))
-    blocks: list[Block] | None = None
-    for start in range(0, len(corpus), shard_size):
-        if start in done_starts:
-            continue
-        part = corpus[start : start + shard_size]
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress(done, len(corpus))
-
-        feats = featurize(method, model, part, batch_size=batch_size, on_batch=step)
-        name = f"shard-{start // shard_size:05d}.safetensors"
-        _write_shard(out / name, feats, ids[start : start + shard_size], settings.storage_dtype)
-        manifest["shards"].append({"file": name, "sha256": file_sha256(out / name),
-                                   "start": start, "rows": len(part)})
-        manifest["shards"].sort(key=lambda e: int(e["start"]))
-        write_manifest(out, manifest)
-    if blocks is None:
-        feat = method.featurizer(model)
-        blocks = feat.blocks
-        feat.close()
-    manifest.update(status="complete", dim=sum(b.dim for b in blocks),
-                    blocks=[{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks])
-    write_manifest(out, manifest)
+    build_shards(model, corpus, out, settings, batch_size=batch_size, shard_size=shard_size,
+                 progress=progress, overwrite=overwrite)
     return open_index(out, model=model, corpus=corpus, settings=settings)
+
+
+def _method_state(method: Method, model: LoadedModel, corpus: Sequence[Example], out: Path,
+                  previous: dict[str, Any] | None, batch_size: int,
+                  kept: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit (or reload) state the method needs before featurizing (EK-FAC factors, ...).
+
+    The state is fitted on the whole corpus, stored beside the shards as ``method.state_file``
+    and recorded in the manifest with its sha256 (``state``), so it falls under the same
+    identity and corruption checks as the shards. Returns the manifest fields to add
+    (``{"state": entry}``, or nothing) and the previous build's shards to keep (none when the
+    state had to be fitted again).
+    """
+    if method.state_file is None:
+        return {}, kept
+    path = out / method.state_file
+    entry = (previous or {}).get("state")
+    if entry is not None:
+        try:
+            verify_shard(out, entry)
+            method.load_state(path)
+            return {"state": entry}, kept
+        except IndexError_:
+            pass
+    method.fit(model, corpus, batch_size)
+    method.save_state(path)
+    return {"state": {"file": method.state_file, "sha256": file_sha256(path)}}, []
+
+
+def _attach_state(path: Path, manifest: dict[str, Any], method: Method) -> None:
+    """Load the stored state a method needs, checked by sha256 like a shard."""
+    if method.state_file is None:
+        return
+    entry = manifest.get("state")
+    if entry is None or entry.get("file") != method.state_file:
+        raise IndexError_(f"index at {path} has no {method.settings.method} state; rebuild it "
+                          f"with --method {method.settings.spec}", path=str(path))
+    method.load_state(verify_shard(path, entry))
 
 
 def index_from_features(
@@ -244,8 +305,8 @@ def index_from_features(
     shards = []
     for n, start in enumerate(range(0, features.shape[0], shard_size)):
         name = f"shard-{n:05d}.safetensors"
-        _write_shard(out / name, features[start : start + shard_size].float(),
-                     list(ids[start : start + shard_size]), settings.storage_dtype)
+        write_shard(out / name, features[start : start + shard_size].float(),
+                    list(ids[start : start + shard_size]), settings.storage_dtype)
         shards.append({"file": name, "sha256": file_sha256(out / name), "start": start,
                        "rows": min(shard_size, features.shape[0] - start)})
     manifest = {
@@ -263,10 +324,15 @@ def index_from_features(
 
 
 class Index:
-    """An opened index: rows in memory (float32), scored by blocked matrix products."""
+    """An opened index: shards read memory-mapped, scored block by block (module docstring).
+
+    ``in_memory=True`` loads every row as float32 instead (N × D × 4 bytes of RAM; faster for
+    many queries against a small index). Scores are the same either way.
+    """
 
     def __init__(self, path: Path, manifest: dict[str, Any], method: Method,
-                 model: LoadedModel | None, block_rows: int = 16384) -> None:
+                 model: LoadedModel | None, block_rows: int = 16384, *,
+                 in_memory: bool = False, verify: bool = True) -> None:
         self.path = path
         self.manifest = manifest
         self.method = method
@@ -275,14 +341,12 @@ class Index:
         self.blocks = [Block(b["name"], int(b["dim"]), int(b["n_params"]))
                        for b in manifest["blocks"]]
         self.ids: list[str] = []
-        self._units: list[torch.Tensor] = []
-        self._norms: list[torch.Tensor] = []
+        self._shards: list[MappedShard] = []
         for entry in manifest["shards"]:
-            shard = verify_shard(path, entry)
-            with safe_open(str(shard), framework="pt") as fh:
-                self.ids.extend(json.loads((fh.metadata() or {})["ids"]))
-                self._units.append(fh.get_tensor("features").float())
-                self._norms.append(fh.get_tensor("norms").float())
+            shard_path = verify_shard(path, entry) if verify else path / str(entry["file"])
+            shard = MappedShard(shard_path, in_memory=in_memory)
+            self.ids.extend(shard.ids)
+            self._shards.append(shard)
         self._prepared: dict[str, torch.Tensor] = {}
 
     @property
@@ -295,9 +359,9 @@ class Index:
 
     def iter_raw_rows(self) -> Iterator[torch.Tensor]:
         """Stored rows as raw float32 features (unit × norm), ``block_rows`` at a time."""
-        for unit, norms in zip(self._units, self._norms, strict=True):
-            for s in range(0, unit.shape[0], self.block_rows):
-                yield unit[s : s + self.block_rows] * norms[s : s + self.block_rows, None]
+        for shard in self._shards:
+            for _, unit, norms in shard.blocks(self.block_rows):
+                yield unit * norms[:, None]
 
     def search(self, queries: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k (scores, row indices), each Q × k, for raw query features (Q × D)."""
@@ -309,12 +373,12 @@ class Index:
         best_s = torch.full((q.shape[0], 0), float("-inf"))
         best_i = torch.zeros((q.shape[0], 0), dtype=torch.long)
         offset = 0
-        for unit, norms in zip(self._units, self._norms, strict=True):
-            for s in range(0, unit.shape[0], self.block_rows):
-                rows = unit[s : s + self.block_rows]
+        for shard in self._shards:
+            for s, rows, norms in shard.blocks(self.block_rows):
                 scores = q @ rows.T
+                del rows
                 if not cosine:
-                    scores *= norms[s : s + self.block_rows]
+                    scores *= norms
                 kk = min(k, scores.shape[1])
                 top_s, top_i = scores.topk(kk, dim=1)
                 best_s = torch.cat([best_s, top_s], dim=1)
@@ -322,7 +386,7 @@ class Index:
                 if best_s.shape[1] > k:
                     best_s, sel = best_s.topk(k, dim=1)
                     best_i = best_i.gather(1, sel)
-            offset += unit.shape[0]
+            offset += shard.rows
         order = best_s.argsort(dim=1, descending=True, stable=True)
         return best_s.gather(1, order), best_i.gather(1, order)
 
@@ -374,6 +438,9 @@ def open_index(
     method: str | AttributionSettings | None = None,
     corpus: Sequence[Example] | None = None,
     settings: AttributionSettings | None = None,
+    in_memory: bool = False,
+    verify: bool = True,
+    block_rows: int = 16384,
 ) -> Index:
     """Open a complete index, checking it against what this run uses.
 
@@ -381,6 +448,10 @@ def open_index(
     another method whose features are the same (e.g. ``lissa`` or ``gradsim:dot`` on a
     ``gradsim`` index); a method needing other features is refused with
     :class:`IndexMismatchError`, as is ``settings`` whose feature key differs.
+
+    Rows are read memory-mapped, ``block_rows`` at a time, unless ``in_memory``. ``verify``
+    checks every shard's sha256 first (reads every byte once; ``False`` skips it for a trusted,
+    very large index).
     """
     p = Path(path)
     manifest = read_manifest(p)
@@ -399,4 +470,6 @@ def open_index(
     if corpus is not None:
         expected["corpus.hash"] = corpus_hash(corpus)
     check_identity(p, manifest, expected)
-    return Index(p, manifest, get_method(settings), model)
+    chosen = get_method(settings)
+    _attach_state(p, manifest, chosen)
+    return Index(p, manifest, chosen, model, block_rows, in_memory=in_memory, verify=verify)

@@ -13,6 +13,10 @@ Shards are safetensors files holding ``features`` (rows × D, unit-normalised in
 stored in ``dtype``) and ``norms`` (float32 L2 norms, so raw features = features × norms), with
 the row ids as JSON in the safetensors metadata (covered by the shard's sha256).
 Written atomically (temporary file + rename) after every shard, which makes builds resumable.
+
+A sharded build (:mod:`driftscope_llm.attribution.sharding`) writes one manifest per part,
+``manifest.part-00001-of-00004.json``, with ``"part": {"index", "count"}`` and only that part's
+shards; merging the parts writes the ordinary ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ __all__ = [
     "MANIFEST",
     "check_identity",
     "file_sha256",
+    "part_manifest_name",
     "read_manifest",
     "verify_shard",
     "write_manifest",
@@ -47,16 +53,30 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / MANIFEST)
+def part_manifest_name(index: int, count: int) -> str:
+    """The manifest file of part ``index`` (0-based) of a build split in ``count`` parts."""
+    return f"manifest.part-{index:05d}-of-{count:05d}.json"
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
+def write_manifest(directory: Path, manifest: dict[str, Any], name: str = MANIFEST) -> None:
+    """Write ``name`` atomically; concurrent writers (parts merging at once) never collide."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; readers may run as other users
+    os.replace(tmp, directory / name)
+
+
+def read_manifest(directory: Path, name: str = MANIFEST) -> dict[str, Any]:
+    path = directory / name
     if not path.is_file():
-        raise IndexError_(f"{directory} is not an index (no {MANIFEST})", path=str(directory))
+        parts = sorted(directory.glob("manifest.part-*.json")) if directory.is_dir() else []
+        if name == MANIFEST and parts:
+            raise IndexError_(
+                f"{directory} holds {len(parts)} part manifest(s) of a sharded build but no "
+                f"{MANIFEST}; finish every part, then run `driftscope attribution index merge "
+                f"{directory}`", path=str(directory))
+        raise IndexError_(f"{directory} is not an index (no {name})", path=str(directory))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -25,9 +25,12 @@ from driftscope_llm.attribution.errors import UnknownMethodError
 from driftscope_llm.attribution.settings import AttributionSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     import torch
 
-    from driftscope_llm.attribution.formatting import EncodedBatch
+    from driftscope_llm.attribution.formatting import EncodedBatch, ExampleLike
     from driftscope_llm.attribution.modeling import LoadedModel
 
 __all__ = [
@@ -93,6 +96,22 @@ class Method(ABC):
     def prepare_queries(self, queries: torch.Tensor, rows: RowSource) -> torch.Tensor:
         """Transform (Q, D) raw query features before the inner product; identity by default."""
         return queries
+
+    #: file name of state fitted on the corpus before featurizing (curvature factors), stored
+    #: beside the index shards and checked by sha256 like them; ``None`` = nothing to fit
+    state_file: ClassVar[str | None] = None
+
+    def fit(self, model: LoadedModel, corpus: Sequence[ExampleLike], batch_size: int) -> None:
+        """Fit the state the featurizer needs from the whole corpus (no-op by default)."""
+        return None
+
+    def save_state(self, path: Path) -> None:
+        """Write the fitted state to ``path`` (only called when ``state_file`` is set)."""
+        return None
+
+    def load_state(self, path: Path) -> None:
+        """Read the state written by :meth:`save_state` (only called when ``state_file`` is set)."""
+        return None
 
 
 _REGISTRY: dict[str, type[Method]] = {}
