@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driftscope_llm.services.collector.isolation import handle_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
-from driftscope_llm.services.errors import InvalidEventError
-from driftscope_llm.services.schemas import OutputEvent, parse_output_event
 
 __all__ = ["ReplayStats", "replay_file"]
 
@@ -35,37 +34,43 @@ def replay_file(
     max_event_bytes: int = 1_000_000,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[RaisedAnomaly]:
-    """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``."""
+    """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``.
+
+    Lines go through the collector's own per-message isolation
+    (:func:`~driftscope_llm.services.collector.isolation.handle_batch`): a line that fails to
+    parse, or whose handling fails later, is counted by reason and the replay moves on.
+    """
     state = PartitionState(topic=str(path), partition=0)
-    batch: list[tuple[int, OutputEvent]] = []
+    batch: list[tuple[int, bytes | None]] = []
     with Path(path).open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             stats.lines += 1
             line = raw.strip()
             if not line:
                 continue
-            try:
-                batch.append((lineno, parse_output_event(line, max_bytes=max_event_bytes)))
-            except InvalidEventError as exc:
-                stats.invalid[exc.reason] += 1
-                if len(stats.first_invalid) < 20:
-                    stats.first_invalid.append((lineno, str(exc)))
+            batch.append((lineno, line))
             if len(batch) >= batch_size:
-                yield from _flush(pipeline, state, batch, stats, on_progress)
+                yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes)
                 batch = []
-        yield from _flush(pipeline, state, batch, stats, on_progress)
+        yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes)
 
 
 def _flush(
     pipeline: Pipeline,
     state: PartitionState,
-    batch: list[tuple[int, OutputEvent]],
+    batch: list[tuple[int, bytes | None]],
     stats: ReplayStats,
     on_progress: Callable[[int], None] | None,
+    max_event_bytes: int,
 ) -> Iterator[RaisedAnomaly]:
     if not batch:
         return
-    stats.valid += len(batch)
-    yield from pipeline.process(state, batch)
+    out = handle_batch(pipeline, state, batch, max_bytes=max_event_bytes)
+    for rejected in out.rejected:
+        stats.invalid[rejected.reason] += 1
+        if len(stats.first_invalid) < 20:
+            stats.first_invalid.append((rejected.offset, f"{rejected.reason}: {rejected.detail}"))
+    stats.valid += len(out.observed)
+    yield from out.raised
     if on_progress is not None:
-        on_progress(len(batch))
+        on_progress(len(out.observed))
