@@ -135,3 +135,51 @@ def test_cli_build_shards_and_merge(tiny_gpt2, planted_corpus, tmp_path) -> None
     assert "Traceback" not in bad.output
     bad = runner.invoke(app, ["attribution", "index", "merge", str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and "holds no part manifests" in bad.stderr
+
+
+def test_the_indexed_job_runs_n_builders_whose_parts_merge(tiny_gpt2, planted_corpus,
+                                                           tmp_path) -> None:
+    """deploy/k8s/index-build-job.yaml's builder command, run here for every completion index
+    (shared-storage paths mapped to a temporary directory), yields one merged index."""
+    import yaml
+
+    job_file = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "index-build-job.yaml"
+    [job] = [d for d in yaml.safe_load_all(job_file.read_text()) if d["kind"] == "Job"]
+    spec = job["spec"]
+    n = spec["completions"]
+    assert spec["completionMode"] == "Indexed" and spec["parallelism"] == n
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e for e in container["env"]}
+    assert "job-completion-index" in env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"][
+        "fieldPath"]
+    args = container["args"]
+    assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{n}"
+    shared = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["shared"]
+    assert args[args.index("--out") + 1].startswith(shared + "/")
+    claim = next(v for v in pod["volumes"] if v["name"] == "shared")
+    [pvc] = [d for d in yaml.safe_load_all(job_file.read_text())
+             if d["kind"] == "PersistentVolumeClaim"
+             and d["metadata"]["name"] == claim["persistentVolumeClaim"]["claimName"]]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    corpus_at = tmp_path / args[args.index("--corpus") + 1].removeprefix(shared + "/")
+    corpus_at.parent.mkdir(parents=True)
+    corpus_at.write_text("".join(json.dumps({"id": e.id, "prompt": e.prompt,
+                                             "response": e.response}) + "\n"
+                                 for e in planted_corpus[:24]))
+    model_at = tmp_path / args[args.index("--model") + 1].removeprefix(shared + "/")
+    model_at.parent.mkdir(parents=True)
+    model_at.symlink_to(tiny_gpt2)
+    runner = CliRunner()
+    for i in range(n):
+        local = [a.replace(shared, str(tmp_path)).replace("$(JOB_COMPLETION_INDEX)", str(i))
+                 for a in args]
+        local[local.index("--shard-size") + 1] = "5"  # 24 examples: every builder gets chunks
+        res = runner.invoke(app, local)
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["merged"] is (i == n - 1)
+    out = Path(args[args.index("--out") + 1].replace(shared, str(tmp_path)))
+    index = open_index(out)
+    assert index.ids == [e.id for e in planted_corpus[:24]]
+    assert index.manifest["merged_from"] == n
