@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from driftscope_llm.services.keys import REDIS_RESERVED, join_key
+
 __all__ = ["StoreKeys"]
 
 
@@ -30,14 +32,18 @@ class StoreKeys:
 
     prefix: str = "driftscope:"
 
+    # Parts that come from traffic or settings are joined by services.keys.join_key: a model
+    # named "a:b" cannot share a key with model "a", version "b" (ordinary names are unchanged).
     def checkpoint(self, topic: str, partition: int) -> str:
-        return f"{self.prefix}cp:{topic}:{partition}"
+        return self.prefix + join_key("cp", topic, str(partition), sep=":",
+                                      reserved=REDIS_RESERVED)
 
     def reference(self, model: str, version: str, segment: str) -> str:
-        return f"{self.prefix}ref:{model}:{version}:{segment}"
+        return self.prefix + join_key("ref", model, version, segment, sep=":",
+                                      reserved=REDIS_RESERVED)
 
     def versions(self, model: str) -> str:
-        return f"{self.prefix}versions:{model}"
+        return self.prefix + join_key("versions", model, sep=":", reserved=REDIS_RESERVED)
 
     @property
     def incident_prefix(self) -> str:
@@ -52,7 +58,7 @@ class StoreKeys:
         return f"{self.prefix}incidents"
 
     def live(self, dedup: str) -> str:
-        return f"{self.prefix}live:{dedup}"
+        return self.prefix + join_key("live", dedup, sep=":", reserved=REDIS_RESERVED)
 
     def job_lease(self, incident_id: str) -> str:
         return f"{self.prefix}lease:attribution:{incident_id}"

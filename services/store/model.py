@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from driftscope_llm.services.keys import join_key
+
 __all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
 
 
@@ -87,9 +89,10 @@ class Checkpoint(BaseModel):
 
 
 def dedup_key(model: str, version: str, segment: str, signal: str, detector: str) -> str:
-    return "|".join((model, version, segment, signal, detector))
+    """One key per (stream, signal, detector); unambiguous (:func:`services.keys.join_key`)."""
+    return join_key(model, version, segment, signal, detector, sep="|")
 
 
 def incident_id_for(key: str, event_id: str) -> str:
     """Deterministic: the same anomaly re-raised after a redelivery gets the same id."""
-    return "inc-" + hashlib.sha256(f"{key}#{event_id}".encode()).hexdigest()[:16]
+    return "inc-" + hashlib.sha256(join_key(key, event_id, sep="#").encode()).hexdigest()[:16]
