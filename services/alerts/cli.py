@@ -30,6 +30,7 @@ from driftscope_llm.services.config import (
     RedisSettings,
     load_settings,
 )
+from driftscope_llm.services.errors import ConfigError
 
 __all__ = ["AlertsSettings", "app"]
 
@@ -46,7 +47,9 @@ ConfigOpt = Annotated[
 class AlertsSettings(DriftscopeSettings):
     """Settings of the alert-receiver deployable (environment prefix ``DRIFTSCOPE_``)."""
 
-    receiver: ReceiverSettings = Field(description="Required: at least its credentials.")
+    receiver: ReceiverSettings | None = Field(
+        default=None, description="Required by `alerts receive`: at least its credentials. "
+        "`alerts dead-letters` needs only redis and webhooks.dead_letter_key.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
@@ -76,6 +79,10 @@ def receive_cmd(
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = load_settings(AlertsSettings, config)
+    if s.receiver is None:
+        raise ConfigError("the receiver needs credentials: set receiver.bearer_token or "
+                          "receiver.signing_secrets (e.g. DRIFTSCOPE_RECEIVER__BEARER_TOKEN)",
+                          field="receiver")
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
     server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)

@@ -45,8 +45,9 @@ def print_report(con: Console, report: AttributedReport | FailedReport,
         con.print(f"[red]attribution failed[/red]: {e(report.reason)}", highlight=False)
         return
     n = len(report.exemplars)
-    table = Table(title=f"most responsible training examples ({e(report.primary_method)}, "
-                        f"mean reciprocal rank over {n} exemplar{'s' if n != 1 else ''})")
+    con.print(f"most responsible training examples ({e(report.primary_method)}, mean "
+              f"reciprocal rank over {n} exemplar{'s' if n != 1 else ''})", highlight=False)
+    table = Table()
     columns = ["rank", "id", "mrr", "hits", "best rank", "mean score"]
     if texts:
         columns.append("text")

@@ -1,0 +1,287 @@
+"""What a person sees: the human output of the incident commands, ``trace``, ``attribute``,
+``status`` and ``alerts dead-letters``, through the real ``driftscope`` app (``cli.main.app``).
+
+The attribution reports are real: a tiny GPT-2 fine-tuned with five planted "zorblat" examples,
+real repsim and gradsim indexes, and ``Attributor.run`` over zorblat exemplars (the worker test's
+fixture). Incidents live in real Redis. Each test asserts specific values (which ids, which
+states, which numbers), and that text from outside is printed literally, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import Result
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from driftscope_llm.services.alerts.deadletter import DeadLetter, RedisDeadLetterSink
+from driftscope_llm.services.cli.main import app
+from driftscope_llm.services.store import Incident, IncidentState
+from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.store.report import FailedReport, parse_report
+from driftscope_llm.services.worker.job import Attributor
+from driftscope_llm.services.worker.settings import ModelTarget
+from tests.integration.test_worker import (  # the module's tiny model and indexes
+    PLANTED,
+    PLANTED_QUERY,
+    TOP_K,
+    Built,
+    built,
+    make_incident,
+)
+from tests.stack import StackInfo
+
+__all__ = ["built"]
+PLANTED_IDS = {e.id for e in PLANTED}
+#: Wide enough that rich never truncates an id or a number in a table cell.
+WIDE = {"COLUMNS": "240"}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env={**WIDE, **(env or {})})
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the rich tables in ``text`` (cells stripped; header rows dropped)."""
+    rows = []
+    for line in text.splitlines():
+        if "│" not in line:
+            continue
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if cells and cells[0] not in ("rank", "id", "group"):
+            rows.append(cells)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(built: Built) -> Any:
+    """A real worker report: repsim (primary) and gradsim over three zorblat exemplars."""
+    target = ModelTarget(model_dir=built.model_dir, top_k=TOP_K,
+                         indexes={"repsim": built.repsim, "gradsim": built.gradsim})
+    return Attributor().run(make_incident("fixture"), "bot@v1", target)
+
+
+def _stored(store: RedisStore, ident: str, report: Any, opened: datetime) -> Incident:
+    inc = make_incident(ident)
+    inc.opened_at = inc.updated_at = opened
+    inc.transition(IncidentState.ATTRIBUTING, opened)
+    inc.transition(IncidentState.ATTRIBUTED, opened)
+    inc.attribution = report
+    store.save_incident(inc)
+    return inc
+
+
+def test_help_names_every_command() -> None:
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for cmd in ("replay", "collector", "worker", "trace", "attribute", "incidents", "status",
+                "models", "alerts", "attribution", "demo"):
+        assert re.search(rf"│ {cmd}\s", res.stdout), cmd
+    sub = invoke("incidents", "--help")
+    assert sub.exit_code == 0
+    for cmd in ("list", "show", "ack", "resolve", "purge", "report"):
+        assert re.search(rf"│ {cmd}\s", sub.stdout), cmd
+
+
+def test_trace_prints_ranking_agreement_and_texts(built: Built) -> None:
+    args = ("trace", "--model", str(built.model_dir), "--index", str(built.repsim),
+            "--index", f"gradsim={built.gradsim}", "--prompt", PLANTED_QUERY.prompt,
+            "--output", PLANTED_QUERY.response, "--top-k", str(TOP_K))
+    as_json = invoke(*args, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    expected = json.loads(as_json.stdout.strip().splitlines()[-1])
+    res = invoke(*args, "--corpus", str(built.corpus))
+    assert res.exit_code == 0, res.output
+    assert "most responsible training examples (repsim, mean reciprocal rank over 1 exemplar)" \
+        in res.stdout
+    rows = table_rows(res.stdout)
+    assert [r[1] for r in rows] == [row["id"] for row in expected["aggregate"]]
+    assert {r[1] for r in rows[: len(PLANTED_IDS)]} == PLANTED_IDS
+    assert all("zorblat" in r[6] for r in rows[: len(PLANTED_IDS)])  # the examples' text
+    assert [r[0] for r in rows] == [str(n) for n in range(1, TOP_K + 1)]
+    overlap = expected["agreement"]["mean_overlap"]
+    assert f"method agreement: overlap@{TOP_K} {overlap:.2f}" in res.stdout
+    assert f"method repsim: repsim:mean_response, index {built.repsim}," in res.stdout
+    assert re.search(rf"^method gradsim: gradsim:\w+, index {re.escape(str(built.gradsim))}, "
+                     r"\d+\.\d\ds$", res.stdout, re.M)
+
+
+def test_attribute_reruns_a_failed_incident_through_the_lifecycle(
+        built: Built, redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+    store = RedisStore(redis_client)
+    inc = make_incident("again")
+    inc.transition(IncidentState.ATTRIBUTING, inc.opened_at)
+    inc.transition(IncidentState.FAILED, inc.opened_at, "index_missing: no index")
+    store.save_incident(inc)
+    cfg = tmp_path / "worker.yaml"
+    cfg.write_text(json.dumps({"redis": {"url": redis_url}, "models": {"bot": {
+        "model_dir": str(built.model_dir), "indexes": {"repsim": str(built.repsim)},
+        "top_k": TOP_K}}}))
+    res = invoke("attribute", "again", "--config", str(cfg))
+    assert res.exit_code == 0, res.output
+    rows = table_rows(res.stdout)
+    assert {r[1] for r in rows[: len(PLANTED_IDS)]} == PLANTED_IDS
+    assert "mean reciprocal rank over 3 exemplars" in res.stdout
+    assert "method agreement: only one method ran" in res.stdout
+    stored = store.get_incident("again")
+    assert [h["state"] for h in stored.state_history] == [
+        "attributing", "failed", "attributing", "attributed"]
+    assert stored.attribution is not None
+    assert [r[1] for r in rows] == [row.id for row in parse_report(stored.attribution).top()]
+
+
+def test_incidents_list_and_show(report: Any, redis_url: str,
+                                 redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    t0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    _stored(store, "inc-done", report, t0)
+    failed = make_incident("inc-failed")
+    failed.opened_at = failed.updated_at = t0 + timedelta(hours=1)
+    failed.attribution = FailedReport(code="no_target", reason="no_target: no model target for "
+                                      "bot@v9 (settings: models)", finished_at=t0
+                                      ).model_dump(mode="json")
+    store.save_incident(failed)
+    fresh = make_incident("inc-new")
+    fresh.opened_at = fresh.updated_at = t0 + timedelta(hours=2)
+    store.save_incident(fresh)
+    env = {"DRIFTSCOPE_REDIS__URL": redis_url}
+    top = parse_report(report).aggregate[0].id
+
+    listed = invoke("incidents", "list", env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "3 incidents" in listed.stdout
+    rows = table_rows(listed.stdout)
+    assert [(r[0], r[1], r[7]) for r in rows] == [
+        ("inc-new", "open", ""), ("inc-failed", "open", ""), ("inc-done", "attributed", top)]
+    assert rows[2][2] == "2026-03-01T09:00:00+00:00" and rows[2][3] == "bot@v1"
+
+    shown = invoke("incidents", "show", "inc-done", env=env)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0] == ("inc-done  attributed  bot@v1 segment=all signal=embedding "
+                        "detector=mmd")
+    assert lines[1] == "statistic 3 (threshold 1), effect 0.8, 3 exemplars, 0 updates"
+    assert lines[2].split() == ["2026-03-01T09:00:00+00:00", "attributing"]
+    rep = parse_report(report)
+    assert [r[1] for r in table_rows(shown.stdout)] == [row.id for row in rep.aggregate]
+    assert {r[1] for r in table_rows(shown.stdout)[: len(PLANTED_IDS)]} == PLANTED_IDS
+    assert f"overlap@{TOP_K} {rep.agreement.mean_overlap:.2f}" in shown.stdout
+
+    failed_shown = invoke("incidents", "show", "inc-failed", env=env)
+    assert failed_shown.exit_code == 0
+    assert "attribution failed: no_target: no model target for bot@v9" in failed_shown.stdout
+    assert "not attributed yet" in invoke("incidents", "show", "inc-new", env=env).stdout
+    missing = invoke("incidents", "show", "inc-nope", env=env)
+    assert missing.exit_code == 4 and "inc-nope" in missing.stderr
+
+
+def test_outside_text_is_printed_literally(redis_url: str, redis_client: redis.Redis) -> None:
+    inc = make_incident("inc-evil")
+    inc.model = "[red]bot[/red]"
+    inc.segment = "route=\x1b[2Jbilling\r"
+    RedisStore(redis_client).save_incident(inc)
+    env = {"DRIFTSCOPE_REDIS__URL": redis_url}
+    for res in (invoke("incidents", "list", env=env),
+                invoke("incidents", "show", "inc-evil", env=env)):
+        assert res.exit_code == 0, res.output
+        assert "[red]bot[/red]@v1" in res.stdout
+        assert "route=\\x1b[2Jbilling" in res.stdout
+        assert "\x1b" not in res.stdout and "\r" not in res.stdout
+
+
+def test_ack_resolve_purge_say_what_they_did(redis_url: str, redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    t0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    for n in range(3):
+        inc = make_incident(f"inc-{n}")
+        inc.opened_at = inc.updated_at = t0 + timedelta(hours=n)
+        store.save_incident(inc)
+    env = {"DRIFTSCOPE_REDIS__URL": redis_url}
+    ack = invoke("incidents", "ack", "inc-2", "--note", "on it", env=env)
+    assert (ack.exit_code, ack.stderr.strip()) == (0, "inc-2 is now acknowledged")
+    res = invoke("incidents", "resolve", "inc-2", env=env)
+    assert (res.exit_code, res.stderr.strip()) == (0, "inc-2 is now resolved")
+    again = invoke("incidents", "ack", "inc-2", env=env)
+    assert again.exit_code == 2
+    assert again.stderr.strip() == ("error: incident inc-2 is resolved; it cannot become "
+                                    "acknowledged (allowed: none)")
+    assert "Traceback" not in again.output
+    purge = invoke("incidents", "purge", "inc-0", "--before", (t0 + timedelta(hours=2))
+                   .isoformat(), env=env)
+    assert (purge.exit_code, purge.stderr.strip()) == (0, "purged 2 incidents")
+    assert [i.id for i in store.list_incidents()] == ["inc-2"]
+    nothing = invoke("incidents", "purge", env=env)
+    assert nothing.exit_code == 2 and "name incident ids or --before" in nothing.output
+
+
+def test_incident_report_writes_the_html(report: Any, redis_url: str,
+                                         redis_client: redis.Redis, tmp_path: Path,
+                                         built: Built) -> None:
+    _stored(RedisStore(redis_client), "inc-html", report, datetime(2026, 3, 1, tzinfo=UTC))
+    out = tmp_path / "r.html"
+    res = invoke("incidents", "report", "inc-html", "--html", str(out), "--corpus",
+                 str(built.corpus), env={"DRIFTSCOPE_REDIS__URL": redis_url})
+    assert (res.exit_code, res.stderr.strip()) == (0, f"report -> {out}"), res.output
+    page = out.read_text()
+    rep = parse_report(report)
+    assert f"overlap@{TOP_K} {rep.agreement.mean_overlap:.2f}" in page
+    for row in rep.aggregate:
+        assert f"<td>{row.id}</td><td>{row.mrr:.3f}</td>" in page
+    assert page.count('class="planted"') == len(PLANTED_IDS)
+
+
+def test_status_human_output(stack: StackInfo, kafka_bootstrap: str, redis_url: str,
+                             redis_client: redis.Redis, report: Any) -> None:
+    store = RedisStore(redis_client)
+    _stored(store, "inc-open", report, datetime(2026, 3, 1, tzinfo=UTC))
+    closed = make_incident("inc-closed")
+    closed.transition(IncidentState.RESOLVED, closed.opened_at)
+    store.save_incident(closed)
+    env = {"DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "DRIFTSCOPE_REDIS__URL": redis_url, "DRIFTSCOPE_PROMETHEUS_URL": stack.prometheus_url}
+    res = invoke("status", "--group", "nobody-human-output", env=env)
+    assert res.exit_code == 1, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["kafka", kafka_bootstrap, "up"]
+    assert lines[1].split() == ["redis", redis_url, "up"]
+    assert lines[2].split() == ["prometheus", stack.prometheus_url, "up"]
+    assert "1 open incidents\n  inc-open attributed bot@v1 all embedding/mmd" in res.stdout
+    assert ["nobody-human-output", "(no committed offsets)", "", "", "", ""] in table_rows(
+        res.stdout)
+    down = invoke("status", env={**env, "DRIFTSCOPE_REDIS__URL": "redis://127.0.0.1:1/0"})
+    assert down.exit_code == 3
+    assert re.search(r"^redis\s+redis://127\.0\.0\.1:1/0\s+unreachable ConnectionError",
+                     down.stdout, re.M)
+
+
+def test_dead_letters_prints_newest_first(redis_url: str, redis_client: redis.Redis) -> None:
+    sink = RedisDeadLetterSink(redis_client)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    for n, reason in enumerate(("exhausted", "rejected")):
+        sink.write(DeadLetter(endpoint=f"hook-{n}", event="incident.opened",
+                              delivery_id=f"d-{n}", subject="inc-1", reason=reason,
+                              attempts=3, last_status=500 - n * 100, last_error=None,
+                              first_attempt_at=at, failed_at=at,
+                              content_type="application/json", body="{}"))
+    res = invoke("alerts", "dead-letters", "--count", "5",
+                 env={"DRIFTSCOPE_REDIS__URL": redis_url})
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["endpoint"], r["reason"], r["last_status"]) for r in records] == [
+        ("hook-1", "rejected", 400), ("hook-0", "exhausted", 500)]
+
+
+def test_alert_receiver_without_credentials_says_which_setting() -> None:
+    res = invoke("alerts", "receive")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: the receiver needs credentials: set "
+                                 "receiver.bearer_token or receiver.signing_secrets")
+    assert res.stderr.rstrip().endswith("(setting: receiver)") and "Traceback" not in res.output
