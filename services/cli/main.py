@@ -17,6 +17,7 @@ from driftscope_llm.services.cli.demo import register as register_demo
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.incidents import incidents_app
 from driftscope_llm.services.cli.incidents import register as register_incidents
+from driftscope_llm.services.cli.ingest import register as register_ingest
 from driftscope_llm.services.cli.regress import register as register_regress
 from driftscope_llm.services.cli.report import register_report
 from driftscope_llm.services.cli.status import register as register_status
@@ -64,6 +65,7 @@ register_trace(app)
 register_incidents(app)
 register_report(incidents_app)
 register_status(app)
+register_ingest(app)
 register_regress(app)
 
 

@@ -39,14 +39,14 @@ from typing import Any, Protocol
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, Field, SecretStr
 
 from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.ingest.results import Decoded
 from driftscope_llm.services.ingest.settings import RecordFormat
+from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
 from driftscope_llm.services.schemas import DeadLetter, OutputEvent
 
-__all__ = ["EventSink", "KafkaSink", "OtlpReceiver", "ReceiverMetrics", "ReceiverSettings"]
+__all__ = ["EventSink", "KafkaSink", "OtlpReceiver", "ReceiverMetrics"]
 
 log = logging.getLogger("driftscope.otlp_receiver")
 
@@ -58,22 +58,6 @@ offset are -1)."""
 
 # google.rpc.Code values used in error bodies
 _INVALID_ARGUMENT, _UNAUTHENTICATED, _RESOURCE_EXHAUSTED, _UNAVAILABLE = 3, 16, 8, 14
-
-
-class ReceiverSettings(BaseModel):
-    """Where the receiver listens and what it accepts."""
-
-    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless exposed.")
-    port: int = Field(default=4318, ge=0, le=65535, description="4318 is OTLP/HTTP's port.")
-    max_body_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024,
-        description="Largest body accepted, before and after gzip decompression (413 above).")
-    bearer_token: SecretStr | None = Field(
-        default=None, description="When set, requests must send 'Authorization: Bearer <token>'.")
-    produce_timeout_s: float = Field(
-        default=10.0, gt=0, description="How long to wait for Kafka's acknowledgement (503 "
-                                        "after).")
-    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
 
 
 class EventSink(Protocol):

@@ -25,20 +25,12 @@ from tests.fixtures.ingest.spans import (
     genai_span,
     http_span,
     ids_for,
+    model_stream_totals,
+    processed_total,
     to_otlp_json,
 )
 
 SPANS_PER_MESSAGE = 8
-
-
-def model_stream_totals(client: redis.Redis, topic: str) -> int:
-    """Events observed in the per-model streams (segment ``all``) of ``topic``'s checkpoints;
-    events observed once more in per-label streams are not counted twice."""
-    total = 0
-    for key in client.scan_iter(f"driftscope:cp:{topic}:*"):
-        cp = json.loads(client.get(key) or b"{}")
-        total += sum(n for sid, n in cp.get("totals", {}).items() if sid.endswith("|all"))
-    return total
 
 
 def test_otlp_messages_on_the_topic_are_counted_and_drift_is_detected(
@@ -77,9 +69,7 @@ def test_otlp_messages_on_the_topic_are_counted_and_drift_is_detected(
 
     # each GenAI span observed exactly once; nothing else
     assert model_stream_totals(redis_client, topic) == len(events)
-    processed = sum(v for k, v in metrics.items()
-                    if k.startswith("driftscope_events_processed_total{") and 'segment="all"' in k)
-    assert processed == len(events)
+    assert processed_total(metrics) == len(events)
     assert metrics[f'driftscope_events_consumed_total{{topic="{topic}"}}'] == len(messages)
 
     letters = [json.loads(m.value) for m in consume_all(kafka_bootstrap, f"{topic}.dlq")]

@@ -1,0 +1,122 @@
+"""``driftscope ingest``: the OTLP/HTTP receiver, OpenTelemetry traces in, OutputEvents to Kafka.
+
+Point any OTLP/HTTP trace exporter here (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=
+http://HOST:4318/v1/traces``); GenAI spans become OutputEvents on the collector's input topic,
+keyed by model, and the collector watches them like any other event.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import Field
+from rich.console import Console
+from rich.markup import escape
+
+from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.options import LogLevelOpt, serve_metrics, setup_logging
+from driftscope_llm.services.config import (
+    DriftscopeSettings,
+    KafkaSettings,
+    MetricsSettings,
+    TopicSettings,
+)
+from driftscope_llm.services.ingest.settings import IngestSettings
+from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+
+__all__ = ["IngestServiceSettings", "register"]
+
+
+class IngestServiceSettings(DriftscopeSettings):
+    """Settings of the ``driftscope ingest`` deployable (``DRIFTSCOPE_`` environment prefix)."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9466))
+    receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings,
+        description="Mapping of spans to events (segment allow-list, version and logprob "
+                    "attributes); see docs/ingestion.md.")
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_cmd)
+
+
+@friendly_errors
+def ingest_cmd(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML settings (receiver, kafka, topics, ingest); DRIFTSCOPE_* "
+        "variables override it.", exists=True, dir_okay=False)] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 4318, OTLP/HTTP's).")] = None,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Receive OTLP/HTTP traces (POST /v1/traces) and produce their GenAI spans to Kafka.
+
+    Protobuf and JSON bodies, gzip, partial success for spans that cannot be mapped (they go to
+    the dead-letter topic). Set DRIFTSCOPE_RECEIVER__BEARER_TOKEN to require a bearer token.
+    """
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+    from prometheus_client import CollectorRegistry
+
+    from driftscope_llm.services.bus.preflight import check_kafka_auth
+    from driftscope_llm.services.config import load_settings
+    from driftscope_llm.services.errors import BusError
+    from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
+    from driftscope_llm.services.otlp_receiver.server import (
+        KafkaSink,
+        OtlpReceiver,
+        ReceiverMetrics,
+    )
+
+    setup_logging(log_level)
+    s = load_settings(IngestServiceSettings, config)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    receiver_settings = s.receiver.model_copy(update=overrides)
+    check_kafka_auth(s.kafka)
+    try:
+        producer = KafkaProducer(acks="all", linger_ms=5, **s.kafka.client_kwargs())
+    except KafkaError as exc:
+        raise BusError(f"kafka at {s.kafka.bootstrap_servers}: cannot connect: {exc}",
+                       address=s.kafka.bootstrap_servers) from None
+    registry = CollectorRegistry()
+    log = logging.getLogger("driftscope.otlp_receiver")
+    server = serve_metrics(s.metrics, registry, log)
+    decoder = RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
+                            metrics=IngestMetrics(registry))
+    sink = KafkaSink(producer, s.topics.outputs, s.topics.dead_letter,
+                     timeout_s=receiver_settings.produce_timeout_s)
+    try:
+        receiver = OtlpReceiver(receiver_settings, decoder, sink, ReceiverMetrics(registry))
+    except OSError as exc:
+        server.shutdown()
+        producer.close()
+        raise typer.BadParameter(
+            f"cannot listen on {receiver_settings.host}:{receiver_settings.port}: "
+            f"{exc.strerror}; choose another --port") from None
+    Console(stderr=True).print(
+        f"OTLP/HTTP receiver on [bold]{escape(receiver.url)}[/bold] → Kafka topic "
+        f"{escape(s.topics.outputs)} (dead letters: {escape(s.topics.dead_letter)})",
+        highlight=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    receiver.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+        server.shutdown()
+        producer.flush(timeout=10)
+        producer.close()

@@ -1,0 +1,24 @@
+"""Settings of the OTLP/HTTP receiver (kept apart from the server so that reading them imports
+neither protobuf nor the HTTP server)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+__all__ = ["ReceiverSettings"]
+
+
+class ReceiverSettings(BaseModel):
+    """Where the receiver listens and what it accepts."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless exposed.")
+    port: int = Field(default=4318, ge=0, le=65535, description="4318 is OTLP/HTTP's port.")
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Largest body accepted, before and after gzip decompression (413 above).")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="When set, requests must send 'Authorization: Bearer <token>'.")
+    produce_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long to wait for Kafka's acknowledgement (503 "
+                                        "after).")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
