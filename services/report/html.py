@@ -12,7 +12,6 @@ examples; :mod:`driftscope_llm.services.worker.verify`).
 from __future__ import annotations
 
 import statistics
-from html import escape
 from typing import Any
 
 from driftscope_llm.services.report.inputs import ReportInputs, SignalSeries
@@ -30,6 +29,7 @@ from driftscope_llm.services.store.report import (
     VerificationFailure,
     parse_report,
 )
+from driftscope_llm.services.textsafety import html_text as escape  # controls too (issue 19)
 
 __all__ = ["render_report"]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from html import escape
+
+from driftscope_llm.services.textsafety import html_text as escape  # controls too (issue 19)
 
 __all__ = ["bar_chart", "line_chart", "rolling_mean", "scatter_chart"]
 
