@@ -6,8 +6,9 @@ the on-call engineer's terminal, ``\\x1b[2J`` clears it, a right-to-left overrid
 reverses what follows, and ``[link=…]`` or ``[/]`` is rich markup. Everything user-originated
 goes through one of these functions before it is shown:
 
-* :func:`visible` — control characters become visible escapes (``\\x1b``, ``\\u202e``), nothing
-  else changes. Use it for plain-text output and inside :class:`rich.text.Text`.
+* :func:`visible` — control characters become visible escapes (``\\x1b``, ``\\u202e``; tab,
+  newline and carriage return as ``\\t``, ``\\n``, ``\\r``), nothing else changes. Use it for
+  plain-text output and inside :class:`rich.text.Text`.
 * :func:`terminal` — :func:`visible`, then rich markup escaped: for strings that rich will parse
   as markup (``console.print``, table cells given as ``str``).
 * :func:`html_text` — :func:`visible`, then HTML-escaped: for report pages.
@@ -36,8 +37,14 @@ _CONTROL_KEEP_NL = re.compile(f"[\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f{_BIDI}\\u2028
                               "\\ud800-\\udfff]")
 
 
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def _escape_one(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

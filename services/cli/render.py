@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from driftscope_llm.services.store.report import (
@@ -23,17 +22,15 @@ from driftscope_llm.services.store.report import (
     Verification,
     VerificationFailure,
 )
+from driftscope_llm.services.textsafety import terminal
 
 __all__ = ["escape_text", "print_report"]
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
-_CONTROL.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
-_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
-
 
 def escape_text(value: object) -> str:
-    """``value`` as text safe to print with rich (module docstring)."""
-    return escape(str(value).translate(_CONTROL))
+    """``value`` as text safe to print with rich (module docstring): the one implementation,
+    :func:`driftscope_llm.services.textsafety.terminal` (C0/C1, bidi controls, markup)."""
+    return terminal(str(value))
 
 
 def print_report(con: Console, report: AttributedReport | FailedReport,

@@ -38,7 +38,7 @@ def test_hostile_name_reaches_the_terminal_as_visible_text() -> None:
 
 def test_visible_escapes_exactly_the_control_characters() -> None:
     assert visible("a\tb\nc\rd\x00e\x7ff\x85g\u2028h\u2066i") == \
-        "a\\x09b\\x0ac\\x0dd\\x00e\\x7ff\\x85g\\u2028h\\u2066i"
+        "a\\tb\\nc\\rd\\x00e\\x7ff\\x85g\\u2028h\\u2066i"
     assert visible("line one\nline two", keep_newlines=True) == "line one\nline two"
     plain = "naïve café — 東京 🙂 [brackets] <tags> & 'quotes'"
     assert visible(plain) == plain
