@@ -1,10 +1,21 @@
-"""Settings, read once at each entrypoint.
+"""Settings of every deployable, composed at the top, and the one loader.
 
-One pydantic-settings model per deployable (:class:`CollectorSettings`, :class:`WorkerSettings`,
-:class:`CliSettings`), environment prefix ``DRIFTSCOPE_`` with ``__`` for nesting (for example
-``DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092``), optionally seeded from a YAML file.
-Components receive only the sub-model they need (``KafkaSettings``, ``RedisSettings``, ...), never
-the whole settings object, and never read the environment themselves.
+One pydantic-settings model per deployable: :class:`CollectorSettings` (``driftscope
+collector``), :class:`WorkerSettings` (``driftscope worker``), :class:`AlertsSettings` (the
+alert receiver, ``driftscope alerts receive``) and :class:`CliSettings` (the on-call commands).
+Environment prefix ``DRIFTSCOPE_`` with ``__`` for nesting (for example
+``DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092``), optionally seeded from a YAML file by
+:func:`load_settings`, the one reader, called once at each entry point.
+
+Each model is composed from sub-models that live beside their owners: ``KafkaSettings`` and
+``TopicSettings`` (:mod:`~driftscope_llm.services.bus.settings`), ``RedisSettings``
+(:mod:`~driftscope_llm.services.store.settings`), ``DriftSettings``
+(:mod:`~driftscope_llm.services.drift.settings`), the collector's signals, segments and
+embedder, the worker's model targets (:mod:`~driftscope_llm.services.worker.settings`), webhooks
+and the receiver (:mod:`~driftscope_llm.services.alerts.settings`), redaction. Components receive
+only the sub-model they need, never a whole deployable's settings, and never read the environment
+themselves. This module is above every component in the layering (``docs/architecture.md``): it
+imports them, they never import it.
 """
 
 from __future__ import annotations
@@ -13,17 +24,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from driftscope_llm.services.alerts.settings import WebhookSettings
+from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import KafkaSettings, TopicSettings
 from driftscope_llm.services.collector.signals import SignalSettings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError
 from driftscope_llm.services.security.redaction import RedactionSettings
+from driftscope_llm.services.store.settings import RedisSettings
+from driftscope_llm.services.worker.settings import ModelTarget
 
 __all__ = [
+    "AlertsSettings",
     "CliSettings",
     "CollectorSettings",
     "DriftscopeSettings",
@@ -36,36 +50,6 @@ __all__ = [
     "WorkerSettings",
     "load_settings",
 ]
-
-
-class RedisSettings(BaseModel):
-    """How to reach Redis. ``username`` + ``password`` authenticate as an ACL user (Redis 6+);
-    ``password`` alone answers ``requirepass``. A ``rediss://`` URL turns on TLS, checked against
-    ``ssl_ca_certs`` when set. Secrets may come from ``DRIFTSCOPE_REDIS__PASSWORD``."""
-
-    url: str = "redis://127.0.0.1:16379/0"
-    username: str | None = None
-    password: SecretStr | None = None
-    ssl_ca_certs: Path | None = None
-    key_prefix: str = "driftscope:"
-    socket_timeout_s: float = Field(default=5.0, gt=0)
-    retention_s: int = Field(
-        default=30 * 24 * 3600, ge=60,
-        description="Incident records (with their exemplars and reports) expire after this.")
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.Redis.from_url(self.url, **kwargs)``."""
-        kw: dict[str, Any] = {
-            "socket_timeout": self.socket_timeout_s,
-            "socket_connect_timeout": self.socket_timeout_s,
-        }
-        if self.username:
-            kw["username"] = self.username
-        if self.password is not None:
-            kw["password"] = self.password.get_secret_value()
-        if self.ssl_ca_certs is not None:
-            kw["ssl_ca_certs"] = str(self.ssl_ca_certs)
-        return kw
 
 
 class MetricsSettings(BaseModel):
@@ -123,6 +107,8 @@ class DriftscopeSettings(BaseSettings):
 
 
 class CollectorSettings(DriftscopeSettings):
+    """The collector: production outputs in, drift metrics and incidents out."""
+
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -147,15 +133,40 @@ class CollectorSettings(DriftscopeSettings):
 
 
 class WorkerSettings(DriftscopeSettings):
+    """The attribution worker: anomalies in, attribution reports out, per model target."""
+
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9465))
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     group_id: str = "driftscope-worker"
+    models: dict[str, ModelTarget] = Field(
+        default_factory=dict, description="'model@version' or 'model' → target.")
+    lease_ttl_s: float = Field(
+        default=120.0, gt=0, description="A job's lease lives this long unless renewed; "
+                                         "a killed worker's job passes to another after it.")
+    device: str | None = Field(default=None, description="torch device; default cuda if present.")
+    session_timeout_s: float = Field(
+        default=45.0, ge=6.0, description="Kafka consumer session timeout: how soon the group "
+                                          "hands a dead worker's partitions to another.")
+
+
+class AlertsSettings(DriftscopeSettings):
+    """The alert receiver: Alertmanager webhooks in, relayed to the configured webhooks."""
+
+    receiver: ReceiverSettings | None = Field(
+        default=None, description="Required by `alerts receive`: at least its credentials. "
+        "`alerts dead-letters` needs only redis and webhooks.dead_letter_key.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
+    max_queue: int = Field(default=1000, ge=1, description="Relayed notifications waiting.")
 
 
 class CliSettings(DriftscopeSettings):
+    """The on-call commands (status, incidents, trace, attribute): what they read."""
+
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -70,7 +70,7 @@ register_regress(app)
 
 
 def _mount_alerts() -> None:
-    from driftscope_llm.services.alerts.cli import app as alerts_app
+    from driftscope_llm.services.cli.alerts import app as alerts_app
 
     app.add_typer(alerts_app, name="alerts")
 

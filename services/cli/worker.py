@@ -39,14 +39,13 @@ def worker_cmd(
     from driftscope_llm.services.alerts.build import build_notifier
     from driftscope_llm.services.bus.kafka import KafkaBus
     from driftscope_llm.services.bus.preflight import check_kafka_auth
-    from driftscope_llm.services.config import load_settings
+    from driftscope_llm.services.config import WorkerSettings, load_settings
     from driftscope_llm.services.worker.job import Attributor
     from driftscope_llm.services.worker.metrics import WorkerMetrics
     from driftscope_llm.services.worker.service import Worker, consumer_options
-    from driftscope_llm.services.worker.settings import AttributionWorkerSettings
 
     setup_logging(log_level)
-    s = load_settings(AttributionWorkerSettings, config)
+    s = load_settings(WorkerSettings, config)
     check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
     client, store = open_store(s.redis)
     registry = CollectorRegistry()

@@ -42,8 +42,8 @@ from driftscope_llm.services.collector.isolation import (
 )
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
-from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.errors import BusError, StoreError
+from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.schemas import AnomalyEvent, OutputEvent
 from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.model import Incident

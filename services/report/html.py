@@ -6,7 +6,7 @@ the dashed line is the reference mean, the band ±1 reference standard deviation
 picture (reference vs window in the reference's two principal directions — or a sentence saying
 why there is none), the exemplars, the attribution ranking with the training examples' text,
 method agreement, and the behavioural verification (effect of unlearning the top-k vs k random
-examples; :mod:`driftscope_llm.services.worker.verify`).
+examples; :mod:`driftscope_llm.attribution.verify`).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from driftscope_llm.services.store.redis_store import RedisStore
 from driftscope_llm.services.store.retry import RetryingStore
 
 if TYPE_CHECKING:
-    from driftscope_llm.services.config import RedisSettings
     from driftscope_llm.services.store.base import StateStore
+    from driftscope_llm.services.store.settings import RedisSettings
 
 __all__ = ["connect", "open_store", "ping"]
 

@@ -210,7 +210,7 @@ class Attributor:
         deadline.check("verification")
         from driftscope_llm.attribution.data import load_corpus
         from driftscope_llm.attribution.errors import CorpusError
-        from driftscope_llm.services.worker.verify import verify
+        from driftscope_llm.attribution.verify import verify
 
         if target.verify.corpus is None:
             return {"error": "verify.corpus is not set"}

@@ -1,7 +1,9 @@
-"""Settings of the attribution worker: which model and indexes serve which production model.
+"""The attribution worker's own settings: which model and indexes serve which production model.
 
-Read once at the entrypoint (``driftscope worker --config FILE``, ``DRIFTSCOPE_*`` variables
-override it). A YAML example::
+These are sub-models; the worker deployable's settings
+(:class:`driftscope_llm.services.config.WorkerSettings`) compose them with the bus, store and
+metrics settings and are read once at the entrypoint (``driftscope worker --config FILE``,
+``DRIFTSCOPE_*`` variables override it). A YAML example::
 
     kafka: {bootstrap_servers: "10.0.0.5:9092"}
     models:
@@ -26,21 +28,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from driftscope_llm.services.config import WorkerSettings
+from driftscope_llm.attribution.verify import VerifySettings
 
-__all__ = ["AttributionWorkerSettings", "ModelTarget", "VerifySettings", "find_target"]
-
-
-class VerifySettings(BaseModel):
-    """Behavioural verification (:mod:`services.worker.verify`); off unless ``enabled``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    corpus: Path | None = Field(default=None, description="The fine-tuning corpus (JSONL).")
-    epochs: int = Field(default=3, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
-    seed: int = 0
+__all__ = ["ModelTarget", "VerifySettings", "find_target"]
 
 
 class ModelTarget(BaseModel):
@@ -81,20 +71,6 @@ class ModelTarget(BaseModel):
         """The primary method first, then the others in configuration order."""
         first = self.primary_method
         return [first] + [m for m in self.indexes if m != first]
-
-
-class AttributionWorkerSettings(WorkerSettings):
-    """:class:`services.config.WorkerSettings` plus the attribution targets and job knobs."""
-
-    models: dict[str, ModelTarget] = Field(
-        default_factory=dict, description="'model@version' or 'model' → target.")
-    lease_ttl_s: float = Field(
-        default=120.0, gt=0, description="A job's Redis lease lives this long unless renewed; "
-                                         "a killed worker's job passes to another after it.")
-    device: str | None = Field(default=None, description="torch device; default cuda if present.")
-    session_timeout_s: float = Field(
-        default=45.0, ge=6.0, description="Kafka consumer session timeout: how soon the group "
-                                          "hands a dead worker's partitions to another.")
 
 
 def find_target(models: dict[str, ModelTarget], model: str,

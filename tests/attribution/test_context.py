@@ -88,7 +88,7 @@ def test_unclamped_input_would_crash_gpt2_but_every_path_is_clamped(short_model:
         assert len(res.results) == 3 and all(torch.isfinite(torch.tensor(h.score))
                                              for h in res.results)
     # verification (the worker's behavioural check) sees the same clamped tokenizer
-    from driftscope_llm.services.worker.verify import mean_loglik
+    from driftscope_llm.attribution.verify import mean_loglik
 
     assert mean_loglik(loaded.model, loaded.tokenizer, queries + corpus[:2]) < 0
     # trace: the CLI path the on-call engineer uses, with an output far past the context

@@ -22,8 +22,12 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from driftscope_llm.services.alerts.cli import AlertsSettings
-from driftscope_llm.services.config import CollectorSettings, WorkerSettings, load_settings
+from driftscope_llm.services.config import (
+    AlertsSettings,
+    CollectorSettings,
+    WorkerSettings,
+    load_settings,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from driftscope_llm.services.config import WorkerSettings
 from driftscope_llm.services.store.model import Exemplar, Incident
 from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id, top_ids
-from driftscope_llm.services.worker.settings import (
-    AttributionWorkerSettings,
-    ModelTarget,
-    find_target,
-)
+from driftscope_llm.services.worker.settings import ModelTarget, find_target
 
 TOL = 1e-12
 
@@ -98,8 +95,7 @@ def test_target_settings_refuse_what_cannot_run() -> None:
     with pytest.raises(ValidationError):
         ModelTarget(model_dir=Path("/m"), indexes={"repsim": Path("/i")},
                     default_method="gradsim")
-    s = AttributionWorkerSettings(models={"bot": {"model_dir": "/m",
-                                                  "indexes": {"repsim": "/i"}}})
+    s = WorkerSettings(models={"bot": {"model_dir": "/m", "indexes": {"repsim": "/i"}}})
     assert s.models["bot"].top_k == 10 and s.group_id == "driftscope-worker"
 
 

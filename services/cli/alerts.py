@@ -3,10 +3,10 @@
 Mounted into the main CLI as ``driftscope alerts`` (``app``), and runnable on its own as
 ``python -m driftscope_llm.services.alerts`` (what ``deploy/compose.yaml`` and ``deploy/k8s`` run).
 
-Settings (:class:`AlertsSettings`, read once here): a YAML file (``--config``) overridden by
-``DRIFTSCOPE_*`` variables, for example ``DRIFTSCOPE_RECEIVER__BEARER_TOKEN``,
-``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[{"name": "ops", "url": "...", "secret": "..."}]'``,
-``DRIFTSCOPE_REDIS__URL``.
+Settings (:class:`~driftscope_llm.services.config.AlertsSettings`, read once here): a YAML file
+(``--config``) overridden by ``DRIFTSCOPE_*`` variables, for example
+``DRIFTSCOPE_RECEIVER__BEARER_TOKEN``, ``DRIFTSCOPE_REDIS__URL``,
+``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[{"name": "ops", "url": "...", "secret": "..."}]'``.
 """
 
 from __future__ import annotations
@@ -20,19 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field
 
-from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
 from driftscope_llm.services.cli.errors import friendly_errors
-from driftscope_llm.services.config import (
-    DriftscopeSettings,
-    MetricsSettings,
-    RedisSettings,
-    load_settings,
-)
+from driftscope_llm.services.config import AlertsSettings, RedisSettings, load_settings
 from driftscope_llm.services.errors import ConfigError
 
-__all__ = ["AlertsSettings", "app"]
+__all__ = ["app"]
 
 app = typer.Typer(help="The Alertmanager-compatible receiver and webhook dead letters.",
                   no_args_is_help=True)
@@ -42,18 +35,6 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="YAML settings; DRIFTSCOPE_* variables override it.",
                  exists=True, dir_okay=False),
 ]
-
-
-class AlertsSettings(DriftscopeSettings):
-    """Settings of the alert-receiver deployable (environment prefix ``DRIFTSCOPE_``)."""
-
-    receiver: ReceiverSettings | None = Field(
-        default=None, description="Required by `alerts receive`: at least its credentials. "
-        "`alerts dead-letters` needs only redis and webhooks.dead_letter_key.")
-    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
-    max_queue: int = Field(default=1000, ge=1, description="Relayed notifications waiting.")
 
 
 def _redis(settings: RedisSettings) -> Any:

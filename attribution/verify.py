@@ -23,10 +23,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from driftscope_llm.attribution.data import Example
-from driftscope_llm.services.worker.settings import VerifySettings
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["mean_loglik", "verify"]
+from driftscope_llm.attribution.data import Example
+
+__all__ = ["VerifySettings", "mean_loglik", "verify"]
+
+
+class VerifySettings(BaseModel):
+    """Behavioural verification (:func:`verify`); off unless ``enabled``. ``corpus`` is the
+    fine-tuning corpus (JSONL) the control examples are drawn from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    corpus: Path | None = Field(default=None, description="The fine-tuning corpus (JSONL).")
+    epochs: int = Field(default=3, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    seed: int = 0
 
 
 def mean_loglik(model: Any, tokenizer: Any, examples: Sequence[Example], *,
