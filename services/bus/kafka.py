@@ -1,7 +1,8 @@
 """The Kafka bus (kafka-python): the only module that constructs Kafka clients.
 
 :class:`KafkaBus` is one consumer-group member and one ``acks=all`` producer
-behind the :class:`~driftscope_llm.services.bus.base.Bus` interface; :func:`consumer_lag` is the
+behind the :class:`~driftscope_llm.services.bus.base.Bus` interface; :func:`kafka_producer` is a
+bare producer for deployables that only publish (the OTLP receiver); :func:`consumer_lag` is the
 read-only look at group offsets that ``driftscope status`` shows. Every kafka-python exception is
 turned into a :class:`~driftscope_llm.services.errors.BusError` naming the bootstrap address (and
 the topic/partition when there is one), so callers handle one error type.
@@ -26,7 +27,7 @@ from driftscope_llm.services.bus.base import Message, Partition, RebalanceHook
 from driftscope_llm.services.bus.settings import KafkaSettings
 from driftscope_llm.services.errors import BusError
 
-__all__ = ["GroupLag", "KafkaBus", "consumer_lag"]
+__all__ = ["GroupLag", "KafkaBus", "consumer_lag", "kafka_producer"]
 
 
 def _tp(p: Partition) -> TopicPartition:
@@ -142,6 +143,18 @@ class KafkaBus:
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close()
+
+
+def kafka_producer(settings: KafkaSettings, **options: Any) -> KafkaProducer:
+    """A kafka-python producer (``acks=all``, 5 ms linger unless ``options`` say otherwise), for
+    a publisher that needs send futures and timed flushes; :class:`BusError` if it cannot start.
+    """
+    try:
+        return KafkaProducer(**{"acks": "all", "linger_ms": 5, **options},
+                             **settings.client_kwargs())
+    except KafkaError as exc:
+        raise BusError(f"kafka at {settings.bootstrap_servers}: cannot connect: "
+                       f"{type(exc).__name__}: {exc}", address=settings.bootstrap_servers) from exc
 
 
 @dataclass(frozen=True, slots=True)

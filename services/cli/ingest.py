@@ -64,13 +64,11 @@ def ingest_cmd(
     Protobuf and JSON bodies, gzip, partial success for spans that cannot be mapped (they go to
     the dead-letter topic). Set DRIFTSCOPE_RECEIVER__BEARER_TOKEN to require a bearer token.
     """
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
     from prometheus_client import CollectorRegistry
 
+    from driftscope_llm.services.bus.kafka import kafka_producer
     from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.config import load_settings
-    from driftscope_llm.services.errors import BusError
     from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
     from driftscope_llm.services.otlp_receiver.server import (
         KafkaSink,
@@ -83,11 +81,7 @@ def ingest_cmd(
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     receiver_settings = s.receiver.model_copy(update=overrides)
     check_kafka_auth(s.kafka)
-    try:
-        producer = KafkaProducer(acks="all", linger_ms=5, **s.kafka.client_kwargs())
-    except KafkaError as exc:
-        raise BusError(f"kafka at {s.kafka.bootstrap_servers}: cannot connect: {exc}",
-                       address=s.kafka.bootstrap_servers) from None
+    producer = kafka_producer(s.kafka)  # BusError (a clear message) when it cannot connect
     registry = CollectorRegistry()
     log = logging.getLogger("driftscope.otlp_receiver")
     server = serve_metrics(s.metrics, registry, log)

@@ -91,6 +91,22 @@ def test_a_cycle_inside_a_package_breaks_the_acyclic_contract(
     assert kept["layers"] is True  # same layer: only the cycle contract sees it
 
 
+def _config_layers() -> list[set[str]]:
+    config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["id"] == "layers"]
+    return [{name.strip().strip("()") for name in layer.split("|")} for layer in layers]
+
+
+def test_every_package_and_module_of_services_has_a_layer() -> None:
+    # a package outside every layer would escape the check silently
+    placed = set().union(*_config_layers())
+    services = ROOT / "services"
+    names = {p.name for p in services.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    names |= {p.stem for p in services.glob("*.py") if p.stem != "__init__"}
+    missing = sorted(f"{S}.{n}" for n in names if f"{S}.{n}" not in placed)
+    assert not missing, f"give these a layer (pyproject.toml, docs/architecture.md): {missing}"
+
+
 def _doc_layers() -> list[set[str]]:
     """The layer table of docs/architecture.md, top first, as sets of full module names."""
     text = (ROOT / "docs" / "architecture.md").read_text()
@@ -110,7 +126,4 @@ def _doc_layers() -> list[set[str]]:
 
 
 def test_the_contract_states_the_layers_of_the_architecture_doc() -> None:
-    config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]
-    (layers,) = [c["layers"] for c in config["contracts"] if c["id"] == "layers"]
-    from_config = [{name.strip().strip("()") for name in layer.split("|")} for layer in layers]
-    assert _doc_layers() == from_config
+    assert _doc_layers() == _config_layers()
