@@ -29,9 +29,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import KafkaSettings, TopicSettings
+from driftscope_llm.services.collector.segments import SegmentSettings
 from driftscope_llm.services.collector.signals import SignalSettings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError
+from driftscope_llm.services.ingest.settings import IngestSettings
 from driftscope_llm.services.security.redaction import RedactionSettings
 from driftscope_llm.services.store.settings import RedisSettings
 from driftscope_llm.services.worker.settings import ModelTarget
@@ -58,7 +60,11 @@ class MetricsSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True, description="Compute the embedding signal wherever the embedder is "
+                                  "available (exported, or exportable on first use).")
+    required: bool = Field(
+        default=False, description="Refuse to start when the embedder is not available.")
     model_dir: Path | None = Field(
         default=None, description="Exported embedder; default: the user cache directory."
     )
@@ -69,21 +75,6 @@ class EmbedderSettings(BaseModel):
     )
     batch_size: int = Field(default=32, ge=1)
     threads: int = Field(default=1, ge=1)
-
-
-class SegmentSettings(BaseModel):
-    """Which segment labels become stream keys; values outside the allow-list become ``other``."""
-
-    label: str | None = Field(default=None, description="Segment label to split on, e.g. route.")
-    allowed: list[str] = Field(default_factory=list)
-
-    def key_for(self, segment: dict[str, str]) -> str:
-        if self.label is None:
-            return "all"
-        value = segment.get(self.label)
-        if value is None:
-            return "unlabelled"
-        return value if value in self.allowed else "other"
 
 
 class DriftscopeSettings(BaseSettings):
@@ -127,6 +118,10 @@ class CollectorSettings(DriftscopeSettings):
         default_factory=RedactionSettings,
         description="Personal data and credentials removed from exemplar prompts and outputs "
                     "before they are stored or sent (services.security.RedactionSettings).")
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings,
+        description="Input formats per topic (OutputEvent, OpenAI, OTLP; auto-detected by "
+                    "default) and the span mapping (services.ingest; docs/ingestion.md).")
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)

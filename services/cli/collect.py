@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -37,6 +39,15 @@ ConfigOpt = Annotated[
 ]
 
 
+class ReplayFormat(StrEnum):
+    """Line-based input formats ``replay --format`` accepts (docs/ingestion.md)."""
+
+    auto = "auto"
+    driftscope = "driftscope"
+    openai = "openai"
+    otlp_json = "otlp_json"
+
+
 def register(app: typer.Typer) -> None:
     app.command("replay")(replay_cmd)
     app.command("collector")(collector_cmd)
@@ -44,12 +55,19 @@ def register(app: typer.Typer) -> None:
 
 @friendly_errors
 def replay_cmd(
-    events: Annotated[Path, typer.Argument(help="OutputEvents, one JSON object a line.",
-                                           exists=True, dir_okay=False)],
+    events: Annotated[Path, typer.Argument(
+        help="Records, one a line: OutputEvents, OpenAI chat completions or OTLP JSON trace "
+             "exports.", exists=True, dir_okay=False)],
     config: ConfigOpt = None,
+    input_format: Annotated[ReplayFormat, typer.Option(
+        "--format", help="The lines' format; auto detects each line's own.")] = ReplayFormat.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON anomaly per line on stdout, "
                                           "nothing else.")] = False,
-    embed: Annotated[bool, typer.Option(help="Compute the embedding signal (ONNX).")] = False,
+    embed: Annotated[bool | None, typer.Option(
+        "--embed/--no-embed",
+        help="The embedding signal (ONNX). Default: on wherever the embedder is available "
+             "(exported once on first use, progress on stderr); --embed makes it required, "
+             "--no-embed turns it off.")] = None,
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 if any anomaly.")] = False,
 ) -> None:
     """Run the collector's pipeline over a file, with no services (embedded mode)."""
@@ -59,7 +77,9 @@ def replay_cmd(
     from driftscope_llm.services.store import MemoryStore
 
     settings = load_settings(CollectorSettings, config)
-    embedder = settings.embedder.model_copy(update={"enabled": embed})
+    embedder = settings.embedder
+    if embed is not None:
+        embedder = embedder.model_copy(update={"enabled": embed, "required": embed})
     pipeline = build_pipeline(settings.drift, settings.signals, settings.segments, embedder,
                               MemoryStore(), cooldown_s=settings.cooldown_s,
                               redaction=settings.redaction)
@@ -68,7 +88,8 @@ def replay_cmd(
     total_bytes = events.stat().st_size
     raised = []
     if as_json:
-        for r in replay_file(events, pipeline, stats, max_event_bytes=settings.max_event_bytes):
+        for r in replay_file(events, pipeline, stats, max_event_bytes=settings.max_event_bytes,
+                             fmt=input_format.value, ingest=settings.ingest):
             sys.stdout.write(json.dumps(r.to_dict()) + "\n")
             raised.append(r)
     else:
@@ -79,13 +100,17 @@ def replay_cmd(
         with progress:
             task = progress.add_task("replay", total=approx)
             for r in replay_file(events, pipeline, stats, max_event_bytes=settings.max_event_bytes,
+                                 fmt=input_format.value, ingest=settings.ingest,
                                  on_progress=lambda n: progress.advance(task, n)):
                 raised.append(r)
         _print_summary(Console(), stats, raised)
     for lineno, msg in stats.first_invalid[:5]:
-        err.print(f"[yellow]line {lineno}: invalid event skipped: {msg}[/yellow]", highlight=False)
+        err.print(f"[yellow]line {lineno}: invalid event skipped: {escape(msg)}[/yellow]",
+                  highlight=False)
     if stats.invalid:
         err.print(f"{sum(stats.invalid.values())} invalid lines: {dict(stats.invalid)}")
+    if stats.skipped:  # spans that are not generations (docs/ingestion.md)
+        err.print(f"{sum(stats.skipped.values())} spans skipped: {dict(stats.skipped)}")
     if fail_on_drift and raised:
         raise typer.Exit(EXIT_FOUND)
 
@@ -124,6 +149,7 @@ def collector_cmd(
     from driftscope_llm.services.collector.metrics import CollectorMetrics
     from driftscope_llm.services.collector.service import Collector
     from driftscope_llm.services.config import CollectorSettings, load_settings
+    from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
 
     setup_logging(log_level)
     s = load_settings(CollectorSettings, config)
@@ -139,5 +165,7 @@ def collector_cmd(
     collector = Collector(pipeline, store, metrics, bus, s.topics,
                           max_event_bytes=s.max_event_bytes,
                           checkpoint_every=s.checkpoint_every,
-                          notify=notifier.submit if notifier is not None else None)
+                          notify=notifier.submit if notifier is not None else None,
+                          decoder=RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
+                                                metrics=IngestMetrics(registry)))
     run_until_stopped(collector, max_idle, server, notifier)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
+
 from driftscope_llm.services.collector.embedder import (
     OnnxEmbedder,
     default_embedder_dir,
     export_embedder,
+    is_exported,
 )
 from driftscope_llm.services.collector.pipeline import Pipeline
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 from driftscope_llm.services.config import EmbedderSettings, SegmentSettings
 from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.errors import MissingExtraError
 from driftscope_llm.services.security.redaction import RedactionSettings, Redactor
 from driftscope_llm.services.store.base import StateStore
 
@@ -22,12 +26,40 @@ log = logging.getLogger("driftscope.collector")
 
 
 def open_embedder(settings: EmbedderSettings, *, export_if_missing: bool = True) -> OnnxEmbedder:
-    """Open the exported embedder, exporting it first when missing (needs the export extra)."""
+    """Open the exported embedder, exporting it first when missing (needs the export extra).
+
+    The export (about a minute, once per machine) shows its progress on standard error only.
+    """
     model_dir = settings.model_dir or default_embedder_dir()
-    if export_if_missing and not (model_dir / "driftscope-embedder.json").exists():
+    if export_if_missing and not is_exported(model_dir):
         log.info("exporting the embedder to %s (first use)", model_dir)
-        export_embedder(model_dir, quantize=settings.quantized)
+        err = Console(stderr=True)
+        err.print(f"exporting the output embedder to {model_dir} (first use, about a minute)",
+                  highlight=False, markup=False)
+        with err.status("exporting the embedder") as status:
+            export_embedder(model_dir, quantize=settings.quantized,
+                            on_step=lambda step: status.update(f"embedder: {step}"))
     return OnnxEmbedder(model_dir, quantized=settings.quantized, threads=settings.threads)
+
+
+def available_embedder(settings: EmbedderSettings) -> OnnxEmbedder | None:
+    """The embedder when ``settings.enabled`` and it is exported or exportable, else ``None``.
+
+    ``enabled`` (the default) means "wherever the embedder is available": without an export and
+    without the ``embedder-export`` extra to make one, the embedding signal is off and a warning
+    says how to turn it on. With ``required``, that is an error instead.
+    """
+    if not settings.enabled:
+        return None
+    try:
+        return open_embedder(settings)
+    except MissingExtraError:
+        if settings.required:
+            raise
+        log.warning("embedding signal off: no exported embedder and no 'embedder-export' extra "
+                    "to export one (pip install 'driftscope[embedder-export]', then "
+                    "`driftscope models export-embedder`)")
+        return None
 
 
 def build_pipeline(
@@ -40,7 +72,7 @@ def build_pipeline(
     cooldown_s: float = 3600.0,
     redaction: RedactionSettings | None = None,
 ) -> Pipeline:
-    embedder = open_embedder(embedder_settings) if embedder_settings.enabled else None
+    embedder = available_embedder(embedder_settings)
     return Pipeline(
         drift, SignalExtractor(signals), segments, store, embedder=embedder,
         embed_sampling_rate=embedder_settings.sampling_rate, cooldown_s=cooldown_s,

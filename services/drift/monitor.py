@@ -93,13 +93,17 @@ class StreamMonitor:
     :meth:`reference_snapshot`); signals it lacks collect their own from this stream's first
     events. A snapshot whose signal kind or embedding settings differ from ``settings`` is
     refused with :class:`~driftscope_llm.services.errors.StateMismatchError`.
+
+    ``budget_share`` is the part of the model's false-alarm budget this stream spends (see
+    :func:`~driftscope_llm.services.drift.calibration.split_budget`); it is saved with the state.
     """
 
     def __init__(self, settings: DriftSettings, key: StreamKey, *,
-                 reference: ReferenceSnapshot | None = None) -> None:
+                 reference: ReferenceSnapshot | None = None, budget_share: float = 1.0) -> None:
         self.settings = settings
         self.key = key
-        self._budgets: dict[tuple[str, str], Budget] = split_budget(settings)
+        self.budget_share = budget_share
+        self._budgets: dict[tuple[str, str], Budget] = split_budget(settings, budget_share)
         self._test_every = settings.test_every
         self._min_window = settings.min_window
         self._n_events = 0
@@ -290,6 +294,24 @@ class StreamMonitor:
                 assert isinstance(det, WindowDetector)
                 sig.tests.append(det)
 
+    def freeze_reference(self) -> ReferenceSnapshot | None:
+        """End the reference phase now, before ``reference_size`` events (a rollout began).
+
+        Signals with at least ``min_reference_values`` values freeze what they collected; the
+        others keep collecting. Returns :meth:`reference_snapshot` (``None`` when no signal had
+        enough values). Reference sizes enter every threshold's calibration, so a short
+        reference costs delay, never false alarms.
+        """
+        if self.is_reference_ready:
+            return self.reference_snapshot()
+        for sig in self._signals.values():
+            self._maybe_freeze(sig)
+        if all(s.reference is None for s in self._signals.values()):
+            return None
+        self._ref_events = self._n_events
+        self._seeded = True
+        return self.reference_snapshot()
+
     def reference_snapshot(self) -> ReferenceSnapshot | None:
         """The frozen references (``None`` before any signal's reference is frozen)."""
         refs = {n: s.reference for n, s in self._signals.items() if s.reference is not None}
@@ -346,7 +368,8 @@ class StreamMonitor:
                 "detectors": {d.name: d.state_dict() for d in s.detectors},
             }
         return {"format": STATE_FORMAT, "settings_fingerprint": self.settings.fingerprint(),
-                "key": self.key.to_dict(), "n_events": self._n_events, "seeded": self._seeded,
+                "key": self.key.to_dict(), "budget_share": self.budget_share,
+                "n_events": self._n_events, "seeded": self._seeded,
                 "reference_events": self._ref_events,
                 "source": None if self._source is None else self._source.to_dict(),
                 "signals": sigs}
@@ -359,7 +382,8 @@ class StreamMonitor:
         if state.get("settings_fingerprint") != settings.fingerprint():
             raise StateMismatchError("drift state was saved under different settings")
         try:
-            mon = cls(settings, StreamKey.from_dict(state["key"]))
+            mon = cls(settings, StreamKey.from_dict(state["key"]),
+                      budget_share=float(state.get("budget_share", 1.0)))
             mon._n_events = int(state["n_events"])
             mon._seeded = bool(state["seeded"])
             mon._ref_events = int(state["reference_events"])

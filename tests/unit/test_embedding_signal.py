@@ -56,7 +56,10 @@ def test_topic_shift_in_one_route_raises_an_embedding_anomaly(embedder_dir: Path
     emb = [r for r in raised if r.anomaly.signal == "embedding"]
     seen = [(r.anomaly.key.segment, r.anomaly.signal) for r in raised]
     assert emb, f"no embedding anomaly: {seen}"
-    assert {r.anomaly.key.segment for r in emb} == {"billing"}
+    # billing's stream raises; the model-level stream (all routes, a quarter of them shifted)
+    # may too, and nothing else does
+    assert "billing" in {r.anomaly.key.segment for r in emb}
+    assert {r.anomaly.key.segment for r in emb} <= {"billing", "all"}
     by_id = {ev.event_id: ev for _, ev in events}
     exemplar_texts = [by_id[e].output for r in emb for e in r.anomaly.exemplars]
     novel = sum(any(w in t for w in ("coin", "NFT", "blockchain", "token", "ether"))

@@ -37,7 +37,10 @@ def test_new_version_is_compared_with_the_previous_versions_reference() -> None:
     raised = p.process(state, _events(v2, offset=2000))
     refusal = [r for r in raised if r.anomaly.signal == "refusal"]
     assert refusal and {r.anomaly.key.model_version for r in refusal} == {"v2"}
-    assert {r.anomaly.key.segment for r in refusal} == {"billing"}
+    # billing's own stream raises; the model-level stream (all routes) may too: billing is a
+    # quarter of the traffic, so its 30 % refusal rate lifts the overall rate from 2 % to ~9 %
+    assert "billing" in {r.anomaly.key.segment for r in refusal}
+    assert {r.anomaly.key.segment for r in refusal} <= {"billing", "all"}
 
 
 def test_redelivered_offsets_are_not_observed_twice() -> None:
@@ -46,7 +49,9 @@ def test_redelivered_offsets_are_not_observed_twice() -> None:
     events = _events(StreamSpec(n=300, seed=3))
     p.process(state, events[:200])
     p.process(state, events[100:])  # 100 already seen: skipped
-    assert sum(state.totals.values()) == 300
+    # every event feeds its model-level stream once, and one route stream
+    assert sum(n for sid, n in state.totals.items() if sid.endswith("|all")) == 300
+    assert sum(n for sid, n in state.totals.items() if not sid.endswith("|all")) == 300
     assert state.next_offset == 300
 
 
