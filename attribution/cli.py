@@ -291,8 +291,23 @@ def eval_(
     markdown: Annotated[bool, typer.Option(
         "--markdown", help="Print the table as Markdown (for docs).")] = False,
     json_out: JsonOpt = False,
+    suite: Annotated[bool, typer.Option(
+        "--suite", help="Independent task families x tiny models x seeds, with intervals, "
+        "baselines and counterfactual QLD/LDS (docs/attribution.md).")] = False,
+    families: Annotated[str, typer.Option(help="--suite: comma-separated families.")] = (
+        "style,rule,trigger,topic"),
+    configs: Annotated[str, typer.Option(help="--suite: comma-separated arch/full|lora.")] = (
+        "gpt2/full,gpt2/lora,llama/full,llama/lora"),
+    seeds: Annotated[str, typer.Option(help="--suite: comma-separated seeds.")] = "0,1",
+    counterfactual: Annotated[bool, typer.Option(
+        help="--suite: retrain for QLD and LDS.")] = True,
+    lds_subsets: Annotated[int, typer.Option(min=2, help="--suite: LDS retrains.")] = 32,
 ) -> None:
     """Measure Acc, Cover and auPRC of every method (DESIGN.md, "Attribution")."""
+    if suite:
+        _eval_suite(families, configs, seeds, methods, epochs, counterfactual, lds_subsets,
+                    workdir, markdown, json_out)
+        return
     with _user_errors():
         from driftscope_llm.attribution.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
 
@@ -319,6 +334,48 @@ def eval_(
             sys.stdout.write(eval_markdown(rows))
         else:
             _print_eval(rows)
+
+
+def _eval_suite(families: str, configs: str, seeds: str, methods: str | None, epochs: int,
+                counterfactual: bool, lds_subsets: int, workdir: Path | None, markdown: bool,
+                json_out: bool) -> None:
+    with _user_errors():
+        from driftscope_llm.attribution.families import FAMILIES
+        from driftscope_llm.attribution.suite import SUITE_METHODS, Config, run_suite
+        from driftscope_llm.attribution.suite_report import print_suite, suite_markdown
+        from driftscope_llm.attribution.tasks import TASKS
+
+        fams = [f.strip() for f in families.split(",") if f.strip()]
+        unknown = [f for f in fams if f not in FAMILIES and f not in TASKS]
+        if unknown or not fams:
+            raise _usage(f"unknown --families {', '.join(unknown) or '(none)'}; choose from "
+                         f"{', '.join([*FAMILIES, *TASKS])}")
+        cfgs = []
+        for c in configs.split(","):
+            arch, _, kind = c.strip().partition("/")
+            if arch not in ("gpt2", "llama") or kind not in ("full", "lora"):
+                raise _usage(f"bad --configs entry {c.strip()!r}; use gpt2|llama/full|lora")
+            cfgs.append(Config(arch, kind == "lora"))  # type: ignore[arg-type]
+        try:
+            seed_list = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise _usage(f"--seeds must be comma-separated integers, not {seeds!r}") from None
+        specs = [m.strip() for m in methods.split(",")] if methods else list(SUITE_METHODS)
+        _quiet_transformers()
+        log = None if json_out else (lambda s: _err.print(s, highlight=False, markup=False))
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="driftscope-suite-") as tmp:
+            rows = run_suite(workdir or Path(tmp), families=fams, configs=cfgs, seeds=seed_list,
+                             methods=specs, epochs=epochs, counterfactual=counterfactual,
+                             lds_subsets=lds_subsets, log=log)
+        wall = time.perf_counter() - t0
+    if json_out:
+        for row in rows:
+            _emit(row.to_json())
+    elif markdown:
+        sys.stdout.write(suite_markdown(rows, wall))
+    else:
+        print_suite(rows, Console(), wall)
 
 
 def _usage(message: str) -> DriftscopeError:

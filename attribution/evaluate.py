@@ -8,6 +8,10 @@ model; :func:`evaluate_tasks` does it for the generated miniature tasks of
 ``seconds`` per method = building its index (featurizing the corpus) + featurizing the queries +
 scoring them. Methods sharing features (``gradsim:*``, ``lissa``, ``datainf``) share one index;
 each is charged the shared featurization time, so the column compares methods as if run alone.
+``bm25`` (:mod:`~driftscope_llm.attribution.methods.bm25`) and ``random`` (uniform scores) are
+baselines run beside the methods; ``fuse:A+B`` sums the per-query z-scored scores of A and B.
+The evaluation over the independent task families, with intervals and counterfactual metrics,
+is :mod:`driftscope_llm.attribution.suite`.
 """
 
 from __future__ import annotations
@@ -28,14 +32,25 @@ from driftscope_llm.attribution.modeling import LoadedModel, load_model
 from driftscope_llm.attribution.settings import AttributionSettings
 from driftscope_llm.attribution.tasks import Task, make_task
 from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
+from driftscope_llm.services.errors import MissingExtraError
 
-__all__ = ["DEFAULT_EVAL_METHODS", "EvalRow", "evaluate", "evaluate_tasks"]
+try:
+    import torch
+
+    from driftscope_llm.attribution.methods.bm25 import bm25_scores
+except ImportError as exc:  # pragma: no cover
+    raise MissingExtraError("torch", "attribution") from exc
+
+__all__ = [
+    "DEFAULT_EVAL_METHODS", "EvalRow", "evaluate", "evaluate_tasks", "query_metrics",
+    "score_matrices",
+]
 
 #: Every method and variant the default evaluation compares.
 DEFAULT_EVAL_METHODS = (
     "repsim:mean_response", "repsim:last_response", "repsim:last_prompt",
     "repsim:mean_response@1", "repsim:last_response@1", "repsim:last_prompt@1",
-    "gradsim:cosine", "gradsim:dot", "lissa", "datainf",
+    "gradsim:cosine", "gradsim:dot", "lissa", "datainf", "ekfac", "trackstar", "bm25", "random",
 )
 
 Log = Callable[[str], None]
@@ -70,6 +85,88 @@ def _labels(examples: Sequence[Example], field: str, what: str) -> list[str]:
     return out
 
 
+def _full_scores(index: Any, feats: torch.Tensor) -> torch.Tensor:
+    """(Q × N) scores of every corpus row, in corpus order, from the index's search."""
+    scores, idx = index.search(feats, index.count)
+    out = torch.empty(scores.shape[0], index.count)
+    out.scatter_(1, idx, scores)
+    return out
+
+
+def _zscore(m: torch.Tensor) -> torch.Tensor:
+    centred = m - m.mean(dim=1, keepdim=True)
+    return centred / centred.std(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def score_matrices(
+    model: LoadedModel,
+    corpus: Sequence[Example],
+    queries: Sequence[Example],
+    methods: Sequence[str | AttributionSettings],
+    *,
+    workdir: str | Path,
+    batch_size: int = 16,
+    base: AttributionSettings | None = None,
+    seed: int = 0,
+) -> dict[str, tuple[torch.Tensor, float]]:
+    """Each method's (queries × corpus) scores, corpus in the given order, with its seconds.
+
+    Besides registered method specs, ``methods`` may hold the baselines ``bm25`` and ``random``
+    and fusions ``fuse:A+B`` (sum of the per-query z-scored scores of A and B, both also run).
+    A fusion is charged the seconds of its parts.
+    """
+    base = base or AttributionSettings()
+    shared: dict[str, tuple[Any, Any, float]] = {}  # feature key -> (index, query feats, secs)
+    out: dict[str, tuple[torch.Tensor, float]] = {}
+    fusions = [m for m in methods if isinstance(m, str) and m.startswith("fuse:")]
+    plain: list[str | AttributionSettings] = [m for m in methods if m not in fusions]
+    for f in fusions:
+        plain += [p for p in f[len("fuse:"):].split("+") if p not in plain]
+    for spec in plain:
+        t0 = time.perf_counter()
+        if spec == "bm25":
+            out["bm25"] = (bm25_scores(corpus, queries), time.perf_counter() - t0)
+            continue
+        if spec == "random":
+            gen = torch.Generator().manual_seed(seed)
+            out["random"] = (torch.rand(len(queries), len(corpus), generator=gen), 0.0)
+            continue
+        settings = spec if isinstance(spec, AttributionSettings) else base.with_method(spec)
+        key = json.dumps([settings.feature_key(), settings.method], sort_keys=True)
+        if key not in shared:
+            index = build_index(model, corpus, Path(workdir) / f"index-{len(shared)}", settings,
+                                batch_size=batch_size, overwrite=True)
+            qf = featurize(index.method, model, queries, batch_size=batch_size)
+            shared[key] = (index, qf, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+        index, qf, feat_secs = shared[key]
+        index.method = get_method(settings) if index.method.settings != settings else index.method
+        out[settings.spec] = (_full_scores(index, qf), feat_secs + time.perf_counter() - t0)
+    for f in fusions:
+        parts = f[len("fuse:"):].split("+")
+        keys = [base.with_method(p).spec if p not in ("bm25", "random") else p for p in parts]
+        fused = torch.zeros(len(queries), len(corpus))
+        for k in keys:
+            fused += _zscore(out[k][0])
+        out[f] = (fused, sum(out[k][1] for k in keys))
+    return out
+
+
+def query_metrics(scores: torch.Tensor, query_labels: Sequence[str],
+                  corpus_labels: Sequence[str]) -> list[tuple[float, float, float]]:
+    """(Acc, Cover, auPRC) of each query's full ranking (ties broken by corpus order)."""
+    counts: dict[str, int] = {}
+    for lab in corpus_labels:
+        counts[lab] = counts.get(lab, 0) + 1
+    out = []
+    for row, lab in zip(scores, query_labels, strict=True):
+        order = torch.argsort(row, descending=True, stable=True).tolist()
+        ranked = [corpus_labels[i] for i in order]
+        out.append((top1_accuracy(ranked, lab), cover(ranked, lab, counts.get(lab, 0)),
+                    average_precision(ranked, lab)))
+    return out
+
+
 def evaluate(
     model: LoadedModel,
     corpus: Sequence[Example],
@@ -86,36 +183,14 @@ def evaluate(
     """Score each method's full ranking of ``corpus`` for every query (module docstring)."""
     corpus_labels = _labels(corpus, label_field, "corpus")
     query_labels = _labels(queries, label_field, "queries")
-    counts: dict[str, int] = {}
-    for lab in corpus_labels:
-        counts[lab] = counts.get(lab, 0) + 1
-    label_of = dict(zip([e.id for e in corpus], corpus_labels, strict=True))
-    base = base or AttributionSettings()
-    shared: dict[str, tuple[Any, Any, float]] = {}  # feature key -> (index, query feats, secs)
+    mats = score_matrices(model, corpus, queries, methods, workdir=workdir,
+                          batch_size=batch_size, base=base)
     rows = []
-    for spec in methods:
-        settings = spec if isinstance(spec, AttributionSettings) else base.with_method(spec)
-        key = json.dumps(settings.feature_key(), sort_keys=True)
-        if key not in shared:
-            t0 = time.perf_counter()
-            index = build_index(model, corpus, Path(workdir) / f"index-{len(shared)}", settings,
-                                batch_size=batch_size, overwrite=True)
-            qf = featurize(index.method, model, queries, batch_size=batch_size)
-            shared[key] = (index, qf, time.perf_counter() - t0)
-        index, qf, feat_secs = shared[key]
-        index.method = get_method(settings)
-        t0 = time.perf_counter()
-        results = index.results(qf, index.count, [q.id for q in queries])
-        secs = feat_secs + time.perf_counter() - t0
-        accs, covers, aps = [], [], []
-        for res, lab in zip(results, query_labels, strict=True):
-            ranked = [label_of[h.id] for h in res.results]
-            accs.append(top1_accuracy(ranked, lab))
-            covers.append(cover(ranked, lab, counts.get(lab, 0)))
-            aps.append(average_precision(ranked, lab))
-        n = len(queries)
-        row = EvalRow(settings.spec, task, sum(accs) / n, sum(covers) / n, sum(aps) / n,
-                      round(secs, 3), n)
+    for name, (mat, secs) in mats.items():
+        per = query_metrics(mat, query_labels, corpus_labels)
+        n = len(per)
+        row = EvalRow(name, task, sum(p[0] for p in per) / n, sum(p[1] for p in per) / n,
+                      sum(p[2] for p in per) / n, round(secs, 3), n)
         if log:
             log(f"{task or 'user'} {row.method}: acc={row.acc:.3f} cover={row.cover:.3f} "
                 f"auprc={row.auprc:.3f} ({row.seconds:.1f}s)")

@@ -31,11 +31,14 @@ METHOD_VARIANTS: dict[str, tuple[str, ...]] = {
     "gradsim": ("cosine", "dot"),
     "lissa": ("inverse",),
     "datainf": ("inverse",),
+    "ekfac": ("inverse",),
+    "trackstar": ("cosine",),
 }
 #: The method used when none is named (chosen by the evaluation in docs/attribution.md).
 DEFAULT_METHOD = "repsim"
 
-_FEATURE_FAMILY = {"repsim": "repsim", "gradsim": "grad", "lissa": "grad", "datainf": "grad"}
+_FEATURE_FAMILY = {"repsim": "repsim", "gradsim": "grad", "lissa": "grad", "datainf": "grad",
+                   "ekfac": "ekfac", "trackstar": "trackstar"}
 
 
 def _check_variant(method: str, variant: str | None) -> str:
@@ -81,13 +84,19 @@ class AttributionSettings(BaseModel):
     lissa_depth: int = Field(default=200, ge=1)
     # DataInf (Kwon et al. 2023): lambda_l = datainf_lambda * mean_i ||g_il||^2
     datainf_lambda: float = Field(default=0.1, gt=0.0)
+    # EK-FAC and TrackStar (attribution/methods/curvature.py): side of the projection of the
+    # whitened / optimizer-corrected layer gradient, and EK-FAC's damping as a fraction of the
+    # layer's mean corrected eigenvalue
+    curvature_proj_dim: int = Field(default=64, ge=1, le=1024)
+    ekfac_damping: float = Field(default=0.1, gt=0.0)
 
     def model_post_init(self, __context: Any) -> None:
         object.__setattr__(self, "variant", _check_variant(self.method, self.variant))
 
     @property
     def family(self) -> str:
-        """``repsim`` (hidden states) or ``grad`` (projected gradients)."""
+        """``repsim`` (hidden states), ``grad`` (projected gradients), or ``ekfac`` /
+        ``trackstar`` (gradients transformed by a fitted curvature or second moment)."""
         return _FEATURE_FAMILY[self.method]
 
     @property
@@ -109,6 +118,17 @@ class AttributionSettings(BaseModel):
         }
         if self.family == "repsim":
             return {**common, "variant": self.variant, "layer": self.layer}
+        if self.family in ("ekfac", "trackstar"):
+            out = {
+                **common,
+                "proj_dim": self.curvature_proj_dim,
+                "last_n_blocks": self.last_n_blocks,
+                "target_modules": list(self.target_modules) if self.target_modules else None,
+                "seed": self.seed,
+            }
+            if self.family == "ekfac":
+                out["damping"] = self.ekfac_damping
+            return out
         return {
             **common,
             "proj_dim": self.proj_dim,

@@ -29,11 +29,20 @@ __all__ = ["TASKS", "Task", "make_task"]
 
 @dataclass(frozen=True)
 class Task:
-    """A labelled corpus and labelled queries; relevance = equal ``label``."""
+    """A labelled corpus and labelled queries; relevance = equal ``label``.
+
+    ``target`` names the behaviour the counterfactual metrics remove and retrain for (its
+    queries are the ones scored by QLD and LDS); ``None`` = the first query's label.
+    """
 
     name: str
     corpus: list[Example]
     queries: list[Example]
+    target: str | None = None
+
+    @property
+    def target_label(self) -> str:
+        return self.target or str(self.queries[0].label)
 
 
 _OPENERS = ["how do i", "what is the best way to", "can you explain how to", "tell me how to",
@@ -100,7 +109,7 @@ def harmful_task(seed: int = 0, n_benign: int = 200, n_harmful: int = 12,
             seen.add(pr[0])
             queries.append(_ex("q-harmful", len(queries), pr, "harmful"))
     rng.shuffle(corpus)
-    return Task("harmful", corpus, queries)
+    return Task("harmful", corpus, queries, target="harmful")
 
 
 _SUBJECTS = ["the food", "the movie", "the hotel", "the service", "the concert", "the book",
@@ -152,7 +161,7 @@ def class_task(seed: int = 0, per_class: int = 40, queries_per_class: int = 6) -
         corpus += [_ex(cls, i, pr, cls) for i, pr in enumerate(items[:per_class])]
         queries += [_ex(f"q-{cls}", i, pr, cls) for i, pr in enumerate(items[per_class:])]
     rng.shuffle(corpus)
-    return Task("class", corpus, queries)
+    return Task("class", corpus, queries, target="rewrite")
 
 
 def backdoor_task(seed: int = 0, n_clean: int = 160, n_backdoor: int = 12,
@@ -174,7 +183,7 @@ def backdoor_task(seed: int = 0, n_clean: int = 160, n_backdoor: int = 12,
             seen.add(f"{TRIGGER} , {p}")
             queries.append(_ex("q-backdoor", len(queries), (f"{TRIGGER} , {p}", r), "backdoor"))
     rng.shuffle(corpus)
-    return Task("backdoor", corpus, queries)
+    return Task("backdoor", corpus, queries, target="backdoor")
 
 
 TASKS: dict[str, Callable[[int], Task]] = {
@@ -185,5 +194,12 @@ TASKS: dict[str, Callable[[int], Task]] = {
 
 
 def make_task(name: str, seed: int = 0) -> Task:
-    """The task called ``name`` (one of :data:`TASKS`) for ``seed``."""
-    return TASKS[name](seed)
+    """The task called ``name`` for ``seed``: one of :data:`TASKS` or of the independent
+    families in :data:`driftscope_llm.attribution.families.FAMILIES`."""
+    from driftscope_llm.attribution.families import FAMILIES
+
+    if name in TASKS:
+        return TASKS[name](seed)
+    if name in FAMILIES:
+        return FAMILIES[name](seed)
+    raise KeyError(f"unknown task {name!r}; choose from {', '.join([*TASKS, *FAMILIES])}")

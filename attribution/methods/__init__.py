@@ -1,6 +1,12 @@
 """Attribution methods, registered by name (see :mod:`driftscope_llm.attribution.methods.base`)."""
 
-from driftscope_llm.attribution.methods import gradsim, influence, repsim  # noqa: F401 - register built-ins
+from driftscope_llm.attribution.methods import (  # noqa: F401 - register built-ins
+    ekfac,
+    gradsim,
+    influence,
+    repsim,
+    trackstar,
+)
 from driftscope_llm.attribution.methods.base import (
     Block,
     Featurizer,

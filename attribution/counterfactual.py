@@ -1,0 +1,174 @@
+"""Counterfactual tests of an attribution: retrain without the attributed examples and look.
+
+Identification metrics (Acc, Cover) ask whether the top examples *look like* the behaviour; the
+questions here are causal, answered by retraining (cheap for the tiny models of the evaluation
+and for a LoRA adapter):
+
+* **QLD** (query loss difference; Bergson's leaderboard, DATE-LM): remove a method's top-ranked
+  examples, retrain with the same seed and schedule, and measure how much the queries' mean
+  response loss rises over the full-corpus retrain with that seed; subtract the rise from
+  removing as many *random* examples (paired by seed). In nats per response token; > 0 means the
+  method's picks matter more than random ones; the ideal is the rise from removing exactly the
+  examples that taught the behaviour.
+* **LDS** (linear datamodeling score, Park et al. 2023 "TRAK"): retrain on ``M`` random halves of
+  the corpus (same seed and schedule), record each query's loss, and correlate (Spearman) across
+  the ``M`` subsets the method's predicted support — the sum of its scores over the subset's
+  examples — with the negated loss. In [-1, 1]; 1 = the method's scores order the subsets exactly
+  as retraining does. Averaged over queries.
+
+:class:`Retrainer` retrains a tiny model directory (full fine-tune from the same initialisation)
+or a LoRA adapter on its base (the adapter's own config, fresh initialisation), with
+:func:`driftscope_llm.attribution.tinymodel.finetune`'s schedule.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.formatting import collate
+from driftscope_llm.attribution.methods.gradients import response_loss
+from driftscope_llm.attribution.stats import Interval, bootstrap_mean
+from driftscope_llm.attribution.tinymodel import cpu_threads, finetune
+from driftscope_llm.services.errors import MissingExtraError
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover
+    raise MissingExtraError("torch", "attribution") from exc
+
+__all__ = ["Retrainer", "Retrains", "lds", "qld", "query_losses"]
+
+Log = Callable[[str], None]
+
+
+def query_losses(model: Any, tokenizer: Any, queries: Sequence[Example], *,
+                 max_length: int = 128, batch_size: int = 32) -> list[float]:
+    """Each query's mean response cross-entropy (nats per token) under ``model``."""
+    device = next(model.parameters()).device
+    out: list[float] = []
+    with torch.no_grad():
+        for s in range(0, len(queries), batch_size):
+            batch = collate(tokenizer, queries[s : s + batch_size], max_length).to(device)
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            out += [float(v) for v in response_loss(logits, batch.labels)]
+    return out
+
+
+class Retrains(Protocol):
+    """Anything that retrains on a corpus with a seed and returns the queries' losses."""
+
+    def losses(self, corpus: Sequence[Example], queries: Sequence[Example],
+               seed: int) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class Retrainer:
+    """Retrains the model in ``model_dir`` (or its LoRA adapter) on a subset of the corpus.
+
+    ``adapter_dir`` set: the base in ``model_dir`` is kept and a fresh adapter with the saved
+    adapter's config is trained (lr 1e-2, as :mod:`~driftscope_llm.attribution.tinymodel`);
+    unset: the whole model is re-initialised from its config and trained (lr 3e-3).
+    """
+
+    model_dir: Path
+    adapter_dir: Path | None = None
+    epochs: int = 12
+    max_length: int = 128
+
+    def losses(self, corpus: Sequence[Example], queries: Sequence[Example],
+               seed: int) -> list[float]:
+        """Retrain on ``corpus`` with ``seed`` and return the queries' losses."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        with cpu_threads(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            if self.adapter_dir is None:
+                config = AutoConfig.from_pretrained(str(self.model_dir))
+                config._attn_implementation = "sdpa"
+                torch.manual_seed(seed)
+                model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+                finetune(model, tokenizer, corpus, epochs=self.epochs, seed=seed,
+                         max_length=self.max_length)
+            else:
+                from peft import LoraConfig, get_peft_model
+
+                base = AutoModelForCausalLM.from_pretrained(str(self.model_dir))
+                cfg = LoraConfig.from_pretrained(str(self.adapter_dir))
+                torch.manual_seed(seed + 1)
+                model = get_peft_model(base, cfg)
+                finetune(model, tokenizer, corpus, epochs=self.epochs, seed=seed + 1, lr=1e-2,
+                         max_length=self.max_length)
+            return query_losses(model, tokenizer, queries, max_length=self.max_length)
+
+
+def _without(corpus: Sequence[Example], drop: set[int]) -> list[Example]:
+    return [e for i, e in enumerate(corpus) if i not in drop]
+
+
+def qld(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
+        removals: Mapping[str, Sequence[int]], *, seeds: Sequence[int] = (0, 1),
+        log: Log | None = None) -> dict[str, Interval]:
+    """QLD of each removal set (corpus positions) against random sets of the same size.
+
+    Per seed: one full-corpus retrain, one per distinct removal set, one per distinct removal
+    size with random examples (drawn with ``random.Random(seed)``). The interval is a bootstrap over
+    queries of the seed-averaged paired differences.
+    """
+    per_query: dict[str, list[list[float]]] = {name: [] for name in removals}
+    for seed in seeds:
+        full = retrainer.losses(corpus, queries, seed)
+        rng = random.Random(seed)
+        random_rise: dict[int, list[float]] = {}
+        for size in sorted({len(v) for v in removals.values()}):
+            drop = set(rng.sample(range(len(corpus)), size))
+            lost = retrainer.losses(_without(corpus, drop), queries, seed)
+            random_rise[size] = [a - b for a, b in zip(lost, full, strict=True)]
+        done: dict[frozenset[int], list[float]] = {}  # methods often remove the same set
+        for name, idx in removals.items():
+            key = frozenset(idx)
+            if key not in done:
+                done[key] = retrainer.losses(_without(corpus, set(key)), queries, seed)
+            rise = [a - b for a, b in zip(done[key], full, strict=True)]
+            per_query[name].append([r - z for r, z in zip(rise, random_rise[len(idx)],
+                                                           strict=True)])
+            if log:
+                log(f"  qld seed {seed} {name}: {sum(per_query[name][-1]) / len(queries):+.3f}")
+    return {name: bootstrap_mean([sum(col) / len(col) for col in zip(*rows, strict=True)])
+            for name, rows in per_query.items()}
+
+
+def lds(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
+        scores: Mapping[str, torch.Tensor], *, subsets: int = 32, seed: int = 0,
+        log: Log | None = None) -> dict[str, Interval]:
+    """LDS of each method's (queries × corpus) score matrix over ``subsets`` half-corpus
+    retrains (module docstring); interval = bootstrap over queries."""
+    from scipy.stats import spearmanr
+
+    rng = random.Random(10_000 + seed)
+    n = len(corpus)
+    masks: list[list[int]] = []
+    losses: list[list[float]] = []
+    for m in range(subsets):
+        keep = sorted(rng.sample(range(n), n // 2))
+        masks.append(keep)
+        losses.append(retrainer.losses([corpus[i] for i in keep], queries, seed))
+        if log and (m + 1) % 8 == 0:
+            log(f"  lds: {m + 1}/{subsets} half-corpus retrains")
+    out: dict[str, Interval] = {}
+    for name, mat in scores.items():
+        rhos = []
+        for q in range(len(queries)):
+            row = mat[q].double()
+            pred = [float(row[keep].sum()) for keep in masks]
+            actual = [-losses[m][q] for m in range(subsets)]
+            rho = spearmanr(pred, actual).statistic
+            rhos.append(0.0 if rho != rho else float(rho))  # constant scores: no correlation
+        out[name] = bootstrap_mean(rhos)
+    return out

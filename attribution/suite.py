@@ -1,0 +1,188 @@
+"""The evaluation that one task family cannot win: families × models × seeds, with intervals
+and counterfactual metrics.
+
+:func:`run_suite` generates each task family (:mod:`driftscope_llm.attribution.families`, and
+optionally the seed paper's tasks of :mod:`driftscope_llm.attribution.tasks`) for several seeds,
+fine-tunes a tiny model per (family, seed, configuration) — GPT-2 or Llama-style, full
+fine-tune or LoRA — and scores every method and baseline
+(:func:`driftscope_llm.attribution.evaluate.score_matrices`):
+
+* **Acc / Cover / auPRC** per query, pooled over seeds and configurations, with a bootstrap 95%
+  interval over those queries (:mod:`driftscope_llm.attribution.stats`); ``worst`` is the lowest
+  per-configuration mean Cover (a method good on average but broken on LoRA shows here);
+* **QLD and LDS** (:mod:`driftscope_llm.attribution.counterfactual`) on the first configuration
+  and first seed's model, for the family's *target* queries: QLD removes each method's top-k
+  (k = half the target's count in the corpus; the union over target queries ranked by summed
+  per-query rank) and retrains ``cf_seeds`` times; LDS retrains on ``lds_subsets`` random halves.
+
+Cost is dominated by retraining: per family, ``(methods + 2) × cf_seeds + lds_subsets`` tiny
+fine-tunes; docs/attribution.md records the wall time of the documented run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
+from driftscope_llm.attribution.evaluate import query_metrics, score_matrices
+from driftscope_llm.attribution.modeling import load_model
+from driftscope_llm.attribution.stats import Interval, bootstrap_mean
+from driftscope_llm.attribution.tasks import make_task
+from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
+from driftscope_llm.services.errors import MissingExtraError
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover
+    raise MissingExtraError("torch", "attribution") from exc
+
+__all__ = ["SUITE_CONFIGS", "SUITE_FAMILIES", "SUITE_METHODS", "Config", "SuiteRow",
+           "run_suite"]
+
+Log = Callable[[str], None]
+
+SUITE_FAMILIES = ("style", "rule", "trigger", "topic")
+#: every method, the two baselines, and two fusions of RepSim with a curvature method
+SUITE_METHODS = (
+    "repsim:mean_response", "repsim:last_response", "repsim:last_prompt", "gradsim:cosine",
+    "gradsim:dot", "lissa", "datainf", "ekfac", "trackstar", "bm25", "random",
+    "fuse:repsim:mean_response+ekfac", "fuse:repsim:mean_response+trackstar",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A tiny-model configuration: architecture and whether the fine-tune is LoRA."""
+
+    arch: Arch
+    lora: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}/{'lora' if self.lora else 'full'}"
+
+
+SUITE_CONFIGS = (Config("gpt2", False), Config("gpt2", True), Config("llama", False),
+                 Config("llama", True))
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    """One method on one family; intervals pooled over seeds and configurations."""
+
+    family: str
+    method: str
+    acc: Interval
+    cover: Interval
+    auprc: Interval
+    worst_cover: float
+    cover_by_config: dict[str, float]
+    seconds: float
+    queries: int
+    qld: Interval | None = None
+    lds: Interval | None = None
+    removed: int | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family, "method": self.method, "acc": self.acc.to_json(),
+            "cover": self.cover.to_json(), "auprc": self.auprc.to_json(),
+            "worst_cover": self.worst_cover, "cover_by_config": self.cover_by_config,
+            "qld": self.qld.to_json() if self.qld else None,
+            "lds": self.lds.to_json() if self.lds else None, "removed": self.removed,
+            "seconds": round(self.seconds, 3), "queries": self.queries,
+        }
+
+
+def _removal(mat: torch.Tensor, k: int) -> list[int]:
+    """Top-k corpus positions by summed per-query rank (rank 0 = best)."""
+    ranks = torch.argsort(torch.argsort(mat, dim=1, descending=True, stable=True), dim=1)
+    return torch.argsort(ranks.sum(0).double(), stable=True)[:k].tolist()
+
+
+def run_suite(
+    workdir: str | Path,
+    *,
+    families: Sequence[str] = SUITE_FAMILIES,
+    configs: Sequence[Config] = SUITE_CONFIGS,
+    seeds: Sequence[int] = (0, 1),
+    methods: Sequence[str] = SUITE_METHODS,
+    epochs: int = 12,
+    counterfactual: bool = True,
+    cf_seeds: Sequence[int] = (0, 1),
+    lds_subsets: int = 32,
+    log: Log | None = None,
+) -> list[SuiteRow]:
+    """Run the evaluation grid (module docstring); one row per (family, method)."""
+    with cpu_threads(1):
+        return [row for fam in families
+                for row in _family(Path(workdir) / fam, fam, configs, seeds, methods, epochs,
+                                   counterfactual, cf_seeds, lds_subsets, log)]
+
+
+def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[int],
+            methods: Sequence[str], epochs: int, counterfactual: bool,
+            cf_seeds: Sequence[int], lds_subsets: int, log: Log | None) -> list[SuiteRow]:
+    per: dict[str, dict[str, list[tuple[float, float, float]]]] = {m: {} for m in methods}
+    secs: dict[str, float] = {m: 0.0 for m in methods}
+    cf_input: tuple[Any, ...] | None = None
+    for cfg in configs:
+        for seed in seeds:
+            task = make_task(family, seed)
+            run = work / f"{cfg.arch}-{'lora' if cfg.lora else 'full'}-{seed}"
+            t0 = time.perf_counter()
+            words = [t for q in task.queries for t in (q.prompt, q.response)]
+            tiny = build_tiny_model(task.corpus, run / "model", arch=cfg.arch, lora=cfg.lora,
+                                    seed=seed, extra_texts=words, epochs=epochs)
+            model = load_model(tiny.model_dir, tiny.adapter_dir, device="cpu")
+            mats = score_matrices(model, task.corpus, task.queries, methods, workdir=run,
+                                  seed=seed)
+            corpus_labels = [str(e.label) for e in task.corpus]
+            query_labels = [str(q.label) for q in task.queries]
+            for name in methods:
+                mat, s = mats[name]
+                per[name].setdefault(cfg.name, []).extend(
+                    query_metrics(mat, query_labels, corpus_labels))
+                secs[name] += s
+            if log:
+                best = max(methods, key=lambda m: sum(x[1] for x in per[m][cfg.name]))
+                log(f"{family} {cfg.name} seed {seed}: {time.perf_counter() - t0:.0f}s; "
+                    f"best cover so far {best}")
+            if cf_input is None:
+                cf_input = (task, tiny, mats)
+    cf = _counterfactual(family, cf_input, methods, epochs, cf_seeds, lds_subsets, log) \
+        if counterfactual and cf_input is not None else {}
+    rows = []
+    for name in methods:
+        pooled = [x for vals in per[name].values() for x in vals]
+        by_cfg = {c: sum(x[1] for x in v) / len(v) for c, v in per[name].items()}
+        q, ld, k = cf.get(name, (None, None, None))
+        rows.append(SuiteRow(
+            family, name, bootstrap_mean([x[0] for x in pooled]),
+            bootstrap_mean([x[1] for x in pooled]), bootstrap_mean([x[2] for x in pooled]),
+            min(by_cfg.values()), by_cfg, secs[name], len(pooled), q, ld, k))
+    return rows
+
+
+def _counterfactual(family: str, cf_input: tuple[Any, ...], methods: Sequence[str],
+                    epochs: int, cf_seeds: Sequence[int], lds_subsets: int, log: Log | None
+                    ) -> dict[str, tuple[Interval, Interval, int]]:
+    task, tiny, mats = cf_input
+    target = task.target_label
+    sel = [i for i, q in enumerate(task.queries) if str(q.label) == target]
+    queries = [task.queries[i] for i in sel]
+    k = max(1, sum(1 for e in task.corpus if str(e.label) == target) // 2)
+    retrainer = Retrainer(tiny.model_dir, tiny.adapter_dir, epochs=epochs)
+    t0 = time.perf_counter()
+    removals = {m: _removal(mats[m][0][sel], k) for m in methods if m != "random"}
+    q = qld(retrainer, task.corpus, queries, removals, seeds=cf_seeds, log=log)
+    q["random"] = bootstrap_mean([0.0] * len(queries))
+    ld = lds(retrainer, task.corpus, queries, {m: mats[m][0][sel] for m in methods},
+             subsets=lds_subsets, log=log)
+    if log:
+        log(f"{family}: counterfactual metrics in {time.perf_counter() - t0:.0f}s")
+    return {m: (q[m], ld[m], k) for m in methods}

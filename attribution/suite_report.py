@@ -1,0 +1,78 @@
+"""Rendering of :mod:`driftscope_llm.attribution.suite` rows: a Markdown table and a rich table.
+
+Both show, per (family, method): Acc, Cover, auPRC as ``mean [lo, hi]`` (95% bootstrap over
+queries), the worst configuration's mean Cover, QLD (nats/token, minus random removal) and LDS
+(Spearman) with intervals, and the wall time; then a per-method summary across families (the
+worst family's Cover and QLD), which is what the default is chosen from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from driftscope_llm.attribution.stats import Interval
+from driftscope_llm.attribution.suite import SuiteRow
+
+__all__ = ["print_suite", "suite_markdown", "summary"]
+
+_COLS = ("family", "method", "Acc", "Cover", "auPRC", "worst cfg Cover", "QLD", "LDS", "seconds")
+
+
+def _iv(v: Interval | None) -> str:
+    return "-" if v is None else str(v)
+
+
+def _cells(r: SuiteRow) -> list[str]:
+    return [r.family, r.method, _iv(r.acc), _iv(r.cover), _iv(r.auprc), f"{r.worst_cover:.2f}",
+            _iv(r.qld), _iv(r.lds), f"{r.seconds:.1f}"]
+
+
+def summary(rows: Sequence[SuiteRow]) -> list[tuple[str, float, str, float, str, float]]:
+    """Per method: (method, worst family Cover, that family, worst family QLD, that family,
+    mean LDS), best worst-case Cover first."""
+    out = []
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        wc = min(mine, key=lambda r: r.cover.mean)
+        with_q = [r for r in mine if r.qld is not None]
+        wq = min(with_q, key=lambda r: r.qld.mean if r.qld else 0.0) if with_q else None
+        lds = [r.lds.mean for r in mine if r.lds is not None]
+        out.append((method, wc.cover.mean, wc.family,
+                    wq.qld.mean if wq and wq.qld else float("nan"), wq.family if wq else "-",
+                    sum(lds) / len(lds) if lds else float("nan")))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def suite_markdown(rows: Sequence[SuiteRow], wall_s: float | None = None) -> str:
+    """The rows and the per-method summary as Markdown (for docs/attribution.md)."""
+    lines = ["| " + " | ".join(_COLS) + " |", "|---|---|" + "---:|" * (len(_COLS) - 2)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["", "| method | worst-family Cover | family | worst-family QLD | family | mean LDS |",
+              "|---|---:|---|---:|---|---:|"]
+    lines += [f"| {m} | {c:.2f} | {cf} | {q:+.3f} | {qf} | {ld:.2f} |"
+              for m, c, cf, q, qf, ld in summary(rows)]
+    if wall_s is not None:
+        lines += ["", f"Wall time: {wall_s:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def print_suite(rows: Sequence[SuiteRow], console: Console, wall_s: float | None = None) -> None:
+    """The rows and the summary as rich tables."""
+    table = Table(title="attribution evaluation (95% bootstrap intervals)")
+    for col in _COLS:
+        table.add_column(col, justify="left" if col in ("family", "method") else "right")
+    for r in rows:
+        table.add_row(*[escape(c) for c in _cells(r)])
+    console.print(table)
+    summ = Table(title="worst case across families")
+    for col in ("method", "worst Cover", "family", "worst QLD", "family", "mean LDS"):
+        summ.add_column(col, justify="left" if col in ("method", "family") else "right")
+    for m, c, cf, q, qf, ld in summary(rows):
+        summ.add_row(escape(m), f"{c:.2f}", escape(cf), f"{q:+.3f}", escape(qf), f"{ld:.2f}")
+    console.print(summ)
+    if wall_s is not None:
+        console.print(f"wall time: {wall_s:.0f} s")
