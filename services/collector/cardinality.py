@@ -9,15 +9,18 @@ request id in ``model`` creates a stream — monitors, metric series, checkpoint
 * the first ``max_models`` models a collector sees are monitored under their own names; every
   later model is monitored as the one model ``other``;
 * per model, the first ``max_versions_per_model`` versions keep their names; later ones are
-  monitored as version ``other`` of that model.
+  monitored as version ``other`` of that model;
+* past ``max_model_versions`` (model, version) pairs in all, a new pair is monitored as model
+  ``other``, version ``other``.
 
 Folding is by first arrival and sticky: an admitted name stays admitted for the life of the
 process, and names already in a restored checkpoint are admitted first
 (:meth:`StreamCaps.restore`), so a restart does not reshuffle which model is ``other``. Each
 folded event is counted (``driftscope_streams_folded_total{dimension="model"|"version"}``), so
-an operator sees the cap at work and can raise it. With the defaults a collector holds at most
-``(max_models + 1) · (max_versions_per_model + 1)`` model versions, each with the segment
-streams of :mod:`~driftscope_llm.services.collector.segments`.
+an operator sees the cap at work and can raise it. A collector holds at most
+``max_model_versions`` plus a few ``other`` model versions (at most ``max_models + 2`` of them:
+one per model, and ``other/other``), each with the segment streams of
+:mod:`~driftscope_llm.services.collector.segments` (at most 64 with its defaults).
 
 What a fold costs: the ``other`` stream mixes unrelated traffic, so drift inside it is detected
 late or not at all. Raise the caps for fleets with many legitimately distinct models; never
@@ -43,13 +46,17 @@ class CardinalitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_models: int = Field(
-        default=200, ge=1,
+        default=100, ge=1,
         description="Models monitored under their own name (the first seen); later models "
                     "fold into the model 'other'.")
     max_versions_per_model: int = Field(
-        default=20, ge=1,
+        default=10, ge=1,
         description="Versions per model monitored under their own name (the first seen); "
                     "later versions fold into the version 'other'.")
+    max_model_versions: int = Field(
+        default=300, ge=1,
+        description="(model, version) pairs monitored under their own names in all; later "
+                    "pairs fold into model 'other', version 'other'.")
 
 
 class StreamCaps:
@@ -65,6 +72,7 @@ class StreamCaps:
         self.settings = settings or CardinalitySettings()
         self.on_fold = on_fold
         self._versions: dict[str, set[str]] = {}
+        self._pairs = 0  # (model, version) pairs admitted, 'other' ones included
         self._lock = threading.Lock()
 
     def restore(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -89,13 +97,18 @@ class StreamCaps:
         s = self.settings
         versions = self._versions.get(model)
         if versions is None:
-            if model != OTHER and len(self._versions) - (OTHER in self._versions) >= s.max_models:
+            if model != OTHER and self.models >= s.max_models:
                 model = OTHER
             versions = self._versions.setdefault(model, set())
         if version not in versions:
             if version != OTHER and len(versions - {OTHER}) >= s.max_versions_per_model:
                 version = OTHER
-            versions.add(version)
+            elif self._pairs >= s.max_model_versions:
+                model, version = OTHER, OTHER
+                versions = self._versions.setdefault(OTHER, set())
+            if version not in versions:
+                versions.add(version)
+                self._pairs += 1
         return model, version
 
     @property

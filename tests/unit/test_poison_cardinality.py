@@ -7,7 +7,7 @@ from collections import Counter
 
 from driftscope_llm.services.collector.cardinality import OTHER, CardinalitySettings, StreamCaps
 
-CAPS = CardinalitySettings(max_models=3, max_versions_per_model=2)
+CAPS = CardinalitySettings(max_models=3, max_versions_per_model=2, max_model_versions=1000)
 
 
 def test_models_past_the_cap_fold_into_other_and_are_counted() -> None:
@@ -32,6 +32,13 @@ def test_total_streams_are_bounded_whatever_the_traffic() -> None:
     caps = StreamCaps(CAPS)
     pairs = {caps.fold(f"model-{i % 997}", f"version-{i % 1009}") for i in range(50_000)}
     assert len(pairs) <= (CAPS.max_models + 1) * (CAPS.max_versions_per_model + 1)
+
+
+def test_pairs_past_the_total_cap_fold_into_other_other() -> None:
+    caps = StreamCaps(CardinalitySettings(max_models=100, max_versions_per_model=100,
+                                          max_model_versions=10))
+    pairs = {caps.fold(f"m{i % 7}", f"v{i}") for i in range(1000)}
+    assert len(pairs - {(OTHER, OTHER)}) == 10 and (OTHER, OTHER) in pairs
 
 
 def test_restore_keeps_the_names_a_checkpoint_monitored() -> None:
