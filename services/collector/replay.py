@@ -1,7 +1,12 @@
 """Embedded mode: run the collector's pipeline over a JSONL file, no services needed.
 
-Each line is one OutputEvent; its line number stands in for the Kafka offset. Invalid lines are
-counted by reason and reported (with line numbers), never silently dropped.
+Each line is one record in any line-based input format (:mod:`driftscope_llm.services.ingest`):
+an OutputEvent, an OpenAI chat completion (bare or wrapped), or an OTLP JSON
+``ExportTraceServiceRequest`` as the OpenTelemetry Collector's Kafka exporter (``otlp_json``) or
+file exporter writes it — detected per line, or named with ``fmt``. A line's number stands in
+for the Kafka offset; every event a line holds is observed at that offset. Invalid items are
+counted by reason and reported (with line numbers), never silently dropped; spans that are not
+generations are counted as skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from pathlib import Path
 
 from driftscope_llm.services.collector.isolation import handle_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from driftscope_llm.services.ingest.decode import RecordDecoder
+from driftscope_llm.services.ingest.results import Decoded
+from driftscope_llm.services.ingest.settings import IngestSettings, InputFormat
 
 __all__ = ["ReplayStats", "replay_file"]
 
@@ -23,6 +31,8 @@ class ReplayStats:
     valid: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     first_invalid: list[tuple[int, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)
 
 
 def replay_file(
@@ -33,6 +43,8 @@ def replay_file(
     batch_size: int = 256,
     max_event_bytes: int = 1_000_000,
     on_progress: Callable[[int], None] | None = None,
+    fmt: InputFormat = "auto",
+    ingest: IngestSettings | None = None,
 ) -> Iterator[RaisedAnomaly]:
     """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``.
 
@@ -40,6 +52,16 @@ def replay_file(
     (:func:`~driftscope_llm.services.collector.isolation.handle_batch`): a line that fails to
     parse, or whose handling fails later, is counted by reason and the replay moves on.
     """
+    if fmt == "otlp_proto":
+        raise ValueError("otlp_proto is not line-based; replay OTLP as JSON lines (otlp_json)")
+    decoder = RecordDecoder(ingest, max_event_bytes=max_event_bytes)
+
+    def decode(raw: bytes) -> Decoded:
+        decoded = decoder.decode_as(fmt, raw)
+        stats.skipped.update(decoded.skipped)
+        stats.formats[decoded.format] += 1
+        return decoded
+
     state = PartitionState(topic=str(path), partition=0)
     batch: list[tuple[int, bytes | None]] = []
     with Path(path).open("rb") as f:
@@ -50,9 +72,10 @@ def replay_file(
                 continue
             batch.append((lineno, line))
             if len(batch) >= batch_size:
-                yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes)
+                yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes,
+                                  decode)
                 batch = []
-        yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes)
+        yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes, decode)
 
 
 def _flush(
@@ -62,10 +85,11 @@ def _flush(
     stats: ReplayStats,
     on_progress: Callable[[int], None] | None,
     max_event_bytes: int,
+    decode: Callable[[bytes], Decoded] | None = None,
 ) -> Iterator[RaisedAnomaly]:
     if not batch:
         return
-    out = handle_batch(pipeline, state, batch, max_bytes=max_event_bytes)
+    out = handle_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode)
     for rejected in out.rejected:
         stats.invalid[rejected.reason] += 1
         if len(stats.first_invalid) < 20:
