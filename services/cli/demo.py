@@ -141,6 +141,11 @@ def demo_cmd(
                   f"{_ratio(ver.get('ratio'))}x more than random examples · "
                   f"{summary['seconds']}s")
 
+    from driftscope_llm.services.demo.gate import run_last_act  # fix the data, retrain, gate
+
+    run_last_act(console, out, inc, report, clean + planted, versions, stream, settings,
+                 top_k=top_k)
+
 
 def _advance(progress: Progress, task: TaskID, n: int) -> None:
     progress.advance(task, n)

@@ -15,6 +15,7 @@ from rich.console import Console
 from driftscope_llm.services.cli.collect import register as register_collect
 from driftscope_llm.services.cli.demo import register as register_demo
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.incident_probes import register_probes
 from driftscope_llm.services.cli.incidents import incidents_app
 from driftscope_llm.services.cli.incidents import register as register_incidents
 from driftscope_llm.services.cli.ingest import register as register_ingest
@@ -64,6 +65,7 @@ register_worker(app)
 register_trace(app)
 register_incidents(app)
 register_report(incidents_app)
+register_probes(incidents_app)
 register_status(app)
 register_ingest(app)
 register_regress(app)

@@ -1,0 +1,157 @@
+"""The demo's last act: fix the data, retrain, and prove the fix with the regression gate.
+
+After the v2 incident is attributed, the loop closes the way a team would close it:
+
+1. **Clean the data.** Every training example the attribution ranked in the top-k for at least
+   one of the incident's drifted outputs (primary method, per exemplar) is removed from v2's
+   corpus (:func:`attributed_ids`); the cleaned corpus is written as ``corpus-v3.jsonl``.
+2. **Retrain.** v3 starts from v1's weights and is fine-tuned on the cleaned corpus with v2's
+   recipe (same epochs and learning rate) — the refresh v2 should have been.
+3. **Gate.** The incident becomes a probe suite (its drifted prompts, their nearest corpus and
+   reference-traffic prompts: :func:`~services.regress.incident_probes.incident_suite`), written
+   as ``probes-incident.jsonl``; v1, v2 and v3 each sample every probe, and the regression gate
+   compares v2 with v1 and v3 with v1 (one v1 sample set serves as the baseline of both). v2 must
+   fail, v3 must pass; ``gate.html`` shows both runs and ``gate.json`` their verdicts and exit
+   codes — the same as ``driftscope regress`` would return on those files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from driftscope_llm.attribution.data import Example, write_jsonl
+from driftscope_llm.services.demo.scenario import PLANTED_PREFIX, ScenarioSettings
+from driftscope_llm.services.regress.gate import GateResult, GateSettings, run_gate
+from driftscope_llm.services.regress.generation import GenerationSettings, LocalGenerator
+from driftscope_llm.services.regress.incident_probes import Candidate, incident_suite
+from driftscope_llm.services.regress.probes import write_suite
+from driftscope_llm.services.regress.report import RunInfo, exit_code, render_html, to_json
+from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.store.model import Incident
+
+__all__ = ["GateStory", "attributed_ids", "close_the_loop", "retrain", "run_last_act",
+           "story_lines"]
+
+SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class GateStory:
+    """What the last act produced: the removed ids, v3's directory, the suite and both runs."""
+
+    removed: list[str]
+    v3: Path
+    suite: Path
+    runs: list[tuple[str, GateResult, RunInfo]]
+    page: Path
+
+
+def attributed_ids(report: Mapping[str, Any] | BaseModel, k: int) -> list[str]:
+    """The union, over the incident's exemplars, of the primary method's top-``k`` examples
+    (``report``: the attribution report, typed or in its JSON form)."""
+    data = report.model_dump(mode="json") if isinstance(report, BaseModel) else report
+    method = data["methods"][data["primary_method"]]
+    out: dict[str, None] = {}
+    for per in method["per_exemplar"]:
+        for row in sorted(per["results"], key=lambda r: r["rank"])[:k]:
+            out[row["id"]] = None
+    return list(out)
+
+
+def retrain(v1: Path, corpus: Sequence[Example], out: Path, settings: ScenarioSettings) -> Path:
+    """v3: v1's weights fine-tuned on ``corpus`` with v2's recipe; saved under ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from driftscope_llm.attribution.tinymodel import finetune
+
+    tokenizer = AutoTokenizer.from_pretrained(str(v1))
+    model = AutoModelForCausalLM.from_pretrained(str(v1))
+    finetune(model, tokenizer, list(corpus), epochs=settings.v2_epochs, lr=settings.v2_lr,
+             seed=settings.seed + 2)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def close_the_loop(out: Path, incident: Incident, report: Mapping[str, Any] | BaseModel,
+                   corpus: Sequence[Example], models: Mapping[str, Path],
+                   traffic: Sequence[OutputEvent], settings: ScenarioSettings, *, top_k: int,
+                   on_step: Callable[[str], None]) -> GateStory:
+    """Clean, retrain and gate (module docstring); ``models`` has ``v1`` and ``v2``."""
+    removed = attributed_ids(report, top_k)
+    cleaned = [e for e in corpus if e.id not in set(removed)]
+    write_jsonl(out / "corpus-v3.jsonl", cleaned)
+    on_step(f"retraining v3 from v1 on {len(cleaned)} examples")
+    v3 = retrain(models["v1"], cleaned, out / "models" / "v3", settings)
+    pool = [Candidate(e.id, e.prompt) for e in corpus]
+    seen: set[str] = set()
+    reference = []
+    for ev in traffic:
+        if (ev.model_version != incident.model_version and ev.prompt and ev.prompt not in seen
+                and incident.segment in ev.segment.values()):
+            seen.add(ev.prompt)
+            reference.append(Candidate(ev.event_id, ev.prompt))
+    probes = incident_suite(incident, corpus=pool, traffic=reference)
+    suite = out / "probes-incident.jsonl"
+    write_suite(suite, probes)
+    prompts = [p.prompt for p in probes]
+    paths = {"v1": models["v1"], "v2": models["v2"], "v3": v3}
+    samples = {}
+    for i, (name, path) in enumerate(paths.items()):
+        on_step(f"sampling {name} on {len(probes)} probes")
+        g = GenerationSettings(SAMPLES, settings.max_new_tokens, 1.0, settings.seed * 3 + i)
+        samples[name] = (g, LocalGenerator(path).generate(prompts, g))
+    gate = GateSettings(seed=settings.seed)
+    runs = []
+    for name in ("v2", "v3"):
+        result = run_gate(probes, samples["v1"][1], samples[name][1], gate)
+        info = RunInfo(str(paths["v1"]), str(paths[name]), str(suite), samples["v1"][0])
+        runs.append((f"{name} against v1 on the incident's probes", result, info))
+    page = out / "gate.html"
+    page.write_text(render_html(runs, title=f"Regression gate for incident {incident.id}"),
+                    encoding="utf-8")
+    (out / "gate.json").write_text(json.dumps(
+        {"removed": removed, "probes": len(probes),
+         "runs": {h: to_json(r, i) for h, r, i in runs}}, indent=1))
+    return GateStory(removed, v3, suite, runs, page)
+
+
+def story_lines(story: GateStory, planted_prefix: str) -> list[str]:
+    """The printed story of the last act (plain text; the caller escapes nothing: no outside
+    text is in it but paths the demo chose)."""
+    planted = sum(i.startswith(planted_prefix) for i in story.removed)
+    lines = [f"removed {len(story.removed)} attributed examples ({planted} planted) -> v3 "
+             f"retrained -> {story.v3}"]
+    for heading, result, _ in story.runs:
+        failed = [d.signal for d in result.signals if d.decision == "regression"]
+        why = f" on {', '.join(failed)}" if failed else ""
+        lines.append(f"regress {heading}: {result.verdict.upper()}{why} (exit "
+                     f"{exit_code(result)})")
+    lines.append(f"gate report -> {story.page} (suite {story.suite})")
+    return lines
+
+
+def run_last_act(console: Console, out: Path, incident: Incident,
+                 report: Mapping[str, Any] | BaseModel, corpus: Sequence[Example],
+                 versions: Any, stream: Path, settings: ScenarioSettings, *,
+                 top_k: int) -> GateStory:
+    """The demo CLI's call: :func:`close_the_loop` with a status line on ``console`` (stderr),
+    then the story lines. ``versions`` is :class:`~services.demo.scenario.Versions`."""
+    from driftscope_llm.services.report import read_events
+    from driftscope_llm.services.textsafety import terminal
+
+    with console.status("gate: cleaning the data and retraining …") as status:
+        story = close_the_loop(out, incident, report, corpus,
+                               {"v1": versions.v1, "v2": versions.v2}, read_events(stream),
+                               settings, top_k=top_k,
+                               on_step=lambda s: status.update(f"gate: {terminal(s)} …"))
+    for line in story_lines(story, PLANTED_PREFIX):
+        console.print(f"gate: {terminal(line)}", highlight=False)
+    return story
