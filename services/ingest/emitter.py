@@ -209,7 +209,7 @@ class _SyncCompletions:
 
 
 class _AsyncCompletions(_SyncCompletions):
-    async def create(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         result = await self._completions.create(*args, **kwargs)
         if kwargs.get("stream"):

@@ -71,6 +71,9 @@ def test_otlp_messages_on_the_topic_are_counted_and_drift_is_detected(
     assert model_stream_totals(redis_client, topic) == len(events)
     assert processed_total(metrics) == len(events)
     assert metrics[f'driftscope_events_consumed_total{{topic="{topic}"}}'] == len(messages)
+    skipped = sum(v for k, v in metrics.items()
+                  if k.startswith("driftscope_ingest_skipped_total{") and "not_genai" in k)
+    assert skipped == len(messages) - 1  # one HTTP span per export; the truncated one unread
 
     letters = [json.loads(m.value) for m in consume_all(kafka_bootstrap, f"{topic}.dlq")]
     by_reason = {letter["reason"]: letter for letter in letters}
