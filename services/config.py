@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import KafkaSettings, TopicSettings
 from driftscope_llm.services.collector.segments import SegmentSettings
+from driftscope_llm.services.collector.settings import EmbedderSettings
 from driftscope_llm.services.collector.signals import SignalSettings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError
@@ -57,24 +58,6 @@ __all__ = [
 class MetricsSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Bind address; loopback unless exposed.")
     port: int = Field(default=9464, ge=0, le=65535)
-
-
-class EmbedderSettings(BaseModel):
-    enabled: bool = Field(
-        default=True, description="Compute the embedding signal wherever the embedder is "
-                                  "available (exported, or exportable on first use).")
-    required: bool = Field(
-        default=False, description="Refuse to start when the embedder is not available.")
-    model_dir: Path | None = Field(
-        default=None, description="Exported embedder; default: the user cache directory."
-    )
-    quantized: bool = False
-    sampling_rate: float = Field(
-        default=0.25, ge=0.0, le=1.0,
-        description="Share of events embedded; bounds embedding cost on busy streams.",
-    )
-    batch_size: int = Field(default=32, ge=1)
-    threads: int = Field(default=1, ge=1)
 
 
 class DriftscopeSettings(BaseSettings):

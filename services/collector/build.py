@@ -13,8 +13,9 @@ from driftscope_llm.services.collector.embedder import (
     is_exported,
 )
 from driftscope_llm.services.collector.pipeline import Pipeline
+from driftscope_llm.services.collector.segments import SegmentSettings
+from driftscope_llm.services.collector.settings import EmbedderSettings
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
-from driftscope_llm.services.config import EmbedderSettings, SegmentSettings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import MissingExtraError
 from driftscope_llm.services.security.redaction import RedactionSettings, Redactor
