@@ -24,6 +24,7 @@ from driftscope_llm.services.cli.options import (
     serve_metrics,
     setup_logging,
 )
+from driftscope_llm.services.cli.render import escape_text
 
 if TYPE_CHECKING:
     from driftscope_llm.services.collector.pipeline import RaisedAnomaly
@@ -126,8 +127,9 @@ def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnom
         table.add_column(col)
     for r in raised:
         d = r.to_dict()
-        table.add_row(d["event_id"], f"{d['model']}@{d['model_version']}", d["segment"],
-                      d["signal"], d["detector"], f"{d['statistic']:.4g}",
+        e = escape_text
+        table.add_row(e(d["event_id"]), f"{e(d['model'])}@{e(d['model_version'])}",
+                      e(d["segment"]), e(d["signal"]), e(d["detector"]), f"{d['statistic']:.4g}",
                       f"{d['threshold']:.4g}", f"{d['effect_size']:.3g}",
                       f"{d['incident_id']} ({d['incident']})")
     console.print(table)

@@ -28,6 +28,8 @@ from rich.progress import (
 from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.store.report import AttributedReport, Verification
 
 __all__ = ["register"]
 
@@ -129,16 +131,16 @@ def demo_cmd(
     console.print(f"[6/6] report -> {out / 'report.html'} (incident JSON beside it)")
     _print_attribution(report, {e.id: e for e in clean + planted})
     recall = story.recall_at_k(report, top_k, planted_ids)
-    ver = report.get("verification") or {}
+    ver = report.verification if isinstance(report.verification, Verification) else None
     summary = {"incident": inc.id, "segment": inc.segment, "signal": inc.signal,
                "recall_at_k": recall, "top_k": top_k, "planted": len(planted_ids),
-               "verification_ratio": ver.get("ratio"),
-               "supports_attribution": ver.get("supports_attribution"),
+               "verification_ratio": ver.ratio if ver else None,
+               "supports_attribution": ver.supports_attribution if ver else None,
                "seconds": round(time.monotonic() - t_start, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"[bold]recall of the planted examples in the top-{top_k}: {recall:.0%}[/bold]"
                   f" · verification: unlearning them moved the behaviour "
-                  f"{_ratio(ver.get('ratio'))}x more than random examples · "
+                  f"{_ratio(ver.ratio if ver else None)}x more than random examples · "
                   f"{summary['seconds']}s")
 
     from driftscope_llm.services.demo.gate import run_last_act  # fix the data, retrain, gate
@@ -179,15 +181,15 @@ def _print_incidents(raised: list) -> None:  # type: ignore[type-arg]
     Console(stderr=True).print(table)
 
 
-def _print_attribution(report: dict, corpus: dict) -> None:  # type: ignore[type-arg]
-    table = Table(title=f"training examples most responsible ({report['primary_method']})")
+def _print_attribution(report: AttributedReport, corpus: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title=f"training examples most responsible ({report.primary_method})")
     for col in ("rank", "id", "mrr", "response"):
         table.add_column(col)
-    for row in report["aggregate"]:
-        ex = corpus.get(row["id"])
-        table.add_row(str(row["rank"]), row["id"], f"{row['mrr']:.3f}",
-                      (ex.response if ex else "")[:60])
+    for row in report.aggregate:
+        ex = corpus.get(row.id)
+        table.add_row(str(row.rank), escape_text(row.id), f"{row.mrr:.3f}",
+                      escape_text((ex.response if ex else "")[:60]))
     Console(stderr=True).print(table)
-    agree = report.get("agreement", {}).get("mean_overlap")
+    agree = report.agreement.mean_overlap
     if agree is not None:
         Console(stderr=True).print(f"method agreement (repsim vs gradsim): overlap@k {agree:.2f}")

@@ -30,6 +30,7 @@ from driftscope_llm.services.report import (
 )
 from driftscope_llm.services.store import MemoryStore
 from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.store.report import AttributedReport
 
 __all__ = ["DEMO_DRIFT", "Detection", "attribute", "detect", "pick_incident", "recall_at_k",
            "write_report"]
@@ -75,7 +76,7 @@ def pick_incident(raised: Sequence[RaisedAnomaly]) -> RaisedAnomaly | None:
 
 def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], corpus_path: Path,
               out: Path, *, top_k: int,
-              on_step: Callable[[str], None]) -> dict[str, Any]:
+              on_step: Callable[[str], None]) -> AttributedReport:
     """Index the v2 corpus with v2 (repsim, gradsim), run the worker's job with verification."""
     from driftscope_llm.attribution.index import build_index
     from driftscope_llm.attribution.modeling import load_model
@@ -95,8 +96,8 @@ def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], co
     return Attributor(device="cpu").run(incident, "support-bot@v2", target)
 
 
-def recall_at_k(report: dict[str, Any], k: int, planted: Sequence[str]) -> float:
-    top = [row["id"] for row in report.get("aggregate", [])[:k]]
+def recall_at_k(report: AttributedReport, k: int, planted: Sequence[str]) -> float:
+    top = [row.id for row in report.top(k)]
     return len(set(top) & set(planted)) / max(min(k, len(planted)), 1)
 
 

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from driftscope_llm.services.keys import join_key
+from driftscope_llm.services.store.report import AttributionReport
 
 __all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
 
@@ -32,7 +33,14 @@ class Exemplar(BaseModel):
 
 
 class Incident(BaseModel):
-    """One drift incident: a continuing anomaly on (model, version, segment, signal, detector)."""
+    """One drift incident: a continuing anomaly on (model, version, segment, signal, detector).
+
+    ``state`` moves only through :func:`driftscope_llm.services.store.lifecycle.advance`;
+    ``attribution`` is the worker's typed report (:mod:`driftscope_llm.services.store.report`),
+    validated on assignment too, so a report in its JSON form becomes the typed one.
+    """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     id: str
     state: IncidentState = IncidentState.OPEN
@@ -53,9 +61,10 @@ class Incident(BaseModel):
     reference_summary: dict[str, Any] = Field(default_factory=dict)
     window_summary: dict[str, Any] = Field(default_factory=dict)
     state_history: list[dict[str, str]] = Field(default_factory=list)
-    attribution: dict[str, Any] | None = None
+    attribution: AttributionReport | None = None
 
     def transition(self, state: IncidentState, at: datetime, reason: str | None = None) -> None:
+        """Record a move to ``state`` without checking it; callers use ``lifecycle.advance``."""
         self.state = state
         self.updated_at = at
         entry = {"state": state.value, "at": at.astimezone(UTC).isoformat()}

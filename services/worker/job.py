@@ -29,6 +29,17 @@ from driftscope_llm.attribution.errors import (
     ModelLoadError,
 )
 from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.store.report import (
+    AggregateRow,
+    AgreementSummary,
+    AttributedReport,
+    ExemplarAgreement,
+    ExemplarRanking,
+    MethodResult,
+    Trust,
+    Verification,
+    VerificationFailure,
+)
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id
 from driftscope_llm.services.worker.settings import ModelTarget
@@ -40,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["Attributor", "exemplar_queries"]
 
 log = logging.getLogger("driftscope.worker")
-REPORT_VERSION = 1
 
 
 def exemplar_queries(incident: Incident, limit: int) -> tuple[list[Example], list[str]]:
@@ -142,7 +152,7 @@ class Attributor:
             start += len(chunk)
         return out
 
-    def run(self, incident: Incident, target_key: str, target: ModelTarget) -> dict[str, Any]:
+    def run(self, incident: Incident, target_key: str, target: ModelTarget) -> AttributedReport:
         """Attribute ``incident``'s exemplars with every method of ``target``; the report.
 
         Raises :class:`JobFailedError` for every expected failure (module docstring).
@@ -157,7 +167,7 @@ class Attributor:
         model = self._model(target)
         timings: dict[str, float] = {"load_model_s": self.clock() - t0}
         per_method: dict[str, list[QueryResult]] = {}
-        methods: dict[str, Any] = {}
+        methods: dict[str, MethodResult] = {}
         for method in target.methods:
             deadline.check(f"method {method}")
             path = Path(target.indexes[method])
@@ -165,45 +175,33 @@ class Attributor:
             index = self._open(method, path, model)
             results = self._query(index, queries, target, deadline, method)
             per_method[method] = results
-            methods[method] = {
-                "spec": index.settings.spec,
-                "index": str(path),
-                "manifest_id": manifest_id(path),
-                "corpus_hash": index.manifest.get("corpus", {}).get("hash"),
-                "seconds": self.clock() - t1,
-                "per_exemplar": [r.to_json() for r in results],
-                "aggregate": [row.to_json() for row in aggregate_mrr(results, target.top_k)],
-            }
+            methods[method] = MethodResult(
+                spec=index.settings.spec, index=str(path), manifest_id=manifest_id(path),
+                corpus_hash=index.manifest.get("corpus", {}).get("hash"),
+                seconds=self.clock() - t1,
+                per_exemplar=[ExemplarRanking.model_validate(r.to_json()) for r in results],
+                aggregate=aggregate_mrr(results, target.top_k))
         deadline.check("the report")
-        verification = self._verify(target, methods[target.primary_method]["aggregate"],
-                                    queries, deadline)
+        primary = target.primary_method
+        verification = self._verify(target, methods[primary].aggregate, queries, deadline)
         agree = agreement(per_method, k=target.top_k) if len(per_method) > 1 else []
         timings["total_s"] = self.clock() - deadline.start
-        primary = target.primary_method
-        return {
-            "version": REPORT_VERSION,
-            "status": "attributed",
-            "target": target_key,
-            "model_dir": str(target.model_dir),
-            "adapter_dir": str(target.adapter_dir) if target.adapter_dir else None,
-            "model_fingerprint": model.fingerprint,
-            "primary_method": primary,
-            "top_k": target.top_k,
-            "aggregation": "mean reciprocal rank over exemplars (services.worker.report)",
-            "aggregate": methods[primary]["aggregate"],
-            "methods": methods,
-            "index_manifest_ids": {m: v["manifest_id"] for m, v in methods.items()},
-            "agreement": _agreement_json(agree),
-            "exemplars": [q.id for q in queries],
-            "skipped_exemplars": skipped,
-            "timings": timings,
-            "verification": verification,
-            "started_at": started_at.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
-        }
+        summary = _agreement_summary(agree)
+        return AttributedReport(
+            target=target_key, model_dir=str(target.model_dir),
+            adapter_dir=str(target.adapter_dir) if target.adapter_dir else None,
+            model_fingerprint=model.fingerprint, primary_method=primary, top_k=target.top_k,
+            aggregation="mean reciprocal rank over exemplars (services.worker.report)",
+            aggregate=methods[primary].aggregate, methods=methods,
+            index_manifest_ids={m: v.manifest_id for m, v in methods.items()},
+            agreement=summary, trust=_trust(methods[primary].spec, incident.signal, summary),
+            exemplars=[q.id for q in queries],
+            skipped_exemplars=skipped, timings=timings, verification=verification,
+            started_at=started_at, finished_at=datetime.now(UTC))
 
-    def _verify(self, target: ModelTarget, aggregate: list[dict[str, Any]],
-                queries: Sequence[Example], deadline: _Deadline) -> dict[str, Any] | None:
+    def _verify(self, target: ModelTarget, aggregate: Sequence[AggregateRow],
+                queries: Sequence[Example], deadline: _Deadline
+                ) -> Verification | VerificationFailure | None:
         """Behavioural verification when configured; its failure is reported, not fatal."""
         if not target.verify.enabled:
             return None
@@ -213,26 +211,32 @@ class Attributor:
         from driftscope_llm.attribution.verify import verify
 
         if target.verify.corpus is None:
-            return {"error": "verify.corpus is not set"}
+            return VerificationFailure(error="verify.corpus is not set")
         t0 = self.clock()
         try:
             corpus = load_corpus(target.verify.corpus)
             out = verify(target.model_dir, target.adapter_dir, corpus,
-                         [row["id"] for row in aggregate[: target.top_k]], queries,
+                         [row.id for row in aggregate[: target.top_k]], queries,
                          target.verify, device=self.device)
         except (CorpusError, ModelLoadError, ValueError, OSError) as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        out["seconds"] = self.clock() - t0
-        return out
+            return VerificationFailure(error=f"{type(exc).__name__}: {exc}")
+        return Verification.model_validate({**out, "seconds": self.clock() - t0})
 
 
-def _agreement_json(agree: list[Any]) -> dict[str, Any]:
+def _trust(method: str, signal: str, summary: AgreementSummary) -> Trust:
+    """How far to trust the primary method here (:mod:`driftscope_llm.attribution.trust`)."""
+    from driftscope_llm.attribution.trust import assess
+
+    return Trust.model_validate(assess(method, signal, summary.mean_overlap).to_json())
+
+
+def _agreement_summary(agree: list[Any]) -> AgreementSummary:
     if not agree:
-        return {"per_exemplar": [], "mean_overlap": None, "mean_spearman": None}
+        return AgreementSummary()
     overlaps = [a.mean_overlap for a in agree if a.mean_overlap is not None]
     rhos = [a.mean_spearman for a in agree if a.mean_spearman is not None]
-    return {
-        "per_exemplar": [{"query_id": a.query_id, **a.to_json()} for a in agree],
-        "mean_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
-        "mean_spearman": sum(rhos) / len(rhos) if rhos else None,
-    }
+    return AgreementSummary(
+        per_exemplar=[ExemplarAgreement.model_validate({"query_id": a.query_id, **a.to_json()})
+                      for a in agree],
+        mean_overlap=sum(overlaps) / len(overlaps) if overlaps else None,
+        mean_spearman=sum(rhos) / len(rhos) if rhos else None)

@@ -1,4 +1,8 @@
-"""The attribution report stored with an incident: pure functions over ranked results.
+"""The aggregate ranking of an attribution report: pure functions over ranked results.
+
+The report itself is a typed record of the store
+(:class:`~driftscope_llm.services.store.report.AttributedReport`); this module computes its
+``aggregate`` rows.
 
 Aggregate ranking across exemplars — **mean reciprocal rank** (MRR). For training example ``x``
 and the ``Q`` exemplars of an incident::
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from driftscope_llm.services.store.report import AggregateRow
 
 __all__ = ["AggregateRow", "aggregate_mrr", "manifest_id", "top_ids"]
 
@@ -40,22 +45,6 @@ class _Ranked(Protocol):
 
     @property
     def results(self) -> Sequence[_Hit]: ...
-
-
-@dataclass(frozen=True)
-class AggregateRow:
-    """One training example in the aggregate ranking (module docstring for ``mrr``)."""
-
-    id: str
-    rank: int
-    mrr: float
-    hits: int
-    best_rank: int
-    mean_score: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "rank": self.rank, "mrr": self.mrr, "hits": self.hits,
-                "best_rank": self.best_rank, "mean_score": self.mean_score}
 
 
 def aggregate_mrr(results: Sequence[_Ranked], top_k: int | None = None) -> list[AggregateRow]:
@@ -80,7 +69,8 @@ def aggregate_mrr(results: Sequence[_Ranked], top_k: int | None = None) -> list[
     order = sorted(rr, key=lambda i: (-rr[i], -hits[i], -scores[i] / hits[i], i))
     if top_k is not None:
         order = order[:top_k]
-    return [AggregateRow(i, n, rr[i] / q, hits[i], best[i], scores[i] / hits[i])
+    return [AggregateRow(id=i, rank=n, mrr=rr[i] / q, hits=hits[i], best_rank=best[i],
+                         mean_score=scores[i] / hits[i])
             for n, i in enumerate(order, start=1)]
 
 

@@ -48,7 +48,11 @@ from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.lease import Lease
 from driftscope_llm.services.store.lifecycle import advance, can_advance
 from driftscope_llm.services.store.model import Incident, IncidentState
-from driftscope_llm.services.store.report import attribution_event
+from driftscope_llm.services.store.report import (
+    AttributedReport,
+    FailedReport,
+    attribution_event,
+)
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.metrics import WorkerMetrics
 from driftscope_llm.services.worker.settings import ModelTarget, find_target
@@ -64,7 +68,7 @@ class _AlreadyDone(Exception):
 
 class _Job(Protocol):
     def run(self, incident: Incident, target_key: str,
-            target: ModelTarget) -> dict[str, Any]: ...
+            target: ModelTarget) -> AttributedReport: ...
 
 
 class _Notifier(Protocol):
@@ -259,7 +263,7 @@ class Worker:
         log.info("incident %s %s%s", incident_id, state.value, f": {reason}" if reason else "")
         return stored
 
-    def _run_job(self, inc: Incident) -> tuple[dict[str, Any], str | None]:
+    def _run_job(self, inc: Incident) -> tuple[AttributedReport | FailedReport, str | None]:
         found = find_target(self.models, inc.model, inc.model_version)
         try:
             if found is None:
@@ -274,9 +278,8 @@ class Worker:
             code, detail = "internal", f"{type(exc).__name__}: {exc}"
         self.metrics.failures.labels(code).inc()
         reason = f"{code}: {detail}"
-        return {"version": 1, "status": "failed", "code": code, "reason": reason,
-                "target": found[0] if found else None,
-                "finished_at": self._now().isoformat()}, reason
+        return FailedReport(code=code, reason=reason, target=found[0] if found else None,
+                            finished_at=self._now()), reason
 
     # results ------------------------------------------------------------------------------------
     def _ensure_published(self, inc: Incident) -> None:

@@ -146,8 +146,7 @@ def test_incidents_list_and_show(report: Any, redis_url: str,
     failed = make_incident("inc-failed")
     failed.opened_at = failed.updated_at = t0 + timedelta(hours=1)
     failed.attribution = FailedReport(code="no_target", reason="no_target: no model target for "
-                                      "bot@v9 (settings: models)", finished_at=t0
-                                      ).model_dump(mode="json")
+                                      "bot@v9 (settings: models)", finished_at=t0)
     store.save_incident(failed)
     fresh = make_incident("inc-new")
     fresh.opened_at = fresh.updated_at = t0 + timedelta(hours=2)

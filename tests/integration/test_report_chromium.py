@@ -39,7 +39,7 @@ def _incident() -> Incident:
     inc.attribution = attributed_report(
         ["planted-00", "billing-001"], exemplar="e-250", methods=("repsim", "gradsim"),
         agreement=AgreementSummary(mean_overlap=0.5, mean_spearman=0.3),
-        verification=verification(3.0, 1.0)).model_dump(mode="json")
+        verification=verification(3.0, 1.0))
     return inc
 
 

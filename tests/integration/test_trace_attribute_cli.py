@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from driftscope_llm.services.cli.main import app
 from driftscope_llm.services.store import IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.store.report import AttributedReport
 from tests.integration.test_worker import (  # the module's tiny model and indexes
     PLANTED,
     PLANTED_QUERY,
@@ -60,7 +61,7 @@ def test_attribute_reruns_and_stores_the_report(built: Built, redis_url: str,
     assert res.exit_code == 0, res.output
     stored = store.get_incident("rerun")
     assert stored.state is IncidentState.ATTRIBUTED
-    assert stored.attribution is not None
-    assert set(stored.attribution["methods"]) == {"repsim", "gradsim"}
+    assert isinstance(stored.attribution, AttributedReport)
+    assert set(stored.attribution.methods) == {"repsim", "gradsim"}
     missing = runner.invoke(app, ["attribute", "nope", "--config", str(cfg)])
     assert missing.exit_code == 4 and "not found" in missing.output

@@ -29,6 +29,7 @@ pytest.importorskip("torch")
 
 from driftscope_llm.services.store.model import Exemplar, Incident, IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.store.report import AttributedReport, FailedReport, Verification
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.report import top_ids
 from driftscope_llm.services.worker.settings import ModelTarget
@@ -113,9 +114,9 @@ def anomaly(inc: Incident) -> dict[str, Any]:
             "ts": inc.opened_at.isoformat(), "exemplars": [e.event_id for e in inc.exemplars]}
 
 
-def recall_at_k(report: dict[str, Any], k: int) -> float:
+def recall_at_k(report: AttributedReport, k: int) -> float:
     planted = {e.id for e in PLANTED}
-    return len(set(top_ids(report["aggregate"], k)) & planted) / min(k, len(planted))
+    return len(set(top_ids(report.aggregate, k)) & planted) / min(k, len(planted))
 
 
 @dataclass
@@ -238,24 +239,27 @@ def test_worker_attributes_incidents_and_survives_a_corrupt_index(
 
     bad = store.get_incident(corrupt.id)
     assert bad.state == IncidentState.FAILED
-    assert bad.attribution is not None and bad.attribution["code"] == "index_corrupt"
+    assert isinstance(bad.attribution, FailedReport)
+    assert bad.attribution.code == "index_corrupt"
     assert "sha256" in bad.state_history[-1]["reason"]
-    assert store.get_incident(nowhere.id).attribution["code"] == "no_target"  # type: ignore[index]
+    missing = store.get_incident(nowhere.id).attribution
+    assert isinstance(missing, FailedReport) and missing.code == "no_target"
+    assert missing.reason == "no_target: no model target configured for bot@v9 (settings: " \
+        "models)"
 
     done = store.get_incident(good.id)
     assert done.state == IncidentState.ATTRIBUTED
     assert [h["state"] for h in done.state_history] == ["attributing", "attributed"]
     report = done.attribution
-    assert report is not None
-    assert report["primary_method"] == "repsim" and set(report["methods"]) == {"repsim",
-                                                                               "gradsim"}
-    assert report["exemplars"] == [e.event_id for e in good.exemplars]
-    for m in report["methods"].values():
-        assert len(m["per_exemplar"]) == len(good.exemplars)
-        assert all(len(q["results"]) == TOP_K for q in m["per_exemplar"])
-        assert len(m["manifest_id"]) == 16
-    assert report["agreement"]["mean_overlap"] is not None
-    assert report["timings"]["total_s"] > 0
+    assert isinstance(report, AttributedReport)
+    assert report.primary_method == "repsim" and set(report.methods) == {"repsim", "gradsim"}
+    assert report.exemplars == [e.event_id for e in good.exemplars]
+    for m in report.methods.values():
+        assert len(m.per_exemplar) == len(good.exemplars)
+        assert all(len(q.results) == TOP_K for q in m.per_exemplar)
+        assert len(m.manifest_id) == 16
+    assert report.agreement.mean_overlap is not None
+    assert report.timings["total_s"] > 0
     recall = recall_at_k(report, TOP_K)
     record_property("planted_recall_at_k", recall)
     print(f"planted recall@{TOP_K}: {recall:.2f}")
@@ -267,7 +271,7 @@ def test_worker_attributes_incidents_and_survives_a_corrupt_index(
         by_id.setdefault(ev["incident_id"], []).append(ev)
     assert {k: len(v) for k, v in by_id.items()} == {corrupt.id: 1, good.id: 1, nowhere.id: 1}
     assert by_id[good.id][0]["status"] == "attributed"
-    assert by_id[good.id][0]["top_examples"][0]["id"] == report["aggregate"][0]["id"]
+    assert by_id[good.id][0]["top_examples"] == [r.model_dump(mode="json") for r in report.top()]
     assert by_id[corrupt.id][0]["status"] == "failed"
     assert "index_corrupt" in by_id[corrupt.id][0]["reason"]
     assert w.alive(), w.log_text()
@@ -353,8 +357,8 @@ def test_job_report_is_the_same_for_any_batch_size(built: Built) -> None:
     job = Attributor(device="cpu")
     a = job.run(make_incident("b"), "t", target_of(built, batch_size=1))
     b = job.run(make_incident("b"), "t", target_of(built, batch_size=16))
-    assert top_ids(a["aggregate"], TOP_K) == top_ids(b["aggregate"], TOP_K)
-    assert a["index_manifest_ids"] == b["index_manifest_ids"]
+    assert top_ids(a.aggregate, TOP_K) == top_ids(b.aggregate, TOP_K)
+    assert a.index_manifest_ids == b.index_manifest_ids
 
 
 def test_unlearning_the_attributed_examples_moves_the_behaviour_more_than_random_ones(
@@ -364,15 +368,14 @@ def test_unlearning_the_attributed_examples_moves_the_behaviour_more_than_random
     verify = {"enabled": True, "corpus": built.corpus, "epochs": 3, "lr": 3e-3, "seed": 0}
     report = Attributor(device="cpu").run(make_incident("v"), "t",
                                           target_of(built, verify=verify))
-    v = report["verification"]
-    assert "error" not in v, v
-    assert v["top_k"]["ids"] == top_ids(report["aggregate"], TOP_K)
-    assert not set(v["random"]["ids"]) & set(v["top_k"]["ids"])
-    assert len(v["random"]["ids"]) == TOP_K
-    record_property("verify_effect_top_k", v["top_k"]["effect"])
-    record_property("verify_effect_random", v["random"]["effect"])
-    print(f"verification: effect top-k {v['top_k']['effect']:.3f}, "
-          f"random {v['random']['effect']:.3f}")
-    assert v["top_k"]["effect"] > 0
-    assert v["top_k"]["effect"] > MIN_EFFECT_RATIO * v["random"]["effect"]
-    assert v["supports_attribution"] is True
+    v = report.verification
+    assert isinstance(v, Verification), v
+    assert v.top_k.ids == top_ids(report.aggregate, TOP_K)
+    assert not set(v.random.ids) & set(v.top_k.ids)
+    assert len(v.random.ids) == TOP_K
+    record_property("verify_effect_top_k", v.top_k.effect)
+    record_property("verify_effect_random", v.random.effect)
+    print(f"verification: effect top-k {v.top_k.effect:.3f}, random {v.random.effect:.3f}")
+    assert v.top_k.effect > 0
+    assert v.top_k.effect > MIN_EFFECT_RATIO * v.random.effect
+    assert v.supports_attribution is True

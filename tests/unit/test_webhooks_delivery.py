@@ -230,7 +230,7 @@ def test_each_endpoint_gets_its_format_and_only_the_events_it_asked_for() -> Non
         n.notify("incident.opened", incident())
         n.notify("incident.attributed", incident(
             state="attributed",
-            attribution=attributed_report(["ft-17", "ft-3"]).model_dump(mode="json")))
+            attribution=attributed_report(["ft-17", "ft-3"])))
     assert [json.loads(r.body)["event"] for r in generic.received] == ["incident.opened"]
     assert len(slack.received) == 2
     assert "X-Driftscope-Signature" not in slack.received[0].headers

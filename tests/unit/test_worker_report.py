@@ -51,7 +51,7 @@ def test_consistent_winner_beats_a_single_top_hit() -> None:
                           ranked("q3", ["w", "x"])])
     assert rows[0].id == "x"
     assert top_ids(rows, 1) == ["x"]
-    assert top_ids([r.to_json() for r in rows], 2) == top_ids(rows, 2)
+    assert top_ids([r.model_dump() for r in rows], 2) == top_ids(rows, 2)
 
 
 def test_ties_are_broken_deterministically_and_order_of_queries_does_not_matter() -> None:

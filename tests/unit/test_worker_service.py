@@ -20,6 +20,7 @@ from driftscope_llm.services.bus.base import Partition
 from driftscope_llm.services.schemas import AnomalyEvent
 from driftscope_llm.services.store import MemoryStore
 from driftscope_llm.services.store.model import Incident, IncidentState
+from driftscope_llm.services.store.report import AttributedReport
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.metrics import WorkerMetrics
 from driftscope_llm.services.worker.service import Worker
@@ -42,7 +43,7 @@ class FakeAttributor:
         self.calls: list[str] = []
         self.fail, self.during = fail, during
 
-    def run(self, incident: Incident, target_key: str, target: ModelTarget) -> dict[str, Any]:
+    def run(self, incident: Incident, target_key: str, target: ModelTarget) -> AttributedReport:
         self.calls.append(incident.id)
         if self.during is not None:
             self.during(incident)
@@ -51,11 +52,11 @@ class FakeAttributor:
                                  incident_id=incident.id)
         row = {"id": "ex-7", "rank": 1, "mrr": 1.0, "hits": 2, "best_rank": 1,
                "mean_score": 0.9}
-        return {"status": "attributed", "target": target_key, "model_dir": "/models/bot",
-                "model_fingerprint": "f" * 16, "primary_method": "repsim", "top_k": 10,
-                "aggregation": "mrr", "aggregate": [row], "methods": {},
-                "index_manifest_ids": {}, "exemplars": ["e1"], "started_at": T0.isoformat(),
-                "finished_at": T0.isoformat()}
+        return AttributedReport.model_validate({
+            "status": "attributed", "target": target_key, "model_dir": "/models/bot",
+            "model_fingerprint": "f" * 16, "primary_method": "repsim", "top_k": 10,
+            "aggregation": "mrr", "aggregate": [row], "methods": {}, "index_manifest_ids": {},
+            "exemplars": ["e1"], "started_at": T0.isoformat(), "finished_at": T0.isoformat()})
 
 
 class CrashingBus(MemoryBus):
