@@ -4,9 +4,12 @@ A shard is a safetensors file (see :mod:`driftscope_llm.attribution.manifest`) w
 (rows × D unit rows, float16 or float32), ``norms`` (float32) and the row ids in its metadata.
 :class:`MappedShard` parses the safetensors header itself and serves rows ``[start, stop)`` as
 float32 by mapping only that byte range of the file (``mmap`` at the page boundary below it),
-converting it, and unmapping it again. So scoring an index of any size keeps at most one block
-of rows resident — ``block_rows × D × 4`` bytes of float32 plus the mapped float16 range —
-while the operating system's page cache (not the process) keeps recently read shards warm.
+handing it out as a zero-copy tensor, and unmapping it when the next block is asked for. So
+scoring an index of any size keeps at most one block of rows mapped (``block_rows × D × 2``
+bytes for float16 rows) plus its ``block_rows × Q`` scores, while the operating system's page
+cache (not the process) keeps recently read shards warm. Float16 rows are scored in float16
+(see :meth:`driftscope_llm.attribution.index.Index.search`): converting them to float32 first
+would cost ten times the matrix product on CPU.
 
 ``in_memory=True`` instead loads all rows as float32 once (the pre-mmap behaviour): faster for
 many queries against a small index, ``N × D × 4`` bytes of RAM.
@@ -14,6 +17,7 @@ many queries against a small index, ``N × D × 4`` bytes of RAM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import struct
@@ -36,6 +40,7 @@ __all__ = ["DTYPES", "MappedShard", "write_shard"]
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _NP = {"F16": np.float16, "F32": np.float32}
+_TORCH = {np.float16: torch.float16, np.float32: torch.float32}
 
 
 def write_shard(path: Path, feats: torch.Tensor, ids: list[str], dtype: str) -> None:
@@ -90,31 +95,51 @@ class MappedShard:
         arr = np.frombuffer(raw, dtype=_NP[meta["dtype"]]).astype(np.float32)
         return torch.from_numpy(arr.reshape([int(x) for x in meta["shape"]]))
 
-    def _map(self, start: int, stop: int) -> torch.Tensor:
-        """Rows ``[start, stop)`` as a new float32 tensor, through a short-lived mapping."""
-        n = stop - start
-        if n <= 0:
-            return torch.zeros(0, self.dim)
+    def _open_range(self, start: int, stop: int) -> tuple[mmap.mmap, torch.Tensor]:
+        """A private mapping of rows ``[start, stop)`` and a zero-copy tensor view of it.
+
+        ``ACCESS_COPY`` (copy-on-write, never written) gives a writable buffer, so torch takes
+        it without copying or warning; nothing is copied unless written.
+        """
         item = np.dtype(self._np_dtype).itemsize
         offset = self._feat_begin + start * self.dim * item
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
-        length = offset - aligned + n * self.dim * item
+        length = offset - aligned + (stop - start) * self.dim * item
         with self.path.open("rb") as fh:
-            mm = mmap.mmap(fh.fileno(), length, offset=aligned, access=mmap.ACCESS_READ)
-        try:
-            if hasattr(mmap, "MADV_SEQUENTIAL"):
-                mm.madvise(mmap.MADV_SEQUENTIAL)
-            view = np.frombuffer(mm, dtype=self._np_dtype, count=n * self.dim,
-                                 offset=offset - aligned)
-            rows = view.reshape(n, self.dim).astype(np.float32)
-            del view
-        finally:
-            mm.close()
-        return torch.from_numpy(rows)
+            mm = mmap.mmap(fh.fileno(), length, offset=aligned, access=mmap.ACCESS_COPY)
+        if hasattr(mmap, "MADV_SEQUENTIAL"):
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        view = torch.frombuffer(mm, dtype=_TORCH[self._np_dtype], count=(stop - start) * self.dim,
+                                offset=offset - aligned)
+        return mm, view.view(stop - start, self.dim)
+
+    def _map(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` as a new float32 tensor, through a short-lived mapping."""
+        if stop <= start:
+            return torch.zeros(0, self.dim)
+        mm, view = self._open_range(start, stop)
+        rows = view.float() if view.dtype != torch.float32 else view.clone()
+        del view
+        mm.close()
+        return rows
 
     def blocks(self, block_rows: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """``(start, unit rows float32, norms)`` for consecutive blocks of ``block_rows``."""
+        """``(start, unit rows, norms)`` for consecutive blocks of ``block_rows``.
+
+        Rows come in the stored dtype (float16 rows are a zero-copy view of the mapped file,
+        valid only until the next block is requested) or float32 when loaded in memory; the
+        norms are float32. Convert with ``.float()`` to keep a block.
+        """
         for s in range(0, self.rows, block_rows):
             e = min(s + block_rows, self.rows)
-            unit = self._loaded[s:e] if self._loaded is not None else self._map(s, e)
-            yield s, unit, self.norms[s:e]
+            if self._loaded is not None:
+                yield s, self._loaded[s:e], self.norms[s:e]
+                continue
+            mm, rows = self._open_range(s, e)
+            try:
+                yield s, rows, self.norms[s:e]
+            finally:
+                del rows
+                # a caller that kept the view keeps the map open until the view is freed
+                with contextlib.suppress(BufferError):
+                    mm.close()
