@@ -8,7 +8,6 @@ skip count (an item that is not an LLM generation, such as an HTTP span, counted
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from driftscope_llm.services.errors import InvalidEventError
-from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.schemas import OutputEvent, loads_bounded
 
 __all__ = ["Decoded", "Reject", "load_json", "validate_event"]
 
@@ -62,25 +61,11 @@ class Decoded:
         return len(self.events) + len(self.rejects) + sum(self.skipped.values())
 
 
-class _NonFinite(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> float:
-    raise _NonFinite(name)
-
-
 def load_json(raw: bytes | str) -> Any:
-    """Parse JSON from outside; :class:`InvalidEventError` (``not_json``, ``non_finite``,
-    ``too_deep``) on any defect."""
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except _NonFinite as exc:
-        raise InvalidEventError("non_finite", f"JSON contains {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError("not_json", str(exc)) from None
-    except RecursionError:
-        raise InvalidEventError("too_deep", "JSON nests too deeply to decode") from None
+    """Parse JSON from outside with the OutputEvent parser's bounds
+    (:func:`~driftscope_llm.services.schemas.loads_bounded`: depth, integer length, non-finite
+    numbers, lone surrogates); :class:`InvalidEventError` with its reason on any defect."""
+    return loads_bounded(raw)
 
 
 _VALUE_ERRORS = {"greater_than_equal", "less_than_equal", "string_too_short", "string_too_long"}
