@@ -34,6 +34,7 @@ CHANGE_SIGNALS: dict[str, frozenset[str]] = {
     "refusal": frozenset({"refusal"}),
     "length": frozenset({"length_tokens", "length_chars", "latency_ms"}),
     "topic": frozenset({"embedding"}),
+    "new_topic": frozenset({"embedding"}),
 }
 """Which signals a change of each kind moves (alarms there count as detections)."""
 
@@ -51,8 +52,10 @@ class World:
 
 
 def make_world(seed: int = 0, dim: int = 384, topics: int = 8) -> World:
+    """``topics`` topic centres (unit vectors) and one more, the last row of ``centers``, that
+    only a ``new_topic`` change ever draws from."""
     rng = np.random.default_rng(seed)
-    c = rng.normal(size=(topics, dim))
+    c = rng.normal(size=(topics + 1, dim))
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     return World(c, np.full(topics, 1.0 / topics))
 
@@ -60,7 +63,8 @@ def make_world(seed: int = 0, dim: int = 384, topics: int = 8) -> World:
 @dataclass(frozen=True)
 class Change:
     """``kind`` in CHANGE_SIGNALS; ``size``: confidence: shift of ``z`` (negative = drop);
-    refusal: the new rate; length: the length factor; topic: the new share of topic 0."""
+    refusal: the new rate; length: the length factor; topic: the new share of topic 0;
+    new_topic: the share of outputs drawn from a topic the reference never saw."""
 
     kind: str
     at: int
@@ -125,6 +129,8 @@ def generate(world: World, n: int, seed: int, change: Change | None = None, *,
             probs = (_topic_probs(world, size, float(frac[i])) if kind == "topic"
                      else world.topic_probs)
             topic = rng.choice(probs.size, p=probs)
+            if kind == "new_topic" and rng.random() < size * float(frac[i]):
+                topic = world.centers.shape[0] - 1
             v = 0.55 * world.centers[topic] + rng.normal(size=world.dim) * (0.85 / np.sqrt(
                 world.dim))
             values["embedding"] = (v / np.linalg.norm(v)).astype(np.float32)

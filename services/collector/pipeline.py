@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from driftscope_llm.services.collector.cardinality import StreamCaps
 from driftscope_llm.services.collector.segments import SegmentKeyer, SegmentSettings
 from driftscope_llm.services.collector.signals import SignalExtractor
 from driftscope_llm.services.drift import (
@@ -38,9 +39,11 @@ from driftscope_llm.services.drift import (
     DriftSettings,
     Observation,
     ReferenceSnapshot,
+    SignalValue,
     StreamKey,
     StreamMonitor,
 )
+from driftscope_llm.services.keys import join_key
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.security.redaction import Redactor
 from driftscope_llm.services.store.base import StateStore
@@ -55,6 +58,9 @@ from driftscope_llm.services.store.model import (
 __all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "stream_id"]
 
 _EXEMPLAR_CHARS = 2000
+# Redact, then truncate: the redactor sees this much past the cut, so a secret that starts
+# before the cut and is shorter than the margin is redacted whole, never stored half in clear.
+_REDACT_MARGIN = 256
 
 
 class Embedder(Protocol):
@@ -62,7 +68,12 @@ class Embedder(Protocol):
 
 
 def stream_id(key: StreamKey) -> str:
-    return f"{key.model}|{key.model_version}|{key.segment}"
+    """The stream's id in checkpoints: unambiguous whatever the names hold (services.keys)."""
+    return join_key(key.model, key.model_version, key.segment, sep="|")
+
+
+def _cut(text: str | None) -> str | None:
+    return None if text is None else text[:_EXEMPLAR_CHARS]
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -149,6 +160,7 @@ class Pipeline:
         embed_sampling_rate: float = 0.0,
         cooldown_s: float = 3600.0,
         redactor: Redactor | None = None,
+        caps: StreamCaps | None = None,
     ) -> None:
         self.drift = drift
         # exemplar texts are redacted before they enter the ring: the ring is what checkpoints
@@ -161,10 +173,13 @@ class Pipeline:
         self.embed_rate = embed_sampling_rate if embedder is not None else 0.0
         self.cooldown_s = cooldown_s
         self._ring = max(drift.window_size, 100)
+        # models and versions come from traffic: past the caps they fold into 'other'
+        self.caps = caps if caps is not None else StreamCaps()
 
     def key_for(self, event: OutputEvent) -> StreamKey:
         """The event's bounded per-event metrics key (the model-level stream by default)."""
-        return StreamKey(model=event.model, model_version=event.model_version,
+        model, version = self.caps.fold(event.model, event.model_version, count=False)
+        return StreamKey(model=model, model_version=version,
                          segment=self.segments.key_for(event.segment))
 
     def keys_for(self, state: PartitionState, event: OutputEvent) -> list[StreamKey]:
@@ -172,8 +187,11 @@ class Pipeline:
         if state.keyer is None:
             state.keyer = SegmentKeyer(self.segments)
             state.keyer.restore((m.key.model, m.key.segment) for m in state.monitors.values())
-        return [StreamKey(model=event.model, model_version=event.model_version, segment=seg)
-                for seg in state.keyer.segments_for(event.model, event.segment)]
+            self.caps.restore((m.key.model, m.key.model_version)
+                              for m in state.monitors.values())
+        model, version = self.caps.fold(event.model, event.model_version)
+        return [StreamKey(model=model, model_version=version, segment=seg)
+                for seg in state.keyer.segments_for(model, event.segment)]
 
     def _monitor(self, state: PartitionState, key: StreamKey, ts: float) -> StreamMonitor:
         sid = stream_id(key)
@@ -232,18 +250,38 @@ class Pipeline:
             state.next_offset = offset + 1
         return raised
 
+    def process_values(
+        self, state: PartitionState,
+        items: Sequence[tuple[int, OutputEvent, Mapping[str, SignalValue]]],
+    ) -> list[RaisedAnomaly]:
+        """Like :meth:`process`, with each event's signal values given instead of extracted
+        (benchmarks and tests that plant changes in the signals themselves)."""
+        raised: list[RaisedAnomaly] = []
+        for offset, event, values in items:
+            if offset < state.next_offset:
+                continue
+            raised.extend(self._observe_values(state, event, values))
+            state.next_offset = offset + 1
+        return raised
+
     def _observe(
         self, state: PartitionState, event: OutputEvent, embedding: npt.NDArray[np.float32] | None
     ) -> list[RaisedAnomaly]:
-        ts = event.ts_unix
-        values: dict[str, float | bool | str | npt.NDArray[np.float32] | None] = dict(
-            self.extractor.extract(event))
+        values: dict[str, SignalValue] = dict(self.extractor.extract(event))
         values["embedding"] = embedding
+        return self._observe_values(state, event, values)
+
+    def _observe_values(
+        self, state: PartitionState, event: OutputEvent, values: Mapping[str, SignalValue]
+    ) -> list[RaisedAnomaly]:
+        ts = event.ts_unix
         obs = Observation(event_id=event.event_id, ts=ts, values=values)
         texts = (
-            self.redactor.redact_optional(
-                event.prompt[:_EXEMPLAR_CHARS] if event.prompt is not None else None),
-            self.redactor.redact(event.output[:_EXEMPLAR_CHARS]),
+            _cut(self.redactor.redact_optional(
+                event.prompt[:_EXEMPLAR_CHARS + _REDACT_MARGIN]
+                if event.prompt is not None else None)),
+            self.redactor.redact(event.output[:_EXEMPLAR_CHARS + _REDACT_MARGIN])[
+                :_EXEMPLAR_CHARS],
         )
         raised: list[RaisedAnomaly] = []
         for key in self.keys_for(state, event):

@@ -33,6 +33,8 @@ class EmbeddingReference:
     ``y = ((x - center) @ basis) / scale``; ``projections`` (n×r) are the held-out half's
     whitened coordinates; ``centroids`` (k×d) the topic clusters; ``cluster_counts`` (k, int64)
     the held-out half's cluster sizes. ``components``/``clusters`` record the settings used.
+    ``novelty`` (sorted) holds the held-out half's :meth:`novelty` scores: the null law of how
+    unlike every reference topic a new output is (empty in references saved before it existed).
     """
 
     center: FloatArray
@@ -45,6 +47,7 @@ class EmbeddingReference:
     clusters: int
     n_total: int
     invalid: int = 0
+    novelty: FloatArray = field(default_factory=lambda: np.zeros(0))
     _half_norms: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,14 @@ class EmbeddingReference:
         out: IntArray = np.argmax(score, axis=1).astype(np.int64)
         return out
 
+    def novelty_of(self, x: FloatArray) -> FloatArray:
+        """Squared distance of each row of ``x`` to its nearest centroid: large for outputs
+        unlike every reference topic (a new subject), whatever direction they lie in."""
+        rows = np.atleast_2d(x)
+        score = rows @ self.centroids.T - self._half_norms[None, :]
+        out: FloatArray = np.einsum("ij,ij->i", rows, rows) - 2.0 * np.max(score, axis=1)
+        return out
+
     def summary(self) -> dict[str, Any]:
         total = max(1, int(self.cluster_counts.sum()))
         return {
@@ -91,6 +102,7 @@ class EmbeddingReference:
             "clusters": self.clusters,
             "n_total": self.n_total,
             "invalid": self.invalid,
+            "novelty": encode_array(self.novelty),
         }
 
     @classmethod
@@ -106,6 +118,7 @@ class EmbeddingReference:
             clusters=int(d["clusters"]),
             n_total=int(d["n_total"]),
             invalid=int(d.get("invalid", 0)),
+            novelty=decode_array(d["novelty"]) if "novelty" in d else np.zeros(0),
         )
 
 
@@ -160,5 +173,6 @@ def fit_embedding_reference(
                              np.zeros(centroids.shape[0], dtype=np.int64), components, clusters,
                              n_total=n, invalid=invalid)
     counts = np.bincount(ref.assign(held), minlength=centroids.shape[0]).astype(np.int64)
+    novelty = np.sort(ref.novelty_of(held))
     return EmbeddingReference(center, basis, scale, proj, centroids, counts, components, clusters,
-                              n_total=n, invalid=invalid)
+                              n_total=n, invalid=invalid, novelty=novelty)

@@ -254,9 +254,11 @@ class StreamMonitor:
 
     # -- reference ----------------------------------------------------------------------------
 
-    def _maybe_freeze(self, sig: _Signal) -> None:
+    def _maybe_freeze(self, sig: _Signal, minimum: int | None = None) -> None:
         c = sig.collector
-        if c is None or c.n < self.settings.min_reference_values:
+        if minimum is None:
+            minimum = self.settings.min_reference_for(sig.name)
+        if c is None or c.n < minimum:
             return
         c.non_finite, c.invalid = sig.counts[NON_FINITE], sig.counts[INVALID]
         seed = derived_seed(self.settings, self.key, sig.name, "reference")
@@ -297,15 +299,16 @@ class StreamMonitor:
     def freeze_reference(self) -> ReferenceSnapshot | None:
         """End the reference phase now, before ``reference_size`` events (a rollout began).
 
-        Signals with at least ``min_reference_values`` values freeze what they collected; the
-        others keep collecting. Returns :meth:`reference_snapshot` (``None`` when no signal had
-        enough values). Reference sizes enter every threshold's calibration, so a short
-        reference costs delay, never false alarms.
+        Signals with at least ``min_reference_values`` values (the global minimum, below any
+        per-signal override: a rollout is compared with what the previous version has) freeze
+        what they collected; the others keep collecting. Returns :meth:`reference_snapshot`
+        (``None`` when no signal had enough values). Reference sizes enter every threshold's
+        calibration, so a short reference costs delay, never false alarms.
         """
         if self.is_reference_ready:
             return self.reference_snapshot()
         for sig in self._signals.values():
-            self._maybe_freeze(sig)
+            self._maybe_freeze(sig, self.settings.min_reference_values)
         if all(s.reference is None for s in self._signals.values()):
             return None
         self._ref_events = self._n_events

@@ -81,6 +81,10 @@ class SignalConfig(BaseModel):
     window_size: int | None = Field(
         default=None, ge=10, description="Override of DriftSettings.window_size for this signal."
     )
+    min_reference_values: int | None = Field(
+        default=None, ge=10,
+        description="Override of DriftSettings.min_reference_values for this signal (a signal "
+                    "whose tests need more reference values, e.g. sampled embeddings).")
 
 
 def _continuous(min_effect: float, unit: EffectUnit) -> SignalConfig:
@@ -103,19 +107,36 @@ DEFAULT_SIGNALS: dict[str, SignalConfig] = {
     "finish_reason": SignalConfig(kind=SignalKind.CATEGORICAL, detectors=("chi_square",),
                                   min_effect=0.05),
     "embedding": SignalConfig(kind=SignalKind.EMBEDDING,
-                              detectors=("embedding_projection", "embedding_clusters"),
-                              min_effect=0.10, window_size=500),
+                              detectors=("embedding_projection", "embedding_clusters",
+                                         "embedding_novelty"),
+                              min_effect=0.05, window_size=500, min_reference_values=600),
 }
 """The signals the collector produces, with defaults an operator can start from: a quarter of a
 reference standard deviation for logprob-like signals, 15 % for lengths, 20 % for latency, +2
-percentage points *and* +50 % for the refusal rate, 5 % of mass moving between finish reasons, 10 %
-of outputs moving between topic clusters (over a window of 500 embeddings: embeddings are
-usually computed for a sample of events only, and a shorter window lets a topic shift fill it
-sooner)."""
+percentage points *and* +50 % for the refusal rate, 5 % of mass moving between finish reasons, 5 %
+of outputs moving between topic clusters or to topics unlike any in the reference (so that a
+topic shift of 10 % of outputs is twice the minimum, not on it). Embeddings are usually computed
+for a sample of events only (a quarter by default), so their reference waits for 600 embeddings
+(2 400 events at that rate; 300 held out, enough to place the 2 % novelty tail and to measure
+cluster shares to ±2 points) and their window holds 500."""
+
 
 
 class DriftSettings(BaseModel):
-    """Settings of a :class:`~services.drift.StreamMonitor` (one per model, version, segment)."""
+    """Settings of a :class:`~services.drift.StreamMonitor` (one per model, version, segment).
+
+    Why the default sizes (``reference_size`` 1000, ``window_size`` 500, ``test_every`` 50): LLM
+    traffic is counted in thousands of events per day per model, and a segment may see a tenth of
+    that; a stream must be useful within its first day. With 1000 reference values, the reference
+    quantiles and rates a test compares with are off by about ``1/√1000`` ≈ 3 % of a standard
+    deviation, an eighth of the smallest continuous change that may raise (0.25 std), so a
+    larger reference buys little power and costs days of collection (the calibration accounts
+    for the reference's error either way: a smaller one costs delay, never false alarms). A
+    window of 500 values fills with changed values in 500 events: half the wait of 1000, while a
+    0.25-std shift over 500 values is still about 4 standard errors at the budgeted level.
+    Testing every 50 values halves the wait to the next test; the per-test level halves with it
+    (the budget is per event), which costs ``√(2 ln 2)`` ≈ a few percent of threshold.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -124,7 +145,7 @@ class DriftSettings(BaseModel):
         description="Signal name → how it is monitored. Names match Observation.values keys.",
     )
     reference_size: int = Field(
-        default=2000, ge=20,
+        default=1000, ge=20,
         description="The first N events of a stream form its reference (unless one is given).",
     )
     min_reference_values: int = Field(
@@ -132,10 +153,10 @@ class DriftSettings(BaseModel):
         description="A signal seen on fewer events keeps extending its reference until it has "
                     "this many values (sparse signals such as sampled embeddings).",
     )
-    window_size: int = Field(default=1000, ge=10, description="Values per signal in the window.")
+    window_size: int = Field(default=500, ge=10, description="Values per signal in the window.")
     min_window: int = Field(default=100, ge=5, description="No window test on fewer values.")
     test_every: int = Field(
-        default=100, ge=1, description="A window test runs after this many new values of a signal."
+        default=50, ge=1, description="A window test runs after this many new values of a signal."
     )
     max_false_alarms_per_100k: float = Field(
         default=1.0, gt=0,
@@ -195,6 +216,12 @@ class DriftSettings(BaseModel):
         """The window size of ``signal`` (its override, else the global one)."""
         override = self.signals[signal].window_size
         return self.window_size if override is None else override
+
+    def min_reference_for(self, signal: str) -> int:
+        """Values ``signal`` needs before its reference freezes (its override, else the global
+        ``min_reference_values``)."""
+        override = self.signals[signal].min_reference_values
+        return self.min_reference_values if override is None else override
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of these settings; state records it."""

@@ -13,6 +13,7 @@ import pytest
 import driftscope_llm.services.drift as drift
 from benchmarks.scenarios import Change, generate, make_world
 from driftscope_llm.services.drift import (
+    DEFAULT_SIGNALS,
     DriftSettings,
     Observation,
     ReferenceSnapshot,
@@ -29,8 +30,11 @@ WORLD = make_world(0)
 
 
 def small_settings(**kw: object) -> DriftSettings:
+    # small streams: the embedding signal's own larger reference minimum is lifted too
+    emb = DEFAULT_SIGNALS["embedding"].model_copy(update={"min_reference_values": None})
     base: dict[str, object] = {"reference_size": 600, "min_reference_values": 100,
-                               "window_size": 300, "cooldown_events": 300}
+                               "window_size": 300, "cooldown_events": 300,
+                               "signals": {**DEFAULT_SIGNALS, "embedding": emb}}
     base.update(kw)
     return DriftSettings.model_validate(base)
 

@@ -80,7 +80,8 @@ DETECTORS = sorted((name, kind) for name, kinds in available_detectors().items()
 def test_every_detector_is_covered() -> None:
     assert {n for n, _ in DETECTORS} == {
         "ks", "wasserstein", "psi", "cusum", "page_hinkley", "two_proportion",
-        "bernoulli_cusum", "chi_square", "embedding_projection", "embedding_clusters"}
+        "bernoulli_cusum", "chi_square", "embedding_projection", "embedding_clusters",
+        "embedding_novelty"}
 
 
 @pytest.mark.parametrize(("name", "kind"), DETECTORS)

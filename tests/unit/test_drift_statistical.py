@@ -35,12 +35,14 @@ def alarms(settings: DriftSettings, seed: int, change: Change | None = None,
 
 @pytest.mark.slow
 def test_no_drift_false_alarms_within_budget() -> None:
-    """Four segments of one model, every signal: at the default budget (1 per 100k events)
-    nothing may fire; at a budget loose enough to measure (300 per 100k) the count stays within
-    it — and is not zero, so the control is not vacuous."""
+    """Four segments of one model, every signal: at the default budget (1 per 100k events) the
+    44 000 monitored events allow 0.44 false alarms on average, so three or more (probability
+    below 1 % at the budget) fail the test; at a budget loose enough to measure (300 per 100k)
+    the count stays within it — and is not zero, so the control is not vacuous."""
     strict, loose = DriftSettings(), DriftSettings(max_false_alarms_per_100k=300.0)
     events = 4 * (LENGTH - strict.reference_size)
-    assert [a for seg in range(4) for a in alarms(strict, 100 + seg)] == []
+    found = [a for seg in range(4) for a in alarms(strict, 100 + seg)]
+    assert len(found) <= 2, found
     n = sum(len(alarms(loose, 100 + seg)) for seg in range(4))
     assert 0 < n <= 300.0 * events / 100_000
 
