@@ -35,7 +35,6 @@ from typing import Any
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.settings import EventKind
 from driftscope_llm.services.store.model import Incident
-from driftscope_llm.services.store.report import parse_report
 
 __all__ = [
     "ALERT_SCHEMA",
@@ -163,7 +162,7 @@ def _slack_incident(inc: Incident, title: str) -> dict[str, Any]:
         ]},
     ]  # fmt: skip
     # the report's aggregate ranking, best first (a failed report has none)
-    top = parse_report(inc.attribution).top(5) if inc.attribution is not None else []
+    top = inc.attribution.top(5) if inc.attribution is not None else []
     if top:
         ids = ", ".join(e(row.id) for row in top)
         blocks.append({"type": "section",

@@ -17,7 +17,6 @@ from driftscope_llm.services.cli.render import escape_text
 if TYPE_CHECKING:
     from driftscope_llm.services.store.base import StateStore
     from driftscope_llm.services.store.model import Incident
-    from driftscope_llm.services.store.report import AttributedReport, FailedReport
 
 __all__ = ["register"]
 
@@ -84,7 +83,7 @@ def list_cmd(
                 "top example"):
         table.add_column(col)
     for inc in found:
-        top = _report(inc).top(1) if inc.attribution is not None else []
+        top = inc.attribution.top(1) if inc.attribution is not None else []
         table.add_row(*(escape_text(v) for v in (
             inc.id, inc.state.value, inc.opened_at.isoformat(timespec="seconds"),
             f"{inc.model}@{inc.model_version}", inc.segment, inc.signal, inc.detector,
@@ -107,13 +106,6 @@ def show_cmd(
     _show(inc)
 
 
-def _report(inc: Incident) -> AttributedReport | FailedReport:
-    from driftscope_llm.services.store.report import parse_report
-
-    assert inc.attribution is not None
-    return parse_report(inc.attribution)
-
-
 def _show(inc: Incident) -> None:
     """The human view of one incident: header, history, then its attribution report."""
     from driftscope_llm.services.cli.render import print_report
@@ -130,7 +122,7 @@ def _show(inc: Incident) -> None:
     if inc.attribution is None:
         con.print("not attributed yet")
         return
-    print_report(con, _report(inc), {})
+    print_report(con, inc.attribution, {})
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:

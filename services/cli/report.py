@@ -49,7 +49,6 @@ def report_cmd(
         render_report,
         signal_series,
     )
-    from driftscope_llm.services.store.report import parse_report
 
     store = _store(config)
     inc = store.get_incident(incident_id)
@@ -64,7 +63,7 @@ def report_cmd(
                                       segment_label=segment_label, reference_n=reference_n)
     src = corpus
     if src is None and inc.attribution is not None:
-        src = _verification_corpus(parse_report(inc.attribution))
+        src = _verification_corpus(inc.attribution)
     if src is not None:
         inputs.corpus = {e.id: e for e in load_corpus(src)}
     inputs.embedding_note = ("Embeddings are not kept with incidents, so this report has no "

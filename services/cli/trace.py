@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from driftscope_llm.services.errors import ConfigError
 if TYPE_CHECKING:
     from driftscope_llm.services.store.base import StateStore
     from driftscope_llm.services.store.model import Incident
+    from driftscope_llm.services.store.report import AttributedReport
     from driftscope_llm.services.worker.settings import ModelTarget
 
 __all__ = ["register"]
@@ -46,12 +47,10 @@ def _parse_indexes(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def _render(report: Any, as_json: bool, corpus: Path | None) -> None:
-    """Print ``report`` (typed, or its JSON form) as one JSON line or for a person."""
+def _render(rep: AttributedReport, as_json: bool, corpus: Path | None) -> None:
+    """Print ``rep`` as one JSON line, or for a person."""
     from driftscope_llm.services.cli.render import print_report
-    from driftscope_llm.services.store.report import parse_report
 
-    rep = parse_report(report)
     if as_json:
         sys.stdout.write(rep.model_dump_json() + "\n")
         return
@@ -136,7 +135,7 @@ def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
     return target.model_copy(update={"indexes": {**target.indexes, **extra}})
 
 
-def _store_report(store: StateStore, incident_id: str, report: Any) -> None:
+def _store_report(store: StateStore, incident_id: str, report: AttributedReport) -> None:
     """Store the report atomically with the incident. An incident still awaiting its report
     (open, attributing, failed) moves through ``attributing`` to ``attributed``, as the
     lifecycle allows; one already attributed, acknowledged or resolved keeps its state."""

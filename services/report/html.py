@@ -27,7 +27,6 @@ from driftscope_llm.services.store.report import (
     AttributedReport,
     FailedReport,
     VerificationFailure,
-    parse_report,
 )
 from driftscope_llm.services.textsafety import html_text as escape  # controls too (issue 19)
 
@@ -150,13 +149,8 @@ def _exemplars(r: ReportInputs) -> str:
             f"{rows}</table>") if rows else '<p class="note">No exemplars.</p>'
 
 
-def _report(r: ReportInputs) -> AttributedReport | FailedReport | None:
-    rep = r.incident.attribution
-    return None if rep is None else parse_report(rep)
-
-
 def _attribution(r: ReportInputs) -> str:
-    rep = _report(r)
+    rep = r.incident.attribution
     if rep is None:
         return '<p class="note">Not attributed yet.</p>'
     if isinstance(rep, FailedReport):
@@ -185,7 +179,7 @@ def _attribution(r: ReportInputs) -> str:
 
 
 def _verification(r: ReportInputs) -> str:
-    rep = _report(r)
+    rep = r.incident.attribution
     v = rep.verification if isinstance(rep, AttributedReport) else None
     if v is None:
         return '<p class="note">Behavioural verification was not run.</p>'

@@ -26,7 +26,7 @@ from driftscope_llm.services.alerts.deadletter import DeadLetter, RedisDeadLette
 from driftscope_llm.services.cli.main import app
 from driftscope_llm.services.store import Incident, IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
-from driftscope_llm.services.store.report import FailedReport, parse_report
+from driftscope_llm.services.store.report import AttributedReport, FailedReport
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget
 from tests.integration.test_worker import (  # the module's tiny model and indexes
@@ -62,7 +62,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def report(built: Built) -> Any:
+def report(built: Built) -> AttributedReport:
     """A real worker report: repsim (primary) and gradsim over three zorblat exemplars."""
     target = ModelTarget(model_dir=built.model_dir, top_k=TOP_K,
                          indexes={"repsim": built.repsim, "gradsim": built.gradsim})
@@ -135,7 +135,7 @@ def test_attribute_reruns_a_failed_incident_through_the_lifecycle(
     assert [h["state"] for h in stored.state_history] == [
         "attributing", "failed", "attributing", "attributed"]
     assert stored.attribution is not None
-    assert [r[1] for r in rows] == [row.id for row in parse_report(stored.attribution).top()]
+    assert [r[1] for r in rows] == [row.id for row in stored.attribution.top()]
 
 
 def test_incidents_list_and_show(report: Any, redis_url: str,
@@ -152,7 +152,7 @@ def test_incidents_list_and_show(report: Any, redis_url: str,
     fresh.opened_at = fresh.updated_at = t0 + timedelta(hours=2)
     store.save_incident(fresh)
     env = {"DRIFTSCOPE_REDIS__URL": redis_url}
-    top = parse_report(report).aggregate[0].id
+    top = report.aggregate[0].id
 
     listed = invoke("incidents", "list", env=env)
     assert listed.exit_code == 0, listed.output
@@ -169,7 +169,7 @@ def test_incidents_list_and_show(report: Any, redis_url: str,
                         "detector=mmd")
     assert lines[1] == "statistic 3 (threshold 1), effect 0.8, 3 exemplars, 0 updates"
     assert lines[2].split() == ["2026-03-01T09:00:00+00:00", "attributing"]
-    rep = parse_report(report)
+    rep = report
     assert [r[1] for r in table_rows(shown.stdout)] == [row.id for row in rep.aggregate]
     assert {r[1] for r in table_rows(shown.stdout)[: len(PLANTED_IDS)]} == PLANTED_IDS
     assert f"overlap@{TOP_K} {rep.agreement.mean_overlap:.2f}" in shown.stdout
@@ -230,7 +230,7 @@ def test_incident_report_writes_the_html(report: Any, redis_url: str,
                  str(built.corpus), env={"DRIFTSCOPE_REDIS__URL": redis_url})
     assert (res.exit_code, res.stderr.strip()) == (0, f"report -> {out}"), res.output
     page = out.read_text()
-    rep = parse_report(report)
+    rep = report
     assert f"overlap@{TOP_K} {rep.agreement.mean_overlap:.2f}" in page
     for row in rep.aggregate:
         assert f"<td>{row.id}</td><td>{row.mrr:.3f}</td>" in page
