@@ -46,15 +46,15 @@ class CardinalitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_models: int = Field(
-        default=100, ge=1,
+        default=50, ge=1,
         description="Models monitored under their own name (the first seen); later models "
                     "fold into the model 'other'.")
     max_versions_per_model: int = Field(
-        default=10, ge=1,
+        default=5, ge=1,
         description="Versions per model monitored under their own name (the first seen); "
                     "later versions fold into the version 'other'.")
     max_model_versions: int = Field(
-        default=300, ge=1,
+        default=100, ge=1,
         description="(model, version) pairs monitored under their own names in all; later "
                     "pairs fold into model 'other', version 'other'.")
 
@@ -82,14 +82,15 @@ class StreamCaps:
             for model, version in keys:
                 self._admit(model, version)
 
-    def fold(self, model: str, version: str) -> tuple[str, str]:
-        """The ``(model, version)`` an event is monitored under."""
+    def fold(self, model: str, version: str, *, count: bool = True) -> tuple[str, str]:
+        """The ``(model, version)`` an event is monitored under. ``count=False`` for a second
+        look at the same event (its metrics labels), so each folded event is reported once."""
         versions = self._versions.get(model)
         if versions is not None and version in versions:  # the common case, lock-free read
             return model, version
         with self._lock:
             folded = self._admit(model, version)
-        if self.on_fold is not None and folded != (model, version):
+        if count and self.on_fold is not None and folded != (model, version):
             self.on_fold("model" if folded[0] != model else "version")
         return folded
 
