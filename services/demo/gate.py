@@ -39,7 +39,9 @@ from driftscope_llm.services.store.model import Incident
 __all__ = ["GateStory", "attributed_ids", "close_the_loop", "retrain", "run_last_act",
            "story_lines"]
 
-SAMPLES = 4
+SAMPLES = 8
+"""Samples per probe and model: 8 keeps the gate's power against the planted refusals high on a
+suite of a few dozen probes (4 leaves it near chance when the suite is small)."""
 
 
 @dataclass(frozen=True)
