@@ -1,44 +1,19 @@
-"""Where a delivery goes when its retry budget is spent: a dead-letter record.
+"""Where a delivery goes when its retry budget is spent: a dead-letter record in a sink.
 
-A :class:`DeadLetter` holds everything needed to understand and replay the failure — endpoint
-*name* (never its URL), event, delivery id, the exact body, attempts, the last HTTP status or
-transport error, first and last attempt times — and nothing secret: the signature is not stored
-(a replay signs afresh, with a fresh timestamp).
-
-Sinks: :class:`RedisDeadLetterSink` (``LPUSH`` to a list, default ``driftscope:webhooks:dead``,
-trimmed to the newest ``max_len``; newest first, ``LRANGE key 0 9`` shows the last ten) for the
-services, :class:`MemoryDeadLetterSink` for tests and the embedded mode.
+:class:`DeadLetter` and the Redis sink (:class:`RedisDeadLetterSink`, one bounded Redis list,
+newest first) live in the store (:mod:`driftscope_llm.services.store.deadletters`), the one
+place that touches Redis; they are re-exported here beside the sink protocol and
+:class:`MemoryDeadLetterSink` for tests and the embedded mode.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Protocol
 
-import redis
-from pydantic import BaseModel
-
-from driftscope_llm.services.errors import StoreError
+from driftscope_llm.services.store.deadletters import DeadLetter, RedisDeadLetterSink
 
 __all__ = ["DeadLetter", "DeadLetterSink", "MemoryDeadLetterSink", "RedisDeadLetterSink"]
-
-
-class DeadLetter(BaseModel):
-    """One delivery that did not get through."""
-
-    endpoint: str
-    event: str
-    delivery_id: str
-    subject: str
-    reason: str  # "exhausted" (retry budget spent) | "rejected" (a 4xx that retrying won't fix)
-    attempts: int
-    last_status: int | None
-    last_error: str | None
-    first_attempt_at: datetime
-    failed_at: datetime
-    content_type: str
-    body: str
 
 
 class DeadLetterSink(Protocol):
@@ -57,32 +32,3 @@ class MemoryDeadLetterSink:
     def write(self, record: DeadLetter) -> None:
         with self._lock:
             self.records.append(record)
-
-
-class RedisDeadLetterSink:
-    """``LPUSH`` + ``LTRIM`` on one Redis list, in one MULTI/EXEC transaction."""
-
-    def __init__(self, client: redis.Redis[bytes], key: str = "driftscope:webhooks:dead",
-                 max_len: int = 10_000) -> None:
-        self.client = client
-        self.key = key
-        self.max_len = max_len
-
-    def write(self, record: DeadLetter) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(self.key, record.model_dump_json())
-            pipe.ltrim(self.key, 0, self.max_len - 1)
-            pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise StoreError(f"cannot write dead-letter record: {type(exc).__name__}",
-                             key=self.key) from None
-
-    def read(self, count: int = 100) -> list[DeadLetter]:
-        """The newest ``count`` records, newest first."""
-        try:
-            raw = self.client.lrange(self.key, 0, count - 1)
-        except redis.exceptions.RedisError as exc:
-            raise StoreError(f"cannot read dead-letter records: {type(exc).__name__}",
-                             key=self.key) from None
-        return [DeadLetter.model_validate_json(r) for r in raw]

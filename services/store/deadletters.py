@@ -1,0 +1,70 @@
+"""Webhook deliveries that did not get through, kept in Redis for a person to inspect or replay.
+
+A :class:`DeadLetter` holds everything needed to understand and replay the failure — endpoint
+*name* (never its URL), event, delivery id, the exact body, attempts, the last HTTP status or
+transport error, first and last attempt times — and nothing secret: the signature is not stored
+(a replay signs afresh, with a fresh timestamp).
+
+:class:`RedisDeadLetterSink` keeps them in one Redis list (``LPUSH`` + ``LTRIM`` in one
+MULTI/EXEC transaction, newest first, trimmed to the newest ``max_len``), named by the setting
+``webhooks.dead_letter_key`` (default ``driftscope:webhooks:dead``; ``LRANGE key 0 9`` shows the
+last ten). It lives in the store because the store is the one place that touches Redis; the
+webhook notifier (:mod:`driftscope_llm.services.alerts.deadletter`) writes through it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import redis
+from pydantic import BaseModel
+
+from driftscope_llm.services.errors import StoreError
+
+__all__ = ["DeadLetter", "RedisDeadLetterSink"]
+
+
+class DeadLetter(BaseModel):
+    """One delivery that did not get through."""
+
+    endpoint: str
+    event: str
+    delivery_id: str
+    subject: str
+    reason: str  # "exhausted" (retry budget spent) | "rejected" (a 4xx that retrying won't fix)
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    first_attempt_at: datetime
+    failed_at: datetime
+    content_type: str
+    body: str
+
+
+class RedisDeadLetterSink:
+    """``LPUSH`` + ``LTRIM`` on one Redis list, in one MULTI/EXEC transaction."""
+
+    def __init__(self, client: redis.Redis[bytes], key: str = "driftscope:webhooks:dead",
+                 max_len: int = 10_000) -> None:
+        self.client = client
+        self.key = key
+        self.max_len = max_len
+
+    def write(self, record: DeadLetter) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.lpush(self.key, record.model_dump_json())
+            pipe.ltrim(self.key, 0, self.max_len - 1)
+            pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"cannot write dead-letter record: {type(exc).__name__}",
+                             key=self.key) from None
+
+    def read(self, count: int = 100) -> list[DeadLetter]:
+        """The newest ``count`` records, newest first."""
+        try:
+            raw = self.client.lrange(self.key, 0, count - 1)
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"cannot read dead-letter records: {type(exc).__name__}",
+                             key=self.key) from None
+        return [DeadLetter.model_validate_json(r) for r in raw]
