@@ -37,7 +37,7 @@ class IngestServiceSettings(DriftscopeSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9466))
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9468))
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     ingest: IngestSettings = Field(
         default_factory=IngestSettings,

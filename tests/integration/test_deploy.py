@@ -22,6 +22,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from driftscope_llm.services.cli.ingest import IngestServiceSettings
 from driftscope_llm.services.config import (
     AlertsSettings,
     CollectorSettings,
@@ -74,6 +75,8 @@ DEPLOYABLES: dict[str, type[BaseModel]] = {
     "collector": CollectorSettings,
     "worker": WorkerSettings,
     "alert-receiver": AlertsSettings,
+    "driftscope-ingest": IngestServiceSettings,
+    "ingest": IngestServiceSettings,
 }
 
 
