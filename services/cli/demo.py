@@ -12,10 +12,11 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -106,14 +107,15 @@ def demo_cmd(
                            on_progress=lambda n: progress.advance(task, n))
     (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n"
                                                  for r in det.raised))
-    _print_incidents(det.raised)
-    chosen = story.pick_incident(det.raised)
-    if chosen is None:
+    _print_incidents(store, det.raised)
+    inc = story.pick_incident(det.raised, store)
+    if inc is None:
         console.print("[red]no drift detected[/red]: nothing to attribute")
         raise typer.Exit(1)
-    inc = chosen.incident
-    console.print(f"[4/6] investigating {inc.id}: {inc.signal}/{inc.detector} on "
-                  f"route={inc.segment} ({inc.model}@{inc.model_version})")
+    console.print(f"[4/6] investigating {inc.id}: {len(inc.facets)} facets, headline "
+                  f"{escape(inc.signal)}/{escape(inc.detector)} on {escape(inc.segment)} "
+                  f"({escape(inc.model)}@{escape(inc.model_version)}, {inc.severity})",
+                  highlight=False)
 
     with _progress(console) as progress:
         task = progress.add_task("[5/6] attribution + verification", total=3)
@@ -166,18 +168,16 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def _print_incidents(raised: list) -> None:  # type: ignore[type-arg]
+def _print_incidents(store: Any, raised: list[Any]) -> None:
+    """One line per incident: its headline facet, how many facets, severity."""
     table = Table(title="incidents opened")
-    for col in ("incident", "model@version", "route", "signal", "detector", "effect"):
+    for col in ("incident", "model@version", "severity", "headline", "effect", "facets"):
         table.add_column(col)
-    seen = set()
-    for r in raised:
-        inc = r.incident
-        if inc.id in seen:
-            continue
-        seen.add(inc.id)
-        table.add_row(inc.id, f"{inc.model}@{inc.model_version}", inc.segment, inc.signal,
-                      inc.detector, f"{inc.effect_size:.3g}")
+    for inc_id in dict.fromkeys(r.incident.id for r in raised):
+        inc = store.get_incident(inc_id)
+        table.add_row(inc.id, escape(f"{inc.model}@{inc.model_version}"), inc.severity,
+                      escape(f"{inc.signal} on {inc.segment} ({inc.detector})"),
+                      f"{inc.effect_size:.3g}", str(len(inc.facets)))
     Console(stderr=True).print(table)
 
 

@@ -47,11 +47,11 @@ from driftscope_llm.services.keys import join_key
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.security.redaction import Redactor
 from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.facets import Facet, group_key
 from driftscope_llm.services.store.model import (
     Checkpoint,
     Exemplar,
     Incident,
-    dedup_key,
     incident_id_for,
 )
 
@@ -143,6 +143,8 @@ class RaisedAnomaly:
             "exemplars": list(a.exemplars),
             "incident_id": self.incident.id,
             "incident": "opened" if self.opened else "updated",
+            "severity": self.incident.severity,
+            "facets": len(self.incident.facets),
         }
 
 
@@ -305,21 +307,31 @@ class Pipeline:
     def _incident(
         self, a: Anomaly, ring: OrderedDict[str, tuple[str | None, str]]
     ) -> RaisedAnomaly:
+        """Fold the anomaly into its model version's live incident as a facet (or open one):
+        every segment, signal and detector raising within the grouping window (``cooldown_s``,
+        event time) is one incident (:mod:`driftscope_llm.services.store.facets`)."""
         k = a.key
-        dk = dedup_key(k.model, k.model_version, k.segment, a.signal, a.detector)
+        gk = group_key(k.model, k.model_version)
         at = datetime.fromtimestamp(a.ts, UTC)
         exemplars = []
         for eid in a.exemplars:
             prompt, output = ring.get(eid, (None, None))
             exemplars.append(Exemplar(event_id=eid, prompt=prompt, output=output))
+        facet = Facet(
+            segment=k.segment, signal=a.signal, detector=a.detector, effect_size=a.effect_size,
+            effect_unit=a.effect_unit, min_effect=self.drift.signals[a.signal].min_effect,
+            direction=a.direction, statistic=a.statistic, threshold=a.threshold,
+            p_value=a.p_value, first_event_id=a.event_id, first_at=at, last_at=at,
+            exemplars=list(a.exemplars))
         incident = Incident(
-            id=incident_id_for(dk, a.event_id), opened_at=at, updated_at=at, model=k.model,
+            id=incident_id_for(gk, a.event_id), opened_at=at, updated_at=at, model=k.model,
             model_version=k.model_version, segment=k.segment, signal=a.signal,
             detector=a.detector, statistic=a.statistic, threshold=a.threshold,
             effect_size=a.effect_size, p_value=a.p_value, event_id=a.event_id,
             exemplars=exemplars, reference_summary=dict(a.reference_summary),
-            window_summary=dict(a.window_summary),
+            window_summary=dict(a.window_summary), facets=[facet],
         )
+        incident.apply_facets()
         incident.transition(incident.state, at)
-        stored, opened = self.store.open_or_update_incident(incident, dk, self.cooldown_s)
+        stored, opened = self.store.open_or_update_incident(incident, gk, self.cooldown_s)
         return RaisedAnomaly(anomaly=a, incident=stored, opened=opened)

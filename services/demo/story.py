@@ -1,8 +1,11 @@
 """The demo's steps after the stream exists: detect, open the incident, attribute, verify, report.
 
 Each function is one step the CLI shows with its own progress; all outputs go under one
-directory. The detector settings are sized for the demo stream (a few hundred events per route
-and version): a 200-event reference per (version, route), tests every 25 values on windows of 100.
+directory. Detection runs on the product's defaults, exactly as ``driftscope replay`` would with
+no configuration: streams from the events' own ``route`` label beside the model-level stream,
+default detector settings, v2 compared from its first event with v1's (short) reference, and
+every anomaly of the v2 rollout folded into one incident whose facets are the signals, routes
+and detectors that saw it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import numpy as np
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.services.collector.pipeline import RaisedAnomaly
-from driftscope_llm.services.config import EmbedderSettings, SegmentSettings
-from driftscope_llm.services.demo.scenario import PLANTED_PREFIX, ROUTES
+from driftscope_llm.services.collector.segments import MODEL_STREAM, SegmentSettings
+from driftscope_llm.services.collector.settings import EmbedderSettings
+from driftscope_llm.services.demo.scenario import PLANTED_PREFIX
 from driftscope_llm.services.drift import DriftSettings
-from driftscope_llm.services.drift.settings import DEFAULT_SIGNALS
 from driftscope_llm.services.report import (
     ReportInputs,
     project_2d,
@@ -32,17 +35,13 @@ from driftscope_llm.services.store import MemoryStore
 from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.store.report import AttributedReport
 
-__all__ = ["DEMO_DRIFT", "Detection", "attribute", "detect", "pick_incident", "recall_at_k",
-           "write_report"]
+__all__ = ["DEMO_DRIFT", "SEGMENTS", "Detection", "attribute", "detect", "pick_incident",
+           "recall_at_k", "write_report"]
 
-REFERENCE_SIZE = 200
-DEMO_DRIFT = DriftSettings(
-    reference_size=REFERENCE_SIZE, window_size=100, min_window=50, test_every=25,
-    min_reference_values=100, cooldown_events=400,
-    signals={**DEFAULT_SIGNALS,
-             "embedding": DEFAULT_SIGNALS["embedding"].model_copy(update={"window_size": 100})},
-)
-SEGMENTS = SegmentSettings(label="route", allowed=list(ROUTES))
+DEMO_DRIFT = DriftSettings()
+"""The default detector settings: the demo tunes nothing."""
+SEGMENTS = SegmentSettings()
+"""The default segment settings: every label the events carry (here ``route``)."""
 
 
 @dataclass
@@ -55,23 +54,20 @@ def detect(stream: Path, store: MemoryStore, *, use_embedder: bool,
            on_progress: Callable[[int], None]) -> Detection:
     """Replay ``stream`` through the collector pipeline (embedder when one is exported)."""
     from driftscope_llm.services.collector.build import build_pipeline
-    from driftscope_llm.services.collector.embedder import default_embedder_dir
     from driftscope_llm.services.collector.replay import ReplayStats, replay_file
     from driftscope_llm.services.collector.signals import SignalSettings
 
-    emb_on = use_embedder and (default_embedder_dir() / "driftscope-embedder.json").exists()
-    emb = EmbedderSettings(enabled=emb_on, sampling_rate=1.0)
+    emb = EmbedderSettings(enabled=use_embedder)
     pipeline = build_pipeline(DEMO_DRIFT, SignalSettings(), SEGMENTS, emb, store)
     raised = list(replay_file(stream, pipeline, ReplayStats(), on_progress=on_progress))
     return Detection(raised, pipeline.embedder)
 
 
-def pick_incident(raised: Sequence[RaisedAnomaly]) -> RaisedAnomaly | None:
-    """The incident to investigate: a refusal alarm if any, else the first anomaly raised."""
-    for r in raised:
-        if r.anomaly.signal == "refusal":
-            return r
-    return raised[0] if raised else None
+def pick_incident(raised: Sequence[RaisedAnomaly], store: MemoryStore) -> Incident | None:
+    """The incident to investigate: the one the rollout opened, as it stands after the replay
+    (every facet folded in); the first opened when there are several."""
+    opened = [r.incident.id for r in raised if r.opened]
+    return store.get_incident(opened[0]) if opened else None
 
 
 def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], corpus_path: Path,
@@ -101,33 +97,47 @@ def recall_at_k(report: AttributedReport, k: int, planted: Sequence[str]) -> flo
     return len(set(top) & set(planted)) / max(min(k, len(planted)), 1)
 
 
+def _series_segment(incident: Incident) -> tuple[str, str] | None:
+    """The ``(label, value)`` whose events the report's signal series draw: the headline's
+    segment, or the segment facet with the largest relative effect when the headline is the
+    model-level stream."""
+    segments = [f for f in sorted(incident.facets, key=lambda f: -f.relative_effect)
+                if f.segment != MODEL_STREAM]
+    seg = incident.segment if incident.segment != MODEL_STREAM else (
+        segments[0].segment if segments else MODEL_STREAM)
+    label, sep, value = seg.partition("=")
+    return (label, value) if sep else None
+
+
 def write_report(path: Path, incident: Incident, stream: Path, raised: Sequence[RaisedAnomaly],
                  corpus: Sequence[Example], embedder: Any | None) -> None:
-    """The HTML report of ``incident``, with every signal that alarmed on its stream."""
-    same = [r for r in raised if r.incident.segment == incident.segment
-            and r.incident.model_version == incident.model_version]
+    """The HTML report of ``incident``, with every signal that alarmed in its series' segment."""
+    where = _series_segment(incident) or ("route", "billing")
+    seg_key = f"{where[0]}={where[1]}"
+    same = [r for r in raised if r.incident.id == incident.id and r.anomaly.key.segment == seg_key]
     signals = list(dict.fromkeys(r.anomaly.signal for r in same if r.anomaly.signal
                                  != "embedding"))
     changes = {r.anomaly.signal: r.anomaly.change_index for r in same
                if r.anomaly.change_index is not None}
     events = read_events(stream)
-    series = signal_series(events, incident, signals, segment_label="route",
-                           reference_n=REFERENCE_SIZE,
+    series = signal_series(events, incident.model_copy(update={"segment": where[1]}), signals,
+                           segment_label=where[0], reference_n=DEMO_DRIFT.reference_size,
                            change_index={k: v for k, v in changes.items() if v is not None})
     inputs = ReportInputs(incident=incident, series=series, corpus={e.id: e for e in corpus},
                           notes=[f"Planted training examples have ids starting "
                                  f"'{PLANTED_PREFIX}' (highlighted)."])
     if embedder is None:
-        inputs.embedding_note = ("The embedder is not exported on this machine (driftscope models"
-                                 " export-embedder), so the stream has no embeddings to draw.")
+        inputs.embedding_note = ("The embedder is not available on this machine (driftscope "
+                                 "models export-embedder), so the stream has no embeddings to "
+                                 "draw.")
     else:
-        mine = [e for e in events if (e.segment or {}).get("route") == incident.segment]
+        mine = [e for e in events if (e.segment or {}).get(where[0]) == where[1]]
         ref = [e.output for e in mine if e.model_version != incident.model_version][:300]
         win = [e.output for e in mine if e.model_version == incident.model_version][:300]
         inputs.embedding = project_2d(np.asarray(embedder.encode(ref)),
                                       np.asarray(embedder.encode(win)),
                                       "all-MiniLM-L6-v2 embeddings of the outputs "
                                       f"(reference: previous version, window: "
-                                      f"{incident.model_version}) on {incident.segment}")
+                                      f"{incident.model_version}) on {seg_key}")
     path.write_text(render_report(inputs))
     path.with_suffix(".json").write_text(json.dumps(incident.model_dump(mode="json"), indent=1))

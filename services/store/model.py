@@ -10,6 +10,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftscope_llm.services.keys import join_key
+from driftscope_llm.services.store.facets import (
+    Facet,
+    headline,
+    merge_facets,
+    ordered_exemplar_ids,
+    severity_of,
+)
 from driftscope_llm.services.store.report import AttributionReport
 
 __all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
@@ -33,7 +40,13 @@ class Exemplar(BaseModel):
 
 
 class Incident(BaseModel):
-    """One drift incident: a continuing anomaly on (model, version, segment, signal, detector).
+    """One drift incident: one change of a model version, seen by one or more facets.
+
+    ``facets`` lists every (segment, signal, detector) that raised within the grouping window
+    (:mod:`driftscope_llm.services.store.facets`); ``segment``, ``signal``, ``detector``,
+    ``statistic``, ``threshold``, ``effect_size`` and ``p_value`` are the *headline* facet's,
+    ``severity`` follows from effect sizes, and ``exemplars`` come from the facets, behavioural
+    ones first. An incident without facets (saved before they existed) is one facet's worth.
 
     ``state`` moves only through :func:`driftscope_llm.services.store.lifecycle.advance`;
     ``attribution`` is the worker's typed report (:mod:`driftscope_llm.services.store.report`),
@@ -62,6 +75,8 @@ class Incident(BaseModel):
     window_summary: dict[str, Any] = Field(default_factory=dict)
     state_history: list[dict[str, str]] = Field(default_factory=list)
     attribution: AttributionReport | None = None
+    facets: list[Facet] = Field(default_factory=list)
+    severity: str = "info"
 
     def transition(self, state: IncidentState, at: datetime, reason: str | None = None) -> None:
         """Record a move to ``state`` without checking it; callers use ``lifecycle.advance``."""
@@ -76,6 +91,11 @@ class Incident(BaseModel):
         """Fold a repeated anomaly ``new`` into this live incident it continues."""
         self.updates += 1
         self.updated_at = max(self.updated_at, new.updated_at)
+        if self.facets or new.facets:
+            texts = {e.event_id: e for e in [*new.exemplars, *self.exemplars]}
+            merge_facets(self.facets, new.facets)
+            self.apply_facets(texts, max_exemplars)
+            return
         self.statistic = new.statistic
         self.threshold = new.threshold
         self.effect_size = new.effect_size
@@ -84,6 +104,22 @@ class Incident(BaseModel):
         seen = {e.event_id for e in self.exemplars}
         self.exemplars.extend(e for e in new.exemplars if e.event_id not in seen)
         del self.exemplars[max_exemplars:]
+
+
+    def apply_facets(self, texts: dict[str, Exemplar] | None = None,
+                     max_exemplars: int = 50) -> None:
+        """Set the headline fields, severity and exemplars from ``facets`` (``texts``: the
+        exemplar texts known by event id; default: the incident's own)."""
+        top = headline(self.facets)
+        if top is None:
+            return
+        self.segment, self.signal, self.detector = top.segment, top.signal, top.detector
+        self.statistic, self.threshold = top.statistic, top.threshold
+        self.effect_size, self.p_value = top.effect_size, top.p_value
+        self.severity = severity_of(self.facets)
+        known = texts if texts is not None else {e.event_id: e for e in self.exemplars}
+        ids = ordered_exemplar_ids(self.facets)[:max_exemplars]
+        self.exemplars = [known.get(i, Exemplar(event_id=i)) for i in ids]
 
 
 class Checkpoint(BaseModel):
