@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import KafkaSettings, TopicSettings
+from driftscope_llm.services.collector.cardinality import CardinalitySettings
 from driftscope_llm.services.collector.segments import SegmentSettings
 from driftscope_llm.services.collector.settings import EmbedderSettings
 from driftscope_llm.services.collector.signals import SignalSettings
@@ -90,6 +91,10 @@ class CollectorSettings(DriftscopeSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    cardinality: CardinalitySettings = Field(
+        default_factory=CardinalitySettings,
+        description="Caps on models and versions monitored; past them traffic folds into "
+                    "'other' (collector/cardinality.py).")
     drift: DriftSettings = Field(default_factory=DriftSettings,
                                  description="Detector settings (services.drift.DriftSettings).")
     cooldown_s: float = Field(

@@ -73,6 +73,7 @@ def replay_cmd(
 ) -> None:
     """Run the collector's pipeline over a file, with no services (embedded mode)."""
     from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.cardinality import StreamCaps
     from driftscope_llm.services.collector.replay import ReplayStats, replay_file
     from driftscope_llm.services.config import CollectorSettings, load_settings
     from driftscope_llm.services.store import MemoryStore
@@ -83,7 +84,8 @@ def replay_cmd(
         embedder = embedder.model_copy(update={"enabled": embed, "required": embed})
     pipeline = build_pipeline(settings.drift, settings.signals, settings.segments, embedder,
                               MemoryStore(), cooldown_s=settings.cooldown_s,
-                              redaction=settings.redaction)
+                              redaction=settings.redaction,
+                              caps=StreamCaps(settings.cardinality))
     stats = ReplayStats()
     err = Console(stderr=True)
     total_bytes = events.stat().st_size
@@ -133,6 +135,16 @@ def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnom
                       f"{d['threshold']:.4g}", f"{d['effect_size']:.3g}",
                       f"{d['incident_id']} ({d['incident']})")
     console.print(table)
+    latest = {r.incident.id: r.incident for r in raised}  # each incident as it ended
+    console.print(f"{len(latest)} incident{'s' if len(latest) != 1 else ''}:")
+    for inc in latest.values():
+        top = max(inc.facets, key=lambda f: f.relative_effect, default=None)
+        ratio = f" = {top.relative_effect:.1f}x its minimum" if top is not None else ""
+        console.print(f"  {escape_text(inc.id)} {inc.severity}: {escape_text(inc.signal)} on "
+                      f"{escape_text(inc.segment)} ({escape_text(inc.detector)}), effect "
+                      f"{inc.effect_size:.3g}{ratio}; {len(inc.facets)} facets "
+                      f"({escape_text(inc.model)}@{escape_text(inc.model_version)})",
+                      highlight=False)
 
 
 @friendly_errors
@@ -148,6 +160,7 @@ def collector_cmd(
     from driftscope_llm.services.bus.kafka import KafkaBus
     from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.cardinality import StreamCaps
     from driftscope_llm.services.collector.metrics import CollectorMetrics
     from driftscope_llm.services.collector.service import Collector
     from driftscope_llm.services.config import CollectorSettings, load_settings
@@ -160,8 +173,10 @@ def collector_cmd(
     registry = CollectorRegistry()
     metrics = CollectorMetrics(registry)
     server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.collector"))
+    caps = StreamCaps(s.cardinality,
+                      on_fold=lambda dimension: metrics.streams_folded.labels(dimension).inc())
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
-                              cooldown_s=s.cooldown_s, redaction=s.redaction)
+                              cooldown_s=s.cooldown_s, redaction=s.redaction, caps=caps)
     notifier = build_notifier(s.webhooks, client, registry)
     bus = KafkaBus(s.kafka, group_id=s.group_id, max_poll_records=500)
     collector = Collector(pipeline, store, metrics, bus, s.topics,

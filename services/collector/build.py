@@ -6,6 +6,7 @@ import logging
 
 from rich.console import Console
 
+from driftscope_llm.services.collector.cardinality import StreamCaps
 from driftscope_llm.services.collector.embedder import (
     OnnxEmbedder,
     default_embedder_dir,
@@ -72,10 +73,11 @@ def build_pipeline(
     *,
     cooldown_s: float = 3600.0,
     redaction: RedactionSettings | None = None,
+    caps: StreamCaps | None = None,
 ) -> Pipeline:
     embedder = available_embedder(embedder_settings)
     return Pipeline(
         drift, SignalExtractor(signals), segments, store, embedder=embedder,
         embed_sampling_rate=embedder_settings.sampling_rate, cooldown_s=cooldown_s,
-        redactor=Redactor(redaction),
+        redactor=Redactor(redaction), caps=caps,
     )

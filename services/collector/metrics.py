@@ -35,6 +35,12 @@ class CollectorMetrics:
             "driftscope_events_invalid_total",
             "Messages sent to the dead-letter topic, by machine-readable reason.",
             ["reason"], registry=registry)
+        self.streams_folded = Counter(
+            "driftscope_streams_folded_total",
+            "Events monitored as model or version 'other' because the cap on models or "
+            "versions was reached (cardinality.max_*).", ["dimension"], registry=registry)
+        for dimension in ("model", "version"):
+            self.streams_folded.labels(dimension)
         self.embedded = Counter(
             "driftscope_embeddings_computed_total", "Outputs embedded for the embedding signal.",
             registry=registry)

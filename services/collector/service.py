@@ -209,7 +209,8 @@ class Collector:
                                                 mon.summary())
 
     def _observe_metrics(self, ev: OutputEvent, now: float) -> None:
-        labels = (ev.model, ev.model_version, self.pipeline.segments.key_for(ev.segment))
+        key = self.pipeline.key_for(ev)  # model and version past the caps fold into 'other'
+        labels = (key.model, key.model_version, key.segment)
         self.metrics.processed.labels(*labels).inc()
         self.metrics.output_length.labels(*labels).observe(len(ev.output))
         if ev.token_logprobs:

@@ -87,3 +87,35 @@ def test_poison_in_a_batch_is_dead_lettered_and_the_valid_events_are_counted_onc
     assert again.wait_exit() == 0, again.log_text()
     assert _checkpoint(redis_client, topic)["next_offset"] == len(mixed)
     assert len(consume_all(kafka_bootstrap, f"{topic}.dlq", idle_ms=1500)) == len(POISON)
+
+
+def test_distinct_models_per_event_fold_into_other_and_metrics_stay_bounded(
+    kafka_bootstrap: str, new_topic: Callable[..., str], redis_url: str,
+    redis_client: redis.Redis, tmp_path: Path,
+) -> None:
+    """On ec31e46, 10,000 distinct ``model`` values gave 10,000 streams and a 135 MB /metrics;
+    here 400 distinct models, capped at 5, give 5 named models and ``other``."""
+    topic = new_topic(partitions=1)
+    events = list(generate_events(StreamSpec(n=400, seed=23)))
+    for i, ev in enumerate(events):
+        ev["model"] = f"req-{i:04d}"
+    produce(kafka_bootstrap, topic, events)
+    config = {"checkpoint_every": 100, "cardinality": {"max_models": 5}}
+    c = CollectorProcess(kafka_bootstrap, redis_url, topic, tmp_path, config=config,
+                         group_id="g-caps")
+    c.start(max_idle=6)
+    deadline = time.monotonic() + 120
+    while (redis_client.get(f"driftscope:cp:{topic}:0") is None
+           or _checkpoint(redis_client, topic)["next_offset"] != len(events)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    metrics = c.metrics()
+    assert c.wait_exit() == 0, c.log_text()
+
+    assert metrics['driftscope_streams_folded_total{dimension="model"}'] == len(events) - 5
+    processed = {k for k in metrics if k.startswith("driftscope_events_processed_total")}
+    models = {k.split('model="')[1].split('"')[0] for k in processed}
+    assert models == {f"req-{i:04d}" for i in range(5)} | {"other"}
+    assert _processed(metrics) == len(events)
+    monitored = {sid.split("|")[0] for sid in _checkpoint(redis_client, topic)["monitors"]}
+    assert monitored == {f"req-{i:04d}" for i in range(5)} | {"other"}
