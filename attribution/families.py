@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable
 
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.tasks import Task
+from driftscope_llm.attribution.labelled_task import Task
 
 __all__ = ["FAMILIES", "rule_task", "style_task", "topic_task", "trigger_task"]
 

@@ -20,29 +20,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.families import FAMILIES
+from driftscope_llm.attribution.labelled_task import Task
 
 __all__ = ["TASKS", "Task", "make_task"]
-
-
-@dataclass(frozen=True)
-class Task:
-    """A labelled corpus and labelled queries; relevance = equal ``label``.
-
-    ``target`` names the behaviour the counterfactual metrics remove and retrain for (its
-    queries are the ones scored by QLD and LDS); ``None`` = the first query's label.
-    """
-
-    name: str
-    corpus: list[Example]
-    queries: list[Example]
-    target: str | None = None
-
-    @property
-    def target_label(self) -> str:
-        return self.target or str(self.queries[0].label)
 
 
 _OPENERS = ["how do i", "what is the best way to", "can you explain how to", "tell me how to",
@@ -196,8 +179,6 @@ TASKS: dict[str, Callable[[int], Task]] = {
 def make_task(name: str, seed: int = 0) -> Task:
     """The task called ``name`` for ``seed``: one of :data:`TASKS` or of the independent
     families in :data:`driftscope_llm.attribution.families.FAMILIES`."""
-    from driftscope_llm.attribution.families import FAMILIES
-
     if name in TASKS:
         return TASKS[name](seed)
     if name in FAMILIES:
