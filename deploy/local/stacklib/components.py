@@ -132,7 +132,9 @@ def kafka(s: Settings) -> Component:
             f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={d}", "-cp", f"{libs}/*",
         ]  # fmt: skip
         if not formatted:
-            fmt = [*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id()]
+            # "--cluster-id=ID": a random id may start with "-", which as a separate argument
+            # the tool would read as an option (about 1 run in 64 failed to format)
+            fmt = [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}"]
             done = subprocess.run([*fmt, "-c", str(props)], capture_output=True, text=True,
                                   check=False)
             if done.returncode != 0:
