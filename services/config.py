@@ -2,7 +2,8 @@
 
 One pydantic-settings model per deployable: :class:`CollectorSettings` (``driftscope
 collector``), :class:`WorkerSettings` (``driftscope worker``), :class:`AlertsSettings` (the
-alert receiver, ``driftscope alerts receive``) and :class:`CliSettings` (the on-call commands).
+alert receiver, ``driftscope alerts receive``), :class:`IngestServiceSettings` (the OTLP/HTTP
+receiver, ``driftscope ingest``) and :class:`CliSettings` (the on-call commands).
 Environment prefix ``DRIFTSCOPE_`` with ``__`` for nesting (for example
 ``DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092``), optionally seeded from a YAML file by
 :func:`load_settings`, the one reader, called once at each entry point.
@@ -36,6 +37,9 @@ from driftscope_llm.services.collector.signals import SignalSettings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError
 from driftscope_llm.services.ingest.settings import IngestSettings
+from driftscope_llm.services.otlp_receiver.settings import (
+    ReceiverSettings as OtlpReceiverSettings,
+)
 from driftscope_llm.services.security.redaction import RedactionSettings
 from driftscope_llm.services.store.settings import RedisSettings
 from driftscope_llm.services.worker.settings import ModelTarget
@@ -46,6 +50,7 @@ __all__ = [
     "CollectorSettings",
     "DriftscopeSettings",
     "EmbedderSettings",
+    "IngestServiceSettings",
     "KafkaSettings",
     "MetricsSettings",
     "RedisSettings",
@@ -145,6 +150,20 @@ class AlertsSettings(DriftscopeSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9467))
     max_queue: int = Field(default=1000, ge=1, description="Relayed notifications waiting.")
+
+
+class IngestServiceSettings(DriftscopeSettings):
+    """Settings of the ``driftscope ingest`` deployable (``DRIFTSCOPE_`` environment prefix)."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9468))
+    receiver: OtlpReceiverSettings = Field(default_factory=OtlpReceiverSettings)
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings,
+        description="Mapping of spans to events (segment allow-list, version and logprob "
+                    "attributes); see docs/ingestion.md.")
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)
 
 
 class CliSettings(DriftscopeSettings):

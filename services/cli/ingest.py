@@ -14,36 +14,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import Field
 from rich.console import Console
 from rich.markup import escape
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import LogLevelOpt, serve_metrics, setup_logging
-from driftscope_llm.services.config import (
-    DriftscopeSettings,
-    KafkaSettings,
-    MetricsSettings,
-    TopicSettings,
-)
-from driftscope_llm.services.ingest.settings import IngestSettings
-from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+from driftscope_llm.services.config import IngestServiceSettings
 
-__all__ = ["IngestServiceSettings", "register"]
-
-
-class IngestServiceSettings(DriftscopeSettings):
-    """Settings of the ``driftscope ingest`` deployable (``DRIFTSCOPE_`` environment prefix)."""
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings(port=9468))
-    receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
-    ingest: IngestSettings = Field(
-        default_factory=IngestSettings,
-        description="Mapping of spans to events (segment allow-list, version and logprob "
-                    "attributes); see docs/ingestion.md.")
-    max_event_bytes: int = Field(default=1_000_000, ge=1024)
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -93,6 +71,7 @@ def ingest_cmd(
         receiver = OtlpReceiver(receiver_settings, decoder, sink, ReceiverMetrics(registry))
     except OSError as exc:
         server.shutdown()
+        server.server_close()
         producer.close()
         raise typer.BadParameter(
             f"cannot listen on {receiver_settings.host}:{receiver_settings.port}: "
@@ -112,5 +91,6 @@ def ingest_cmd(
     finally:
         receiver.stop()
         server.shutdown()
+        server.server_close()
         producer.flush(timeout=10)
         producer.close()

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from driftscope_llm.services.cli.ingest import IngestServiceSettings
 from driftscope_llm.services.config import (
     AlertsSettings,
     CollectorSettings,
+    IngestServiceSettings,
     WorkerSettings,
     load_settings,
 )
