@@ -6,6 +6,7 @@ The contracts must hold on the real tree, must break when an upward import or a 
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -127,3 +128,19 @@ def _doc_layers() -> list[set[str]]:
 
 def test_the_contract_states_the_layers_of_the_architecture_doc() -> None:
     assert _doc_layers() == _config_layers()
+
+
+def test_deployable_settings_are_defined_only_in_config() -> None:
+    # "settings composed at the top": a pydantic-settings model anywhere else would be a second
+    # home (and a component reading the environment itself)
+    bases = {"BaseSettings", "DriftscopeSettings"}
+    offenders = []
+    for folder in ("services", "attribution"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "services" / "config.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef) and any(
+                        getattr(b, "id", getattr(b, "attr", None)) in bases for b in node.bases):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert not offenders
