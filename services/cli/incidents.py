@@ -79,14 +79,15 @@ def list_cmd(
             sys.stdout.write(inc.model_dump_json(exclude={"attribution"}) + "\n")
         return
     table = Table(title=f"{len(found)} incidents")
-    for col in ("id", "state", "opened", "model@version", "segment", "signal", "detector",
+    for col in ("id", "state", "opened", "model@version", "severity", "headline", "facets",
                 "top example"):
         table.add_column(col)
     for inc in found:
         top = inc.attribution.top(1) if inc.attribution is not None else []
         table.add_row(*(escape_text(v) for v in (
             inc.id, inc.state.value, inc.opened_at.isoformat(timespec="seconds"),
-            f"{inc.model}@{inc.model_version}", inc.segment, inc.signal, inc.detector,
+            f"{inc.model}@{inc.model_version}", inc.severity,
+            f"{inc.signal} on {inc.segment} ({inc.detector})", str(max(1, len(inc.facets))),
             top[0].id if top else "")))
     Console().print(table)
 
@@ -119,10 +120,31 @@ def _show(inc: Incident) -> None:
               f"{inc.effect_size:.3g}, {len(inc.exemplars)} exemplars, {inc.updates} updates")
     for h in inc.state_history:
         con.print(f"  {e(h['at'])}  {e(h['state'])}  {e(h.get('reason', ''))}")
+    if inc.facets:
+        _print_facets(con, inc)
     if inc.attribution is None:
         con.print("not attributed yet")
         return
     print_report(con, inc.attribution, {})
+
+
+def _print_facets(con: Console, inc: Incident) -> None:
+    """Every facet (segment × signal × detector) that saw the change, headline first."""
+    from driftscope_llm.services.store.facets import facet_rows
+
+    e = escape_text
+    con.print(f"severity {inc.severity}; {len(inc.facets)} facets (headline: the largest effect "
+              "relative to its signal's minimum effect):")
+    table = Table(title="facets")
+    for col in ("segment", "signal", "detector", "effect", "x minimum", "first event",
+                "first at", "alarms", "exemplars"):
+        table.add_column(col)
+    for row in facet_rows(inc.facets):
+        table.add_row(e(row["segment"]), e(row["signal"]), e(row["detector"]),
+                      f"{row['effect_size']:.3g} {e(row['effect_unit'])}".strip(),
+                      f"{row['relative_effect']:.1f}", e(row["first_event_id"]),
+                      row["first_at"][:19], str(row["alarms"]), str(len(row["exemplars"])))
+    con.print(table)
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:
