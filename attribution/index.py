@@ -343,14 +343,30 @@ HALF_MAX_QUERIES = 48
 def _half_query(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` (Q × D float32) as float16 rows of max |q| = 1, and the per-query scale.
 
-    Float16 rows are scored in float16: on CPU that is about as fast as the float32 product over
-    rows held in memory, while converting the rows to float32 first costs ten times more. The
-    scaling rules out overflow and underflow; each score comes back rounded to float16, a
-    relative error of about 2⁻¹¹ (measured ≤ 4e-4 against the float32 product) beside the
-    float16 rounding of the stored rows.
+    Float16 rows are scored in float16 to pick candidates (:func:`_half_top_k`): on CPU that is
+    about as fast as the float32 product over rows held in memory, while converting the rows to
+    float32 first costs ten times more. The scaling rules out overflow and underflow; each
+    approximate score comes back rounded to float16 (relative error about 2⁻¹¹).
     """
     scale = q.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
     return (q / scale).half(), scale
+
+
+def _half_top_k(q: torch.Tensor, half: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor,
+                norms: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of one float16 block: float16 scores pick ``2k + 16`` candidates, which are then
+    rescored exactly in float32 (so returned scores and their order are the float32 ones; a
+    true top-k row is missed only if more than ``k + 16`` rows tie with it to within 2⁻¹¹)."""
+    q_half, q_scale = half
+    approx = (q_half @ rows.T).float() * q_scale
+    if norms is not None:
+        approx *= norms
+    cand = approx.topk(min(2 * k + 16, approx.shape[1]), dim=1).indices
+    exact = torch.stack([rows[cand[i]].float() @ q[i] for i in range(q.shape[0])])
+    if norms is not None:
+        exact *= norms[cand]
+    top_s, sel = exact.topk(min(k, exact.shape[1]), dim=1)
+    return top_s, cand.gather(1, sel)
 
 
 class Index:
@@ -402,19 +418,18 @@ class Index:
         k = min(top_k, self.count)
         best_s = torch.full((q.shape[0], 0), float("-inf"))
         best_i = torch.zeros((q.shape[0], 0), dtype=torch.long)
-        q_half, q_scale = _half_query(q)
+        half = _half_query(q) if q.shape[0] < HALF_MAX_QUERIES else None
         offset = 0
         for shard in self._shards:
             for s, rows, norms in shard.blocks(self.block_rows):
-                if rows.dtype == torch.float16 and q.shape[0] < HALF_MAX_QUERIES:
-                    scores = (q_half @ rows.T).float() * q_scale
+                if half is not None and rows.dtype == torch.float16:
+                    top_s, top_i = _half_top_k(q, half, rows, None if cosine else norms, k)
                 else:
                     scores = q @ rows.float().T
+                    if not cosine:
+                        scores *= norms
+                    top_s, top_i = scores.topk(min(k, scores.shape[1]), dim=1)
                 del rows
-                if not cosine:
-                    scores *= norms
-                kk = min(k, scores.shape[1])
-                top_s, top_i = scores.topk(kk, dim=1)
                 best_s = torch.cat([best_s, top_s], dim=1)
                 best_i = torch.cat([best_i, top_i + offset + s], dim=1)
                 if best_s.shape[1] > k:

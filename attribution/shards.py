@@ -67,6 +67,10 @@ class MappedShard:
                 self._np_dtype = _NP[feats["dtype"]]
                 self.rows, self.dim = (int(x) for x in feats["shape"])
                 self._feat_begin = self._data_start + int(feats["data_offsets"][0])
+                size = self.rows * self.dim * np.dtype(self._np_dtype).itemsize
+                if self._data_start + int(feats["data_offsets"][1]) > path.stat().st_size or \
+                        int(feats["data_offsets"][1]) - int(feats["data_offsets"][0]) != size:
+                    raise ValueError("features do not fit the file")
                 self.ids: list[str] = json.loads(header["__metadata__"]["ids"])
                 self.norms = self._read(fh, "norms", header)
         except (KeyError, ValueError, TypeError, struct.error) as exc:
