@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from driftscope_llm.services.store.report import (
@@ -25,6 +26,10 @@ from driftscope_llm.services.store.report import (
 from driftscope_llm.services.textsafety import terminal
 
 __all__ = ["escape_text", "print_report"]
+
+_RANKING_COLUMNS = ("rank", "id", "mrr", "hits", "best rank", "mean score")
+#: Narrower than this, the text column is left out rather than shown as a few letters.
+_MIN_TEXT_WIDTH = 16
 
 
 def escape_text(value: object) -> str:
@@ -44,18 +49,14 @@ def print_report(con: Console, report: AttributedReport | FailedReport,
     n = len(report.exemplars)
     con.print(f"most responsible training examples ({e(report.primary_method)}, mean "
               f"reciprocal rank over {n} exemplar{'s' if n != 1 else ''})", highlight=False)
-    table = Table()
-    columns = ["rank", "id", "mrr", "hits", "best rank", "mean score"]
-    if texts:
-        columns.append("text")
-    for col in columns:
-        table.add_column(col)
-    for row in report.aggregate:
-        cells = [str(row.rank), e(row.id), f"{row.mrr:.3f}", str(row.hits), str(row.best_rank),
-                 f"{row.mean_score:.4g}"]
-        if texts:
-            cells.append(e(texts.get(row.id, "")[:text_width]))
-        table.add_row(*cells)
+    numbers = [[str(row.rank), e(row.id), f"{row.mrr:.3f}", str(row.hits), str(row.best_rank),
+                f"{row.mean_score:.4g}"] for row in report.aggregate]
+    table = _ranking_table(numbers, None, 0)
+    if texts:  # one line of text each, in the width the numbers leave, cut with an ellipsis
+        room = min(text_width, con.width - Measurement.get(con, con.options, table).maximum - 3)
+        if room >= _MIN_TEXT_WIDTH:
+            table = _ranking_table(numbers, [e(texts.get(row.id, "")) for row in
+                                             report.aggregate], room)
     con.print(table)
     for name, m in report.methods.items():
         con.print(f"method {e(name)}: {e(m.spec)}, index {e(m.index)}, {m.seconds:.2f}s",
@@ -69,6 +70,18 @@ def print_report(con: Console, report: AttributedReport | FailedReport,
         con.print(f"[red]verification failed[/red]: {e(v.error)}", highlight=False)
     elif isinstance(v, Verification):
         con.print(_verification_line(v), highlight=False)
+
+
+def _ranking_table(numbers: list[list[str]], texts: list[str] | None, room: int) -> Table:
+    """The ranking's columns (never wrapped) and, given ``texts``, a text column ``room`` wide."""
+    table = Table()
+    for col in _RANKING_COLUMNS:
+        table.add_column(col, no_wrap=True)
+    if texts is not None:
+        table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=room)
+    for n, cells in enumerate(numbers):
+        table.add_row(*cells, *([texts[n]] if texts is not None else []))
+    return table
 
 
 def _agreement_line(report: AttributedReport) -> str:

@@ -109,6 +109,10 @@ def test_trace_prints_ranking_agreement_and_texts(built: Built) -> None:
     assert [r[0] for r in rows] == [str(n) for n in range(1, TOP_K + 1)]
     overlap = expected["agreement"]["mean_overlap"]
     assert f"method agreement: overlap@{TOP_K} {overlap:.2f}" in res.stdout
+    narrow = invoke(*args, "--corpus", str(built.corpus), env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert max(len(line) for line in narrow.stdout.splitlines() if "│" in line) <= 80
+    assert [r[1] for r in table_rows(narrow.stdout)] == [r[1] for r in rows]  # one line each
     assert f"method repsim: repsim:mean_response, index {built.repsim}," in res.stdout
     assert re.search(rf"^method gradsim: gradsim:\w+, index {re.escape(str(built.gradsim))}, "
                      r"\d+\.\d\ds$", res.stdout, re.M)
