@@ -81,6 +81,11 @@ class CollectorMetrics:
         self.incidents_opened = Counter(
             "driftscope_incidents_opened_total", "Incidents opened (not updates).",
             (*_STREAM, "signal"), registry=registry)
+        self.incident_facets = Gauge(
+            "driftscope_incident_facets",
+            "Facets of the latest incident of a model version, labelled with its severity "
+            "(critical, warning, info); one series per model version.",
+            ["model", "model_version", "severity"], registry=registry)
         self.lag = Gauge(
             "driftscope_consumer_lag_messages", "Messages behind the end of each partition.",
             ["topic", "partition"], registry=registry)
@@ -100,6 +105,7 @@ class CollectorMetrics:
             "Incidents not resolved, from the state store (the same on every replica).",
             _STREAM, registry=registry)
         self._open_labels: set[tuple[str, str, str]] = set()
+        self._severity: dict[tuple[str, str], str] = {}
         for reason in INVALID_REASONS:
             self.invalid.labels(reason)
         for outcome in ("ok", "failed"):
@@ -113,6 +119,16 @@ class CollectorMetrics:
             self.incidents_opened.labels(*labels, signal)
             for det in config.detectors:
                 self.anomalies.labels(*labels, signal, det)
+
+    def export_incident(self, model: str, model_version: str, severity: str,
+                        facets: int) -> None:
+        """The latest incident of ``(model, model_version)``: its facet count at its severity
+        (a severity change moves the series, so one series per version is ever non-stale)."""
+        old = self._severity.get((model, model_version))
+        if old is not None and old != severity:
+            self.incident_facets.remove(model, model_version, old)
+        self._severity[(model, model_version)] = severity
+        self.incident_facets.labels(model, model_version, severity).set(facets)
 
     def export_open_incidents(self, counts: dict[tuple[str, str, str], int]) -> None:
         """Set the open-incident gauges; streams that no longer have any drop to 0."""

@@ -236,6 +236,8 @@ class Collector:
         if r.opened:
             self.metrics.incidents_opened.labels(a.key.model, a.key.model_version, a.key.segment,
                                                  a.signal).inc()
+        self.metrics.export_incident(a.key.model, a.key.model_version, r.incident.severity,
+                                     max(1, len(r.incident.facets)))
         event = AnomalyEvent(
             incident_id=r.incident.id, kind="opened" if r.opened else "updated",
             model=a.key.model, model_version=a.key.model_version, segment=a.key.segment,

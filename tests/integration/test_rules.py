@@ -56,7 +56,10 @@ def test_every_alert_is_unit_tested_and_routable() -> None:
     assert set(alerts) <= tested, f"alerts never seen firing in a rule test: {set(alerts) - tested}"
     for name, rule in alerts.items():
         assert rule["labels"]["service"] == "driftscope", name
-        assert rule["labels"]["severity"] in {"page", "warning", "info"}, name
+        # a static severity, or (drift incidents) the incident's own, from the series' label
+        assert rule["labels"].get("severity") in {"page", "warning", "info"} or (
+            "severity" not in rule["labels"] and "(model, model_version, severity)"
+            in rule["expr"]), name
         assert {"summary", "description"} <= set(rule["annotations"]), name
 
 
@@ -87,6 +90,8 @@ def test_alertmanager_config_is_valid() -> None:
          "driftscope"),
         (["service=driftscope", "severity=page", "alertname=DriftscopeCollectorDown"],
          "driftscope"),
+        (["service=driftscope", "severity=critical", "alertname=DriftscopeDriftIncident",
+          "model=chat", "model_version=v7"], "driftscope"),
         (["service=payments", "severity=page", "alertname=Other"], "blackhole"),
     ],
 )
@@ -95,6 +100,18 @@ def test_alertmanager_routes_driftscope_alerts_to_the_receiver(labels: list[str]
     done = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == receiver
+
+
+def test_drift_alerts_are_grouped_per_incident() -> None:
+    """The collector folds a model version's facets into one incident; Alertmanager groups its
+    drift alerts the same way (one notification group per model version)."""
+    done = run(tool("amtool"), "config", "routes", "show", f"--config.file={AM_CONFIG}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tree = yaml.safe_load(AM_CONFIG.read_text())["route"]
+    drift = [r for top in tree["routes"] for r in top.get("routes", [])
+             if any("DriftscopeDrift" in m for m in r.get("matchers", []))]
+    assert [r["group_by"] for r in drift] == [["model", "model_version"]]
+    assert 'alertname=~"DriftscopeDrift(Incident|Alarm)"' in done.stdout  # amtool's own tree
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:

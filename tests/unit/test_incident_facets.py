@@ -123,3 +123,22 @@ def test_facets_within_the_grouping_window_join_later_ones_open_a_new_incident()
     later, opened = store.open_or_update_incident(
         _incident(facet("all", "refusal", 0.06, 0.02, ["r9"], at=2000), 2000), key, 600.0)
     assert opened and later.id != first.id
+
+
+def test_the_incident_gauge_keeps_one_series_per_version_at_its_severity() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from driftscope_llm.services.collector.metrics import CollectorMetrics
+
+    registry = CollectorRegistry()
+    m = CollectorMetrics(registry)
+    m.export_incident("chat", "v7", "warning", 2)
+    m.export_incident("chat", "v7", "critical", 3)
+    m.export_incident("chat", "v6", "info", 1)
+
+    def value(version: str, severity: str) -> float | None:
+        return registry.get_sample_value("driftscope_incident_facets", {
+            "model": "chat", "model_version": version, "severity": severity})
+
+    assert value("v7", "critical") == 3 and value("v7", "warning") is None
+    assert value("v6", "info") == 1
