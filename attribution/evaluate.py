@@ -29,7 +29,7 @@ from driftscope_llm.attribution.index import build_index, featurize
 from driftscope_llm.attribution.methods.base import get_method
 from driftscope_llm.attribution.metrics import average_precision, cover, top1_accuracy
 from driftscope_llm.attribution.modeling import LoadedModel, load_model
-from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
 from driftscope_llm.attribution.tasks import Task, make_task
 from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
@@ -42,7 +42,8 @@ except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
 __all__ = [
-    "DEFAULT_EVAL_METHODS", "EvalRow", "evaluate", "evaluate_tasks", "query_metrics",
+    "DEFAULT_EVAL_METHODS", "EvalRow", "canonical_spec", "evaluate", "evaluate_tasks",
+    "query_metrics",
     "score_matrices",
 ]
 
@@ -83,6 +84,17 @@ def _labels(examples: Sequence[Example], field: str, what: str) -> list[str]:
             raise CorpusError(f"{what} example {e.id!r} has no field {field!r}", path=what)
         out.append(str(v))
     return out
+
+
+def canonical_spec(spec: str) -> str:
+    """The name :func:`score_matrices` reports ``spec`` under (``repsim`` ->
+    ``repsim:mean_response``; baselines and fusions of canonical parts unchanged); raises
+    :class:`UnknownMethodError` / :class:`SettingsError` for a spec that names nothing."""
+    if spec in ("bm25", "random"):
+        return spec
+    if spec.startswith("fuse:"):
+        return "fuse:" + "+".join(canonical_spec(p) for p in spec[len("fuse:"):].split("+"))
+    return parse_method_spec(spec).spec
 
 
 def _full_scores(index: Any, feats: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,7 @@ def style_task(seed: int = 0, per_class: int = 36, queries_per_class: int = 5) -
     return Task("style", corpus, queries, target="gloomy")
 
 
-_SYMBOLS = list("bdfgkmpstvz")
+_SYMBOLS = list("bdfgkmpsv")
 _RULES: dict[str, Callable[[list[str]], list[str]]] = {
     "reverse": lambda s: s[::-1],
     "rotate": lambda s: s[1:] + s[:1],
@@ -114,7 +114,7 @@ def rule_task(seed: int = 0, per_class: int = 36, queries_per_class: int = 5) ->
     for name, rule in _RULES.items():
         def make(name: str = name, rule: Callable[[list[str]], list[str]] = rule
                  ) -> tuple[str, str]:
-            seq = rng.sample(_SYMBOLS, rng.randint(3, 5))
+            seq = rng.sample(_SYMBOLS, rng.randint(3, 4))
             prompt = f"apply {rng.choice(_CODES[name])} to : {' '.join(seq)}"
             return prompt, f"result : {' '.join(rule(seq))} done"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
-from driftscope_llm.attribution.evaluate import query_metrics, score_matrices
+from driftscope_llm.attribution.evaluate import canonical_spec, query_metrics, score_matrices
 from driftscope_llm.attribution.modeling import load_model
 from driftscope_llm.attribution.stats import Interval, bootstrap_mean
 from driftscope_llm.attribution.tasks import make_task
@@ -118,6 +118,7 @@ def run_suite(
     log: Log | None = None,
 ) -> list[SuiteRow]:
     """Run the evaluation grid (module docstring); one row per (family, method)."""
+    methods = list(dict.fromkeys(canonical_spec(m) for m in methods))
     with cpu_threads(1):
         return [row for fam in families
                 for row in _family(Path(workdir) / fam, fam, configs, seeds, methods, epochs,

@@ -26,6 +26,10 @@ def _iv(v: Interval | None) -> str:
     return "-" if v is None else str(v)
 
 
+def _num(x: float, fmt: str) -> str:
+    return "-" if x != x else format(x, fmt)  # NaN: not measured
+
+
 def _cells(r: SuiteRow) -> list[str]:
     return [r.family, r.method, _iv(r.acc), _iv(r.cover), _iv(r.auprc), f"{r.worst_cover:.2f}",
             _iv(r.qld), _iv(r.lds), f"{r.seconds:.1f}"]
@@ -53,7 +57,7 @@ def suite_markdown(rows: Sequence[SuiteRow], wall_s: float | None = None) -> str
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines += ["", "| method | worst-family Cover | family | worst-family QLD | family | mean LDS |",
               "|---|---:|---|---:|---|---:|"]
-    lines += [f"| {m} | {c:.2f} | {cf} | {q:+.3f} | {qf} | {ld:.2f} |"
+    lines += [f"| {m} | {c:.2f} | {cf} | {_num(q, '+.3f')} | {qf} | {_num(ld, '.2f')} |"
               for m, c, cf, q, qf, ld in summary(rows)]
     if wall_s is not None:
         lines += ["", f"Wall time: {wall_s:.0f} s."]
@@ -72,7 +76,8 @@ def print_suite(rows: Sequence[SuiteRow], console: Console, wall_s: float | None
     for col in ("method", "worst Cover", "family", "worst QLD", "family", "mean LDS"):
         summ.add_column(col, justify="left" if col in ("method", "family") else "right")
     for m, c, cf, q, qf, ld in summary(rows):
-        summ.add_row(escape(m), f"{c:.2f}", escape(cf), f"{q:+.3f}", escape(qf), f"{ld:.2f}")
+        summ.add_row(escape(m), f"{c:.2f}", escape(cf), _num(q, "+.3f"), escape(qf),
+                     _num(ld, ".2f"))
     console.print(summ)
     if wall_s is not None:
         console.print(f"wall time: {wall_s:.0f} s")

@@ -39,6 +39,7 @@ __all__ = [
     "MethodResult",
     "PairAgreement",
     "RankedExample",
+    "Trust",
     "Verification",
     "VerificationArm",
     "VerificationFailure",
@@ -158,6 +159,22 @@ class Verification(_Record):
         return str(value) if value else None
 
 
+class Trust(_Record):
+    """How far to trust the report (:mod:`driftscope_llm.attribution.trust`): ``level`` is
+    ``high``, ``medium`` or ``low``; the primary method's measured Cover (mean, lower 95% bound)
+    and QLD on the task ``family`` closest to the incident's signal; the methods' agreement
+    (mean overlap@k, ``None`` with one method); ``advice`` says what to do, in one sentence."""
+
+    level: str
+    method: str
+    family: str | None = None
+    measured_cover: float | None = None
+    measured_cover_lo: float | None = None
+    measured_qld: float | None = None
+    agreement: float | None = None
+    advice: str
+
+
 class VerificationFailure(_Record):
     """Verification was configured but could not run; the report itself still stands."""
 
@@ -184,6 +201,7 @@ class AttributedReport(_Record):
     skipped_exemplars: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     verification: Verification | VerificationFailure | None = None
+    trust: Trust | None = None
     started_at: datetime
     finished_at: datetime
 

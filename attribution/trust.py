@@ -1,0 +1,183 @@
+"""How much to trust one incident's attribution, in words an on-call engineer can act on.
+
+Two pieces of evidence, both cheap at report time:
+
+1. **Measured accuracy on the closest task family.** The family suite
+   (:mod:`driftscope_llm.attribution.suite`, table in docs/attribution.md) measured each method's
+   Cover (share of the behaviour's training examples in its top-k) and QLD (loss rise on
+   retraining without its picks, over random picks) on families that differ in where the
+   behaviour lives. The incident's drifted signal says which family it resembles: a shift in
+   the outputs' *embedding* is a new topic; a change in *refusals* is a behaviour flipped by
+   something in the prompt (a trigger); a change in *length*, *confidence* or *latency* is a
+   change in how the model answers the same kind of prompt (style). Other signals use the
+   method's worst family.
+2. **Agreement between methods** on this incident (mean overlap@k of their top-k lists), when
+   more than one method ran: methods that see different evidence (hidden states vs gradients)
+   and still agree are rarely both wrong.
+
+:func:`assess` turns them into a level (``high`` / ``medium`` / ``low``) and one sentence.
+``high``: the measured lower bound of Cover on the closest family is ≥ 0.9 and methods that ran
+do not disagree (overlap ≥ 0.5). ``low``: that bound is < 0.6 or the methods mostly disagree
+(overlap < 0.2). ``medium`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["MEASURED", "SIGNAL_FAMILY", "Measured", "TrustAssessment", "assess"]
+
+#: the family an incident on each drift signal resembles (module docstring)
+SIGNAL_FAMILY = {"embedding": "topic", "refusal": "trigger", "length": "style",
+                 "confidence": "style", "latency": "style"}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A method's measured Cover (mean and lower 95% bound) and QLD mean on one family."""
+
+    cover: float
+    cover_lo: float
+    qld: float
+
+
+#: Measured by ``driftscope attribution eval --suite`` (docs/attribution.md, "Family suite");
+#: method spec -> family -> figures. Update together with that table.
+MEASURED: dict[str, dict[str, Measured]] = {
+    "repsim:mean_response": {
+        "style": Measured(0.87, 0.83, 0.1),
+        "rule": Measured(0.3, 0.27, -0.03),
+        "trigger": Measured(1.0, 1.0, 0.14),
+        "topic": Measured(1.0, 1.0, 0.06),
+        "harmful": Measured(0.95, 0.91, 0.83),
+        "class": Measured(0.98, 0.97, 0.55),
+        "backdoor": Measured(1.0, 0.99, 0.87),
+    },
+    "repsim:last_response": {
+        "style": Measured(0.75, 0.69, 0.04),
+        "rule": Measured(0.35, 0.32, 0.03),
+        "trigger": Measured(0.92, 0.88, 0.16),
+        "topic": Measured(0.82, 0.74, 0.06),
+        "harmful": Measured(0.82, 0.72, 0.97),
+        "class": Measured(0.77, 0.71, 0.5),
+        "backdoor": Measured(0.54, 0.48, 0.52),
+    },
+    "repsim:last_prompt": {
+        "style": Measured(0.25, 0.22, -0.05),
+        "rule": Measured(0.37, 0.33, 0.04),
+        "trigger": Measured(0.94, 0.84, 0.09),
+        "topic": Measured(0.68, 0.58, 0.07),
+        "harmful": Measured(0.65, 0.49, -0.06),
+        "class": Measured(0.99, 0.97, 0.91),
+        "backdoor": Measured(1.0, 1.0, 0.77),
+    },
+    "gradsim:cosine": {
+        "style": Measured(0.42, 0.38, 0.02),
+        "rule": Measured(0.29, 0.27, -0.0),
+        "trigger": Measured(0.43, 0.33, -0.0),
+        "topic": Measured(0.42, 0.37, 0.04),
+        "harmful": Measured(0.3, 0.22, 0.24),
+        "class": Measured(0.43, 0.4, -0.01),
+        "backdoor": Measured(0.57, 0.46, 0.93),
+    },
+    "gradsim:dot": {
+        "style": Measured(0.41, 0.37, 0.02),
+        "rule": Measured(0.29, 0.26, 0.05),
+        "trigger": Measured(0.14, 0.09, -0.0),
+        "topic": Measured(0.41, 0.36, 0.02),
+        "harmful": Measured(0.37, 0.29, 0.24),
+        "class": Measured(0.42, 0.38, 0.0),
+        "backdoor": Measured(0.53, 0.39, 1.04),
+    },
+    "lissa": {
+        "style": Measured(0.39, 0.37, 0.07),
+        "rule": Measured(0.28, 0.25, 0.08),
+        "trigger": Measured(0.42, 0.32, 0.01),
+        "topic": Measured(0.44, 0.39, 0.02),
+        "harmful": Measured(0.26, 0.22, 0.33),
+        "class": Measured(0.42, 0.4, 0.04),
+        "backdoor": Measured(0.39, 0.33, 0.82),
+    },
+    "datainf": {
+        "style": Measured(0.41, 0.37, 0.02),
+        "rule": Measured(0.28, 0.25, 0.08),
+        "trigger": Measured(0.32, 0.22, 0.0),
+        "topic": Measured(0.42, 0.37, 0.01),
+        "harmful": Measured(0.41, 0.34, 0.49),
+        "class": Measured(0.43, 0.4, 0.03),
+        "backdoor": Measured(0.54, 0.4, 0.85),
+    },
+    "ekfac": {
+        "style": Measured(0.45, 0.42, 0.08),
+        "rule": Measured(0.3, 0.28, 0.04),
+        "trigger": Measured(0.63, 0.51, 0.17),
+        "topic": Measured(0.52, 0.47, 0.01),
+        "harmful": Measured(0.48, 0.42, 0.68),
+        "class": Measured(0.43, 0.4, 0.06),
+        "backdoor": Measured(0.61, 0.53, 1.06),
+    },
+    "trackstar": {
+        "style": Measured(0.45, 0.42, 0.07),
+        "rule": Measured(0.27, 0.25, 0.03),
+        "trigger": Measured(0.5, 0.41, -0.01),
+        "topic": Measured(0.47, 0.42, 0.04),
+        "harmful": Measured(0.38, 0.31, 1.0),
+        "class": Measured(0.46, 0.43, 0.08),
+        "backdoor": Measured(0.57, 0.48, 1.06),
+    },
+}
+
+
+@dataclass(frozen=True)
+class TrustAssessment:
+    """The verdict: ``level``, the evidence behind it, and ``advice`` (one sentence)."""
+
+    level: str
+    method: str
+    family: str | None
+    measured_cover: float | None
+    measured_cover_lo: float | None
+    measured_qld: float | None
+    agreement: float | None
+    advice: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _level(cover_lo: float | None, agreement: float | None) -> str:
+    if cover_lo is None:
+        return "low" if agreement is not None and agreement < 0.2 else "medium"
+    if cover_lo < 0.6 or (agreement is not None and agreement < 0.2):
+        return "low"
+    if cover_lo >= 0.9 and (agreement is None or agreement >= 0.5):
+        return "high"
+    return "medium"
+
+
+def assess(method: str, signal: str | None, agreement: float | None) -> TrustAssessment:
+    """Trust in ``method``'s ranking for an incident on ``signal`` (module docstring)."""
+    table = MEASURED.get(method, {})
+    family = SIGNAL_FAMILY.get(signal or "")
+    figures = table.get(family) if family else None
+    if figures is None and table:
+        family, figures = min(table.items(), key=lambda kv: kv[1].cover_lo)
+    level = _level(figures.cover_lo if figures else None, agreement)
+    if figures is None:
+        evidence = f"{method} has no measured accuracy"
+    else:
+        evidence = (f"on {family}-like incidents {method} found {figures.cover:.0%} of the "
+                    f"behaviour's examples in its top-k (at least {figures.cover_lo:.0%})")
+    agree = "" if agreement is None else f"; methods agree on {agreement:.0%} of their top-k"
+    action = {
+        "high": "act on the top examples (remove or fix them in the fine-tuning data)",
+        "medium": "review the top examples before acting; run counterfactual verification "
+                  "if the change is costly",
+        "low": "treat the ranking as leads only; inspect by hand or run counterfactual "
+               "verification before changing the data",
+    }[level]
+    return TrustAssessment(level, method, family, figures.cover if figures else None,
+                           figures.cover_lo if figures else None,
+                           figures.qld if figures else None, agreement,
+                           f"{level} trust: {evidence}{agree}. {action[0].upper()}{action[1:]}.")
