@@ -142,6 +142,30 @@ def _embedding(r: ReportInputs) -> str:
             "two principal directions (PCA fitted on the reference only).</figcaption></figure>")
 
 
+def _facets(r: ReportInputs) -> str:
+    """Every facet (segment x signal x detector) that saw the change, headline first."""
+    from driftscope_llm.services.store.facets import facet_rows
+
+    inc = r.incident
+    if not inc.facets:
+        return '<p class="note">One facet: the incident above.</p>'
+    rows = "".join(
+        f"<tr><td>{escape(f['segment'])}</td><td>{escape(f['signal'])}</td>"
+        f"<td>{escape(f['detector'])}</td>"
+        f"<td>{f['effect_size']:.3g} {escape(f['effect_unit'])}</td>"
+        f"<td>{f['relative_effect']:.1f}</td><td>{escape(f['direction'])}</td>"
+        f"<td>{escape(f['first_event_id'])}</td><td>{escape(f['first_at'][:19])}</td>"
+        f"<td>{f['alarms']}</td><td>{escape(', '.join(f['exemplars'][:5]))}</td></tr>"
+        for f in facet_rows(inc.facets))
+    return (f'<p>Severity <b>{escape(inc.severity)}</b>; {len(inc.facets)} facets. The headline '
+            "(first row) has the largest effect relative to its signal's minimum effect; "
+            "exemplars favour behavioural facets (refusal, topic, confidence) over operational "
+            "ones (length, latency).</p><table><tr><th>segment</th><th>signal</th>"
+            "<th>detector</th><th>effect</th><th>&times; minimum</th><th>direction</th>"
+            "<th>first event</th><th>first at</th><th>alarms</th><th>exemplars</th></tr>"
+            f"{rows}</table>")
+
+
 def _exemplars(r: ReportInputs) -> str:
     rows = "".join(f"<tr><td>{escape(e.event_id)}</td><td>{escape(e.prompt or '')}</td>"
                    f"<td>{escape(e.output or '')}</td></tr>" for e in r.incident.exemplars)
@@ -207,6 +231,7 @@ def render_report(r: ReportInputs, *, title: str | None = None) -> str:
         f"<title>{escape(head)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(head)}</h1>{notes}"
         f"<h2>Incident</h2>{_header(r)}"
+        f"<h2>Facets: every segment, signal and detector that saw it</h2>{_facets(r)}"
         f"<h2>Drifted signals</h2>{_signals(r)}"
         f"<h2>Embedding drift</h2>{_embedding(r)}"
         f"<h2>Exemplars (most drifted outputs)</h2>{_exemplars(r)}"

@@ -142,3 +142,25 @@ def test_the_incident_gauge_keeps_one_series_per_version_at_its_severity() -> No
 
     assert value("v7", "critical") == 3 and value("v7", "warning") is None
     assert value("v6", "info") == 1
+
+
+def test_the_html_report_shows_every_facet_escaped() -> None:
+    import html
+    import re
+
+    from driftscope_llm.services.report import ReportInputs, render_report
+
+    store = MemoryStore()
+    key = group_key("m", "v2")
+    hostile = "route=<script>alert(1)</script>"
+    store.open_or_update_incident(
+        _incident(facet(hostile, "refusal", 0.06, 0.02, ["r1"]), 0), key, 600.0)
+    inc, _ = store.open_or_update_incident(
+        _incident(facet("all", "logprob_mean", 1.5, 0.25, ["c1"], at=30), 30), key, 600.0)
+    page = render_report(ReportInputs(incident=inc))
+    assert "<script>alert(1)</script>" not in page
+    section = page.split("<h2>Facets", 1)[1].split("<h2>", 1)[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", section)
+    assert [tuple(html.unescape(c) for c in r) for r in rows] == [
+        ("all", "logprob_mean", "cusum"), (hostile, "refusal", "cusum")]
+    assert "Severity <b>critical</b>; 2 facets" in section
