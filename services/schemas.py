@@ -55,9 +55,14 @@ INVALID_REASONS = (
     "invalid_text",
     "invalid_value",
     "processing_failed",
+    "otlp_invalid",
+    "missing_model",
+    "no_output",
 )
 """Every dead-letter reason. ``processing_failed`` is a valid-looking message whose handling
-raised (see :mod:`driftscope_llm.services.collector.isolation`); the others are parse failures."""
+raised (see :mod:`driftscope_llm.services.collector.isolation`); ``otlp_invalid``,
+``missing_model`` and ``no_output`` are OTLP spans and OpenAI choices that cannot be mapped
+(:mod:`driftscope_llm.services.ingest`, ``docs/ingestion.md``); the others are parse failures."""
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted; an OutputEvent needs 3 (``top_logprobs``)."""

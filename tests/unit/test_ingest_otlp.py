@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from driftscope_llm.services.ingest import Decoded, IngestSettings, RecordDecoder, detect_format
+from driftscope_llm.services.schemas import INVALID_REASONS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 T0_S = 1_780_000_000
@@ -207,7 +208,9 @@ def test_every_item_is_accounted_for_exactly_once() -> None:
         data = fixture(name)
         n_spans = sum(len(ss["spans"]) for rs in data["resourceSpans"]
                       for ss in rs["scopeSpans"])
-        assert decode_both(name).items == n_spans
+        out = decode_both(name)
+        assert out.items == n_spans
+        assert all(r.reason in INVALID_REASONS for r in out.rejects)  # pre-registered metrics
 
 
 def test_gzip_is_not_the_decoder_s_business() -> None:
