@@ -35,11 +35,11 @@ def register(app: typer.Typer) -> None:
 
 def _store(config: Path | None) -> StateStore:
     """The store named by the CLI settings; a person waits a few seconds, not minutes."""
+    from driftscope_llm.services.cli.options import open_command_store
     from driftscope_llm.services.config import CliSettings, load_settings
-    from driftscope_llm.services.store.connect import COMMAND_GIVE_UP_S, open_store
 
     s = load_settings(CliSettings, config)
-    return open_store(s.redis, give_up_s=COMMAND_GIVE_UP_S)
+    return open_command_store(s.redis)
 
 
 def _when(text: str | None) -> datetime | None:

@@ -1,4 +1,5 @@
-"""Options and start-up shared by the long-running commands (collector, worker)."""
+"""Options and start-up shared by the long-running commands (collector, worker), and how every
+command opens the state store."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from driftscope_llm.services.config import MetricsSettings, RedisSettings
     from driftscope_llm.services.store.base import StateStore
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_store", "run_until_stopped", "serve_metrics",
-           "setup_logging"]
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_store", "run_until_stopped",
+           "serve_metrics", "setup_logging"]
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
     help="Exit after this many seconds with nothing left to read (batch runs and tests).")]
@@ -47,6 +48,27 @@ def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
 
     client = connect(settings)
     return client, open_state_store(settings, client=client)
+
+
+def open_command_store(settings: RedisSettings) -> StateStore:
+    """The state store for a command a person typed: a Redis that does not answer is waited
+    for a few seconds (said once on stderr), then the command fails with exit code 3."""
+    from rich.console import Console
+
+    from driftscope_llm.services.cli.render import escape_text
+    from driftscope_llm.services.store.connect import COMMAND_GIVE_UP_S, address
+    from driftscope_llm.services.store.connect import open_store as open_state_store
+
+    said: list[bool] = []
+
+    def say_once(error: Exception, delay: float) -> None:
+        if not said:
+            said.append(True)
+            where = escape_text(address(settings))
+            Console(stderr=True, highlight=False).print(
+                f"waiting up to {COMMAND_GIVE_UP_S:g}s for redis at {where} ({escape_text(error)})")
+
+    return open_state_store(settings, give_up_s=COMMAND_GIVE_UP_S, on_retry=say_once)
 
 
 def serve_metrics(settings: MetricsSettings, registry: CollectorRegistry,

@@ -46,14 +46,14 @@ def _kafka(settings: Any, groups: list[str]) -> dict[str, Any]:
 
 
 def _redis(settings: Any) -> dict[str, Any]:
-    from driftscope_llm.services.store.connect import open_store, ping
+    from driftscope_llm.services.store.connect import address, open_store, ping
 
     r = settings.redis
     error = ping(r)
     if error is not None:
-        return {"address": r.url, "reachable": False, "error": error}
+        return {"address": address(r), "reachable": False, "error": error}
     found = open_store(r, give_up_s=None).list_open_incidents(limit=500)
-    return {"address": r.url, "reachable": True,
+    return {"address": address(r), "reachable": True,
             "open_incidents": [{"id": i.id, "state": i.state.value, "model": i.model,
                                 "model_version": i.model_version, "segment": i.segment,
                                 "signal": i.signal, "detector": i.detector}

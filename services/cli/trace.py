@@ -110,14 +110,14 @@ def attribute_cmd(
 ) -> None:
     """Re-run an incident's attribution now (or extend it with more indexes) and store it."""
 
+    from driftscope_llm.services.cli.options import open_command_store
     from driftscope_llm.services.config import WorkerSettings, load_settings
     from driftscope_llm.services.errors import NotFoundError
-    from driftscope_llm.services.store.connect import COMMAND_GIVE_UP_S, open_store
     from driftscope_llm.services.worker.job import Attributor
     from driftscope_llm.services.worker.settings import find_target
 
     s = load_settings(WorkerSettings, config)
-    store = open_store(s.redis, give_up_s=COMMAND_GIVE_UP_S)
+    store = open_command_store(s.redis)
     incident: Incident = store.get_incident(incident_id)
     found = find_target(s.models, incident.model, incident.model_version)
     if found is None:

@@ -18,14 +18,17 @@ class RetryingStore:
     """Delegate every call to ``inner``, retrying on :class:`StoreError` with capped backoff.
 
     Gives up after ``give_up_s`` seconds and re-raises, so a store that is gone for good still
-    stops the process rather than hanging it.
+    stops the process rather than hanging it. ``on_retry(error, delay)`` hears each retry
+    (default: a warning in the log; a command a person typed says it once on stderr).
     """
 
     def __init__(self, inner: Any, *, give_up_s: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[StoreError, float], None] | None = None) -> None:
         self._inner = inner
         self._give_up_s = give_up_s
         self._sleep = sleep
+        self._on_retry = on_retry or _log_retry
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._inner, name)
@@ -40,9 +43,13 @@ class RetryingStore:
                 except StoreError as exc:
                     if waited >= self._give_up_s:
                         raise
-                    log.warning("state store unavailable (%s); retrying in %.1fs", exc, delay)
+                    self._on_retry(exc, delay)
                     self._sleep(delay)
                     waited += delay
                     delay = min(delay * 2, 2.0)
 
         return call
+
+
+def _log_retry(exc: StoreError, delay: float) -> None:
+    log.warning("state store unavailable (%s); retrying in %.1fs", exc, delay)

@@ -259,10 +259,22 @@ def test_status_human_output(stack: StackInfo, kafka_bootstrap: str, redis_url: 
     assert "1 open incidents\n  inc-open attributed bot@v1 all embedding/mmd" in res.stdout
     assert ["nobody-human-output", "(no committed offsets)", "", "", "", ""] in table_rows(
         res.stdout)
-    down = invoke("status", env={**env, "DRIFTSCOPE_REDIS__URL": "redis://127.0.0.1:1/0"})
+    down = invoke("status", env={**env, "DRIFTSCOPE_REDIS__URL": "redis://:hunter2@127.0.0.1:1/0"})
     assert down.exit_code == 3
     assert re.search(r"^redis\s+redis://127\.0\.0\.1:1/0\s+unreachable ConnectionError",
                      down.stdout, re.M)
+    assert "hunter2" not in down.output  # the address is shown without credentials
+
+
+def test_an_unreachable_redis_is_waited_for_once_then_exit_3() -> None:
+    res = invoke("incidents", "list",
+                 env={"DRIFTSCOPE_REDIS__URL": "redis://:hunter2@127.0.0.1:1/0"})
+    assert res.exit_code == 3
+    lines = res.stderr.strip().splitlines()
+    assert lines[0].startswith("waiting up to 5s for redis at redis://127.0.0.1:1/0 (")
+    assert sum(line.startswith("waiting") for line in lines) == 1
+    assert lines[-1].startswith("error: redis unreachable while trying to list incidents")
+    assert "hunter2" not in res.output and "Traceback" not in res.output
 
 
 def test_dead_letters_prints_newest_first(redis_url: str, redis_client: redis.Redis) -> None:
