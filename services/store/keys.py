@@ -4,7 +4,8 @@ All keys live under one prefix (``redis.key_prefix``, default ``driftscope:``), 
 deployments can share a Redis and ``SCAN prefix*`` finds everything one of them owns.
 
 =======================================  ========================================================
-``cp:{topic}:{partition}``               collector checkpoint (JSON): next offset + detector state
+``cp:{topic}:{partition}``               collector checkpoint head (JSON): offset, totals, streams
+``cps:{topic}:{partition}:{stream}``     one stream's detector state in that checkpoint (JSON)
 ``ref:{model}:{version}:{segment}``      reference snapshot of a stream (JSON), set once
 ``versions:{model}``                     sorted set: version → first time seen
 ``incident:{id}``                        incident record (JSON), expires after ``retention_s``
@@ -36,6 +37,11 @@ class StoreKeys:
     # named "a:b" cannot share a key with model "a", version "b" (ordinary names are unchanged).
     def checkpoint(self, topic: str, partition: int) -> str:
         return self.prefix + join_key("cp", topic, str(partition), sep=":",
+                                      reserved=REDIS_RESERVED)
+
+    def checkpoint_stream(self, topic: str, partition: int, stream: str) -> str:
+        """One stream's detector state within a partition's checkpoint (split per stream)."""
+        return self.prefix + join_key("cps", topic, str(partition), stream, sep=":",
                                       reserved=REDIS_RESERVED)
 
     def reference(self, model: str, version: str, segment: str) -> str:

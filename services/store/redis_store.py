@@ -10,12 +10,15 @@ so no field written meanwhile is lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import redis
+from pydantic_core import to_json
 
 from driftscope_llm.services.errors import NotFoundError, StoreError
 from driftscope_llm.services.store.keys import StoreKeys
@@ -24,6 +27,12 @@ from driftscope_llm.services.store.lifecycle import is_open
 from driftscope_llm.services.store.model import Checkpoint, Incident, IncidentState
 
 __all__ = ["RedisStore"]
+
+log = logging.getLogger("driftscope.store")
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 _CLAIM = """
 -- KEYS: live key, incidents index.  ARGV: new id, event ts, expires, incident key prefix,
@@ -57,6 +66,8 @@ class RedisStore:
         self.keys = StoreKeys(key_prefix)
         self.retention_s = retention_s
         self._claim = self.r.register_script(_CLAIM)
+        # per partition: stream id -> hash of the state last written or read (checkpoints)
+        self._written: dict[tuple[str, int], dict[str, bytes]] = {}
 
     def _call(self, what: str, fn: Any, *args: Any, key: str | None = None) -> Any:
         try:
@@ -70,14 +81,51 @@ class RedisStore:
             raise StoreError(f"redis failed to {what}: {exc}", key=key) from exc
 
     # checkpoints -------------------------------------------------------------------------
+    # A checkpoint is split per stream (issue 19): the head key holds the offset, totals and
+    # the stream ids; each stream's detector state has its own key, rewritten only when it
+    # changed since this store last wrote or read it. One MULTI/EXEC makes the set atomic, so
+    # a reader never sees a head without its streams. Heads written whole by earlier versions
+    # (``monitors`` inside) still load.
     def load_checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
         key = self.keys.checkpoint(topic, partition)
         raw = self._call("load a checkpoint", self.r.get, key, key=key)
-        return Checkpoint.model_validate_json(raw) if raw else None
+        if not raw:
+            return None
+        head: dict[str, Any] = json.loads(raw)
+        streams: list[str] = head.pop("streams", [])
+        written = self._written.setdefault((topic, partition), {})
+        written.clear()
+        if streams:
+            keys = [self.keys.checkpoint_stream(topic, partition, sid) for sid in streams]
+            states = self._call("load a checkpoint", self.r.mget, keys, key=key)
+            found = {sid: s for sid, s in zip(streams, states, strict=True) if s is not None}
+            if len(found) < len(streams):  # deleted or evicted by hand: those streams restart
+                log.warning("checkpoint %s: %d of %d stream states missing; they start afresh",
+                            key, len(streams) - len(found), len(streams))
+            head["monitors"] = {sid: json.loads(s) for sid, s in found.items()}
+            written.update((sid, _digest(s)) for sid, s in found.items())
+        return Checkpoint.model_validate(head)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        key = self.keys.checkpoint(checkpoint.topic, checkpoint.partition)
-        self._call("save a checkpoint", self.r.set, key, checkpoint.model_dump_json(), key=key)
+        topic, partition = checkpoint.topic, checkpoint.partition
+        key = self.keys.checkpoint(topic, partition)
+        written = self._written.setdefault((topic, partition), {})
+        states = {sid: to_json(state) for sid, state in checkpoint.monitors.items()}
+        digests = {sid: _digest(s) for sid, s in states.items()}
+        changed = {sid: states[sid] for sid, d in digests.items() if written.get(sid) != d}
+        head = checkpoint.model_dump(mode="json", exclude={"monitors"})
+        head["streams"] = sorted(states)
+        pipe = self.r.pipeline(transaction=True)
+        for sid, state in changed.items():
+            pipe.set(self.keys.checkpoint_stream(topic, partition, sid), state)
+        gone = [self.keys.checkpoint_stream(topic, partition, sid)
+                for sid in set(written) - set(states)]
+        if gone:
+            pipe.delete(*gone)
+        pipe.set(key, json.dumps(head))
+        self._call("save a checkpoint", pipe.execute, key=key)
+        written.clear()
+        written.update(digests)
 
     # references and versions ---------------------------------------------------------------
     def record_version(self, model: str, version: str, first_seen: float) -> None:

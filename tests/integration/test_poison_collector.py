@@ -117,5 +117,5 @@ def test_distinct_models_per_event_fold_into_other_and_metrics_stay_bounded(
     models = {k.split('model="')[1].split('"')[0] for k in processed}
     assert models == {f"req-{i:04d}" for i in range(5)} | {"other"}
     assert _processed(metrics) == len(events)
-    monitored = {sid.split("|")[0] for sid in _checkpoint(redis_client, topic)["monitors"]}
+    monitored = {sid.split("|")[0] for sid in _checkpoint(redis_client, topic)["streams"]}
     assert monitored == {f"req-{i:04d}" for i in range(5)} | {"other"}
