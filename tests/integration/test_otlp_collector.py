@@ -55,6 +55,13 @@ def test_otlp_messages_on_the_topic_are_counted_and_drift_is_detected(
     messages.append(export_request([bad_span, http_span(-1)]).SerializeToString())
     truncated = export_request([genai_span(events[1])]).SerializeToString()[:-7]
     messages.append(truncated)
+    # OpenAI-format records of another model on the same topic, as the emitter writes them
+    chats = [json.dumps({"response": {
+        "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1_780_000_000 + i,
+        "model": "gpt-4o-mini-2024-07-18", "choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": f"Answer {i}."}}]},
+        "request": {"model": "gpt-4o-mini"}}).encode() for i in range(40)]
+    messages[10:10] = chats
     produce(kafka_bootstrap, topic, messages)
 
     config = {**SMALL_WINDOWS, "segments": {}}  # defaults: one stream per model and version
@@ -62,18 +69,21 @@ def test_otlp_messages_on_the_topic_are_counted_and_drift_is_detected(
                          group_id="g-otlp")
     c.start(max_idle=8)
     deadline = time.monotonic() + 240
-    while model_stream_totals(redis_client, topic) < len(events) and time.monotonic() < deadline:
+    expected = len(events) + len(chats)
+    while model_stream_totals(redis_client, topic) < expected and time.monotonic() < deadline:
         time.sleep(1)
     metrics = c.metrics()
     assert c.wait_exit() == 0, c.log_text()
 
-    # each GenAI span observed exactly once; nothing else
-    assert model_stream_totals(redis_client, topic) == len(events)
-    assert processed_total(metrics) == len(events)
+    # each GenAI span and each OpenAI record observed exactly once; nothing else
+    assert model_stream_totals(redis_client, topic) == len(events) + len(chats)
+    assert processed_total(metrics) == len(events) + len(chats)
+    assert metrics['driftscope_events_processed_total{model="gpt-4o-mini",'
+                   'model_version="gpt-4o-mini-2024-07-18",segment="all"}'] == len(chats)
     assert metrics[f'driftscope_events_consumed_total{{topic="{topic}"}}'] == len(messages)
     skipped = sum(v for k, v in metrics.items()
                   if k.startswith("driftscope_ingest_skipped_total{") and "not_genai" in k)
-    assert skipped == len(messages) - 1  # one HTTP span per export; the truncated one unread
+    assert skipped == len(messages) - len(chats) - 1  # an HTTP span per export; truncated: none
 
     letters = [json.loads(m.value) for m in consume_all(kafka_bootstrap, f"{topic}.dlq")]
     by_reason = {letter["reason"]: letter for letter in letters}

@@ -217,3 +217,27 @@ def test_gzip_is_not_the_decoder_s_business() -> None:
     # the receiver decompresses; a gzip body given to the decoder is just not OTLP
     out = RecordDecoder().decode_as("otlp_proto", gzip.compress(b"x"))
     assert out.rejects and out.rejects[0].reason == "otlp_invalid"
+
+
+def test_topic_formats_name_each_topic_s_format() -> None:
+    settings = IngestSettings(topic_formats={"otel.traces": "otlp_proto"},
+                              default_format="driftscope")
+    decoder = RecordDecoder(settings)
+    event = {"event_id": "e1", "ts": "2026-05-01T00:00:00Z", "model": "m", "output": "o"}
+    raw_event = json.dumps(event).encode()
+    raw_otlp = to_proto(fixture("semconv_1_27_events"))
+    assert [e.event_id for e in decoder.decode("llm.outputs", raw_event).events] == ["e1"]
+    assert len(decoder.decode("otel.traces", raw_otlp).events) == 1
+    # a record in the wrong format for its topic is rejected with a reason, not guessed
+    assert [r.reason for r in decoder.decode("otel.traces", raw_event).rejects] == [
+        "otlp_invalid"]
+    assert [r.reason for r in decoder.decode("llm.outputs", raw_otlp).rejects] == ["not_json"]
+
+
+def test_the_package_exports_exactly_its_public_surface() -> None:
+    import driftscope_llm.services.ingest as ingest
+
+    assert sorted(ingest.__all__) == [
+        "Decoded", "IngestMetrics", "IngestSettings", "InputFormat", "RecordDecoder", "Reject",
+        "assemble_stream", "detect_format", "events_from_openai"]
+    assert all(hasattr(ingest, name) for name in ingest.__all__)
