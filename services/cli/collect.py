@@ -145,16 +145,6 @@ def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnom
                       f"{inc.effect_size:.3g}{ratio}; {len(inc.facets)} facets "
                       f"({escape_text(inc.model)}@{escape_text(inc.model_version)})",
                       highlight=False)
-    latest = {r.incident.id: r.incident for r in raised}  # each incident as it ended
-    console.print(f"{len(latest)} incident{'s' if len(latest) != 1 else ''}:")
-    for inc in latest.values():
-        top = max(inc.facets, key=lambda f: f.relative_effect, default=None)
-        ratio = f" = {top.relative_effect:.1f}x its minimum" if top is not None else ""
-        console.print(f"  {escape_text(inc.id)} {inc.severity}: {escape_text(inc.signal)} on "
-                      f"{escape_text(inc.segment)} ({escape_text(inc.detector)}), effect "
-                      f"{inc.effect_size:.3g}{ratio}; {len(inc.facets)} facets "
-                      f"({escape_text(inc.model)}@{escape_text(inc.model_version)})",
-                      highlight=False)
 
 
 @friendly_errors
