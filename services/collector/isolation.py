@@ -137,12 +137,11 @@ def handle_batch(
     by_offset = dict(fresh)
     valid = _parse_all(fresh, out, max_bytes=max_bytes, on_valid=on_valid, fatal=fatal,
                        decode=decode)
-    embeddings, failed = _embed_isolated(pipeline, valid, by_offset, fatal)
+    embeddings, failed, failed_events = _embed_isolated(pipeline, valid, by_offset, fatal)
     out.rejected.extend(failed)
     out.embedded = len(embeddings)
-    dropped = {r.offset for r in failed}
     for offset, event in valid:
-        if offset in dropped:
+        if id(event) in failed_events:  # only that event: a record's others are still observed
             continue
         state.next_offset = min(state.next_offset, offset)  # a record's events share its offset
         try:
@@ -206,17 +205,19 @@ def _embed_isolated(
     valid: list[tuple[int, OutputEvent]],
     by_offset: dict[int, bytes],
     fatal: tuple[type[BaseException], ...],
-) -> tuple[dict[str, npt.NDArray[np.float32]], list[Rejected]]:
-    """One batched embedding call; when it fails, one call per event to find the culprit."""
+) -> tuple[dict[str, npt.NDArray[np.float32]], list[Rejected], set[int]]:
+    """One batched embedding call; when it fails, one call per event to find the culprit(s),
+    returned as rejects and as the ``id()`` of each failed event object."""
     events = [ev for _, ev in valid]
     try:
-        return pipeline.embed(events), []
+        return pipeline.embed(events), [], set()
     except fatal:
         raise
     except Exception:
         log.exception("batched embedding failed; embedding the %d events one by one", len(events))
     embeddings: dict[str, npt.NDArray[np.float32]] = {}
     failed: list[Rejected] = []
+    failed_events: set[int] = set()
     for offset, event in valid:
         try:
             embeddings.update(pipeline.embed([event]))
@@ -225,7 +226,8 @@ def _embed_isolated(
         except Exception as exc:
             failed.append(Rejected(offset, "processing_failed", _describe(exc, "embedding"),
                                    by_offset[offset]))
-    return embeddings, failed
+            failed_events.add(id(event))
+    return embeddings, failed, failed_events
 
 
 def dead_letter_for(rejected: Rejected, *, topic: str, partition: int, received_at: datetime,
