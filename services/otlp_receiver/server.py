@@ -17,6 +17,8 @@ code    when
 413     the body, or its gzip-decompressed form, exceeds ``max_body_bytes``
 415     a content type other than ``application/x-protobuf`` / ``application/json``, or an
         encoding other than ``gzip`` / ``identity``
+429     ``max_concurrent_requests`` are already being converted; ``Retry-After`` says when to
+        retry (the body was read and dropped: nothing of it reached Kafka)
 503     Kafka did not acknowledge in time; ``Retry-After`` asks the client to try again later
 ======  ========================================================================================
 
@@ -122,6 +124,7 @@ class OtlpReceiver:
         self.decoder = decoder
         self.sink = sink
         self.metrics = metrics or ReceiverMetrics(CollectorRegistry())
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_requests)
         self.server = ThreadingHTTPServer((settings.host, settings.port), self._handler_class())
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -157,17 +160,27 @@ class OtlpReceiver:
         reply_type = JSON if ctype == JSON else PROTOBUF
         try:
             self._check(path, headers, ctype)
-            payload = self._decompress(headers, body)
-            decoded = self.decoder.decode_as(_format_of(ctype), payload)
-            if not decoded.events and decoded.rejects and decoded.rejects[0].item is None:
-                raise _Refused(400, _INVALID_ARGUMENT, decoded.rejects[0].error().args[0])
-            self._deliver(decoded)
+            if not self._slots.acquire(blocking=False):
+                raise _Refused(429, _RESOURCE_EXHAUSTED, "too many requests in flight; retry",
+                               {"Retry-After": str(self.settings.retry_after_s)})
+            try:
+                decoded = self._convert_and_deliver(headers, body, ctype)
+            finally:
+                self._slots.release()
         except _Refused as refused:
             self.metrics.requests.labels(str(refused.status)).inc()
             return (refused.status, reply_type,
                     _status_body(reply_type, refused.code, refused.message), refused.headers)
         self.metrics.requests.labels("200").inc()
         return 200, reply_type, _success_body(reply_type, decoded), {}
+
+    def _convert_and_deliver(self, headers: Any, body: bytes, ctype: str) -> Decoded:
+        payload = self._decompress(headers, body)
+        decoded = self.decoder.decode_as(_format_of(ctype), payload)
+        if not decoded.events and decoded.rejects and decoded.rejects[0].item is None:
+            raise _Refused(400, _INVALID_ARGUMENT, decoded.rejects[0].error().args[0])
+        self._deliver(decoded)
+        return decoded
 
     def _check(self, path: str, headers: Any, ctype: str) -> None:
         if path.split("?")[0] != "/v1/traces":

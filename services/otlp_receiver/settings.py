@@ -21,4 +21,9 @@ class ReceiverSettings(BaseModel):
     produce_timeout_s: float = Field(
         default=10.0, gt=0, description="How long to wait for Kafka's acknowledgement (503 "
                                         "after).")
-    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
+    retry_after_s: int = Field(default=5, ge=1,
+                               description="Retry-After sent with a 429 or a 503.")
+    max_concurrent_requests: int = Field(
+        default=32, ge=1,
+        description="Requests converted and delivered at once; more get 429 with Retry-After "
+                    "(memory stays bounded at about this many bodies).")
