@@ -96,8 +96,9 @@ def build_part(
     if not 0 <= i < n:
         raise SettingsError(f"part index {i} is not in [0, {n})", field="shard")
     out = Path(out_dir)
+    name = part_manifest_name(i, n) if n > 1 else MANIFEST  # 1 part: an ordinary build
     manifest = build_shards(model, corpus, out, settings or AttributionSettings(),
-                            manifest_name=part_manifest_name(i, n), part=(i, n),
+                            manifest_name=name, part=(i, n),
                             batch_size=batch_size, shard_size=shard_size, progress=progress,
                             overwrite=overwrite)
     merged = False
@@ -105,7 +106,6 @@ def build_part(
         merge_parts([out])  # the last builder to finish merges; a mismatch is raised
         merged = True
     elif n == 1:
-        write_manifest(out, {k: v for k, v in manifest.items() if k != "part"})
         merged = True
     rows = sum(int(e["rows"]) for e in manifest["shards"])
     return PartResult(i, n, rows, len(manifest["shards"]), merged)

@@ -183,3 +183,11 @@ def test_the_indexed_job_runs_n_builders_whose_parts_merge(tiny_gpt2, planted_co
     index = open_index(out)
     assert index.ids == [e.id for e in planted_corpus[:24]]
     assert index.manifest["merged_from"] == n
+
+
+def test_one_part_is_an_ordinary_build(gpt2_model, planted_corpus, tmp_path) -> None:
+    corpus = planted_corpus[:12]
+    res = build_part(gpt2_model, corpus, tmp_path, part=(0, 1), shard_size=SHARD)
+    assert res.merged and res.rows == 12 and res.shards == 2
+    assert sorted(p.name for p in tmp_path.glob("manifest*.json")) == ["manifest.json"]
+    assert open_index(tmp_path, model=gpt2_model, corpus=corpus).ids == [e.id for e in corpus]
