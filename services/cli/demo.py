@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.options import quiet_transformers
 from driftscope_llm.services.cli.render import escape_text
 from driftscope_llm.services.store.report import AttributedReport, Verification
 
@@ -63,7 +64,7 @@ def demo_cmd(
     from driftscope_llm.services.demo import story
     from driftscope_llm.services.store import MemoryStore
 
-    _quiet_transformers()
+    quiet_transformers()
     console = Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
@@ -157,15 +158,6 @@ def _advance(progress: Progress, task: TaskID, n: int) -> None:
 
 def _ratio(r: float | None) -> str:
     return "n/a" if r is None else f"{r:.1f}"
-
-
-def _quiet_transformers() -> None:
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - the attribution extra is missing
-        return
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _print_incidents(store: Any, raised: list[Any]) -> None:

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from driftscope_llm.services.config import MetricsSettings, RedisSettings
     from driftscope_llm.services.store.base import StateStore
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_store", "run_until_stopped",
-           "serve_metrics", "setup_logging"]
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_store",
+           "quiet_transformers", "run_until_stopped", "serve_metrics", "setup_logging"]
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
     help="Exit after this many seconds with nothing left to read (batch runs and tests).")]
@@ -48,6 +48,17 @@ def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
 
     client = connect(settings)
     return client, open_state_store(settings, client=client)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' progress bars and notices off a person's terminal (the command shows
+    its own progress); a no-op without the attribution extra."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the attribution extra is missing: nothing to quiet
+        return
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def open_command_store(settings: RedisSettings) -> StateStore:

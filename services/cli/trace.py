@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.options import quiet_transformers
 from driftscope_llm.services.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def trace_cmd(
         exemplars=[Exemplar(event_id="query", prompt=prompt, output=output)])
     target = ModelTarget(model_dir=model, adapter_dir=adapter, indexes=indexes, top_k=top_k,
                          default_method=next(iter(indexes)))
+    quiet_transformers()
     with Console(stderr=True).status("attributing …"):
         report = Attributor().run(incident, "trace", target)
     _render(report, as_json, corpus)
@@ -125,6 +127,7 @@ def attribute_cmd(
     key, target = found
     if index:
         target = _extended(target, _parse_indexes(index))
+    quiet_transformers()
     with Console(stderr=True).status(f"attributing {incident_id} …"):
         report = Attributor(device=s.device).run(incident, key, target)
     _store_report(store, incident_id, report)

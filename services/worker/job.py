@@ -163,6 +163,11 @@ class Attributor:
         if not queries:
             raise JobFailedError("no_exemplars", f"none of {len(incident.exemplars)} exemplars "
                                                  "has output text", incident_id=incident.id)
+        for method in target.methods:  # a missing index fails now, not after loading the model
+            path = Path(target.indexes[method])
+            if not (path / "manifest.json").is_file():
+                raise JobFailedError("index_missing", f"no index for {method!r} at {path}",
+                                     incident_id=incident.id)
         t0 = self.clock()
         model = self._model(target)
         timings: dict[str, float] = {"load_model_s": self.clock() - t0}

@@ -138,6 +138,14 @@ def test_attribute_reruns_a_failed_incident_through_the_lifecycle(
     stored = store.get_incident("again")
     assert [h["state"] for h in stored.state_history] == [
         "attributing", "failed", "attributing", "attributed"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(json.dumps({"redis": {"url": redis_url}, "models": {"bot": {
+        "model_dir": str(built.model_dir), "indexes": {"repsim": str(tmp_path / "gone")}}}}))
+    failing = invoke("attribute", "again", "--config", str(broken))
+    assert failing.exit_code == 2 and "Traceback" not in failing.output
+    assert failing.stderr.strip() == f"error: index_missing: no index for 'repsim' at " \
+        f"{tmp_path / 'gone'}"
+    assert store.get_incident("again") == stored  # a failed re-run changes nothing
     assert stored.attribution is not None
     assert [r[1] for r in rows] == [row.id for row in stored.attribution.top()]
 
