@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -20,6 +21,11 @@ from tests.collector_harness import (
 )
 
 REFUSAL_SPIKE = Drift(start=2400, route="billing", refusal_rate=0.30)
+
+
+def _billing_refusal(incident: dict[str, Any]) -> bool:
+    return any(f["segment"] == "billing" and f["signal"] == "refusal"
+               for f in incident.get("facets", []))
 
 
 def test_planted_drift_opens_incident_and_clean_stream_does_not(
@@ -41,16 +47,19 @@ def test_planted_drift_opens_incident_and_clean_stream_does_not(
 
     assert checkpoint_totals(redis_client, drifting) == n
     found = incidents(redis_client)
-    refusal = [i for i in found if i["signal"] == "refusal"]
+    refusal = [i for i in found if _billing_refusal(i)]
     assert refusal, f"no refusal incident: {[(i['segment'], i['signal']) for i in found]}"
-    assert {i["segment"] for i in refusal} == {"billing"}
+    # one change, one incident: billing's stream and the model-level stream are its facets
+    assert len(found) == 1
+    assert {f["segment"] for f in found[0]["facets"]} <= {"billing", "all"}
     assert all(i["model"] == "support-bot" and i["exemplars"] for i in refusal)
     assert any("sorry" in (e["output"] or "") for i in refusal for e in i["exemplars"])
     anomalies = [json.loads(m.value) for m in consume_all(kafka_bootstrap, f"{drifting}.anomalies")]
     assert {a["incident_id"] for a in anomalies} >= {i["id"] for i in refusal}
     alarms = {k: v for k, v in metrics.items()
               if k.startswith("driftscope_anomalies_total") and 'signal="refusal"' in k and v > 0}
-    assert alarms and all('segment="billing"' in k for k in alarms) and sum(alarms.values()) >= 1
+    assert alarms and all('segment="billing"' in k or 'segment="all"' in k for k in alarms)
+    assert sum(v for k, v in alarms.items() if 'segment="billing"' in k) >= 1
     assert metrics[f'driftscope_events_consumed_total{{topic="{drifting}"}}'] == n
 
     redis_client.flushdb()
@@ -140,8 +149,8 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_once(
     second.start(max_idle=8)
     assert second.wait_exit() == 0, second.log_text()
     assert checkpoint_totals(redis_client, topic) == n
-    refusal = [i for i in incidents(redis_client) if i["signal"] == "refusal"]
-    assert refusal and {i["segment"] for i in refusal} == {"billing"}
+    refusal = [i for i in incidents(redis_client) if _billing_refusal(i)]
+    assert refusal
 
 
 def test_two_replicas_in_one_group_raise_what_one_raises(
@@ -164,10 +173,12 @@ def test_two_replicas_in_one_group_raise_what_one_raises(
         for p in procs:
             assert p.wait_exit() == 0, p.log_text()
         assert checkpoint_totals(redis_client, topic) == len(events)
-        return {(i["segment"], i["signal"], i["detector"], i["event_id"])
-                for i in incidents(redis_client)}
+        # facets, not incident ids: which facet's anomaly reached Redis first (and so named the
+        # incident) depends on the replicas' timing; what each stream raised does not
+        return {(f["segment"], f["signal"], f["detector"], f["first_event_id"])
+                for i in incidents(redis_client) for f in i["facets"]}
 
     one, two = run(1), run(2)
     assert one, "the planted drifts raised nothing"
-    assert {s for s, *_ in one} == {"billing", "tech"}
+    assert {"billing", "tech"} <= {s for s, *_ in one} <= {"billing", "tech", "all"}
     assert two == one
