@@ -30,7 +30,6 @@ event field               source, first one present
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +39,7 @@ from driftscope_llm.services.ingest.openai_records import logprobs_from_content
 from driftscope_llm.services.ingest.otlp import SpanView
 from driftscope_llm.services.ingest.results import finite_float, validate_event
 from driftscope_llm.services.ingest.settings import IngestSettings
-from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.schemas import OutputEvent, loads_bounded
 
 __all__ = ["event_from_span"]
 
@@ -187,7 +186,7 @@ def _add_logprobs(fields: dict[str, Any], attrs: Mapping[str, Any],
             continue
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads_bounded(value)  # bounded: a JSON string from outside
             except ValueError:
                 raise InvalidEventError("wrong_type", f"{name} is not JSON") from None
         if isinstance(value, Mapping):
@@ -208,7 +207,7 @@ def _messages(value: Any) -> list[Mapping[str, Any]] | None:
     """A message list from an attribute that is a JSON string or already structured."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_bounded(value)
         except ValueError:
             return None
     if isinstance(value, Mapping):

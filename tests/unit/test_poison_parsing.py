@@ -117,3 +117,20 @@ def test_loads_bounded_takes_text_and_bytes_and_refuses_the_same() -> None:
         loads_bounded("[" * 100 + "]" * 100)
     with pytest.raises(InvalidEventError, match="not_json"):
         loads_bounded(b"{")
+
+
+def test_a_deep_json_string_inside_an_otlp_span_is_refused_not_raised() -> None:
+    """GenAI spans carry logprobs as a JSON *string* attribute, parsed a second time: that parse
+    is bounded too, so the span is rejected with a reason instead of raising RecursionError out
+    of the decoder (and out of ``driftscope ingest``'s request handler)."""
+    from pathlib import Path
+
+    from driftscope_llm.services.ingest import RecordDecoder
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+                       / "litellm.json").read_text())
+    span = data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["attributes"].append({"key": "gen_ai.response.logprobs",
+                               "value": {"stringValue": "[" * 5000 + "]" * 5000}})
+    out = RecordDecoder().decode_as("otlp_json", json.dumps(data).encode())
+    assert out.events == [] and [r.reason for r in out.rejects] == ["wrong_type"]
