@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from driftscope_llm.services.keys import join_key, split_key
+
 __all__ = ["MODEL_STREAM", "OTHER", "SegmentKeyer", "SegmentSettings"]
 
 MODEL_STREAM = "all"
@@ -105,9 +107,10 @@ class SegmentKeyer:
                 if segment not in (OTHER, UNLABELLED):
                     self._values.setdefault((model, self.settings.label), set()).add(segment)
                 continue
-            label, sep, value = segment.partition("=")
-            if not sep:
+            parts = split_key(segment, "=")
+            if len(parts) != 2:
                 continue
+            label, value = parts
             admitted = self._labels.setdefault(model, [])
             if label not in admitted:
                 admitted.append(label)
@@ -131,7 +134,8 @@ class SegmentKeyer:
                 if len(admitted) >= s.max_labels:
                     continue
                 admitted.append(label)
-            out.append(f"{label}={self._admit(model, label, segment[label], None)}")
+            value = self._admit(model, label, segment[label], None)
+            out.append(join_key(label, value, sep="="))  # "a=b"+"c" never meets "a"+"b=c"
         return out
 
     def _admit(self, model: str, label: str, value: str, allowed: list[str] | None) -> str:

@@ -70,3 +70,17 @@ def test_a_glob_in_a_model_name_cannot_widen_a_scan() -> None:
     pattern = keys.versions("*")  # a model literally named "*"
     assert not fnmatch.fnmatchcase(keys.versions("support-bot"), pattern)
     assert not any(c in pattern.removeprefix("driftscope:versions:") for c in "*?[]")
+
+
+def test_segment_stream_keys_of_different_labels_do_not_collide() -> None:
+    from driftscope_llm.services.collector.segments import SegmentKeyer, SegmentSettings
+
+    keyer = SegmentKeyer(SegmentSettings())
+    one = keyer.segments_for("m", {"a=b": "c"})
+    other = keyer.segments_for("m", {"a": "b=c"})
+    assert one[1] != other[1]
+    assert keyer.segments_for("m", {"route": "billing"})[1] == "route=billing"  # unchanged
+    restored = SegmentKeyer(SegmentSettings())
+    restored.restore([("m", one[1]), ("m", other[1])])
+    assert restored.segments_for("m", {"a=b": "c"}) == one
+    assert restored.segments_for("m", {"a": "b=c"}) == other
