@@ -158,11 +158,19 @@ class CollectorProcess:
 
 
 def checkpoint_totals(client: redis.Redis, topic: str, prefix: str = "driftscope:") -> int:
-    """Events observed by the detectors, summed over the checkpoints of ``topic``'s partitions."""
+    """Events observed by the detectors, summed over the checkpoints of ``topic``'s partitions.
+
+    Every event feeds its model-level stream (segment ``all``) and one stream per segment label,
+    so only the model-level streams' totals are summed: each event is counted once.
+    """
+    from driftscope_llm.services.collector.segments import MODEL_STREAM
+    from driftscope_llm.services.keys import split_key
+
     total = 0
     for key in client.scan_iter(f"{prefix}cp:{topic}:*"):
         cp = json.loads(client.get(key) or b"{}")
-        total += sum(cp.get("totals", {}).values())
+        total += sum(n for sid, n in cp.get("totals", {}).items()
+                     if split_key(sid)[2] == MODEL_STREAM)
     return total
 
 
