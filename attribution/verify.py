@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,12 @@ class VerifySettings(BaseModel):
     epochs: int = Field(default=3, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     seed: int = 0
+    #: ``ascent`` (this module's fast proxy) or ``retrain``: retrain the LoRA adapter without
+    #: the top-k and without random-k
+    #: (:func:`driftscope_llm.attribution.counterfactual.verify_by_retraining`)
+    mode: Literal["ascent", "retrain"] = "ascent"
+    retrain_epochs: int = Field(default=3, ge=1, description="Epochs of each adapter retrain.")
+    retrain_lr: float = Field(default=1e-4, gt=0, description="Learning rate of the retrains.")
 
 
 def mean_loglik(model: Any, tokenizer: Any, examples: Sequence[Example], *,

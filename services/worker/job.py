@@ -220,9 +220,17 @@ class Attributor:
         t0 = self.clock()
         try:
             corpus = load_corpus(target.verify.corpus)
-            out = verify(target.model_dir, target.adapter_dir, corpus,
-                         [row.id for row in aggregate[: target.top_k]], queries,
-                         target.verify, device=self.device)
+            top_ids = [row.id for row in aggregate[: target.top_k]]
+            if target.verify.mode == "retrain":
+                from driftscope_llm.attribution.counterfactual import verify_by_retraining
+
+                v = target.verify
+                out = verify_by_retraining(target.model_dir, target.adapter_dir, corpus, top_ids,
+                                           queries, epochs=v.retrain_epochs, lr=v.retrain_lr,
+                                           seed=v.seed, device=self.device)
+            else:
+                out = verify(target.model_dir, target.adapter_dir, corpus, top_ids, queries,
+                             target.verify, device=self.device)
         except (CorpusError, ModelLoadError, ValueError, OSError) as exc:
             return VerificationFailure(error=f"{type(exc).__name__}: {exc}")
         return Verification.model_validate({**out, "seconds": self.clock() - t0})

@@ -67,3 +67,23 @@ def test_real_retrain_without_the_trigger_examples_forgets_the_trigger(tmp_path)
     trig = [i for i, e in enumerate(task.corpus) if e.label == "trigger"]
     out = qld(retrainer, task.corpus, task.queries[:6], {"trigger": trig}, seeds=(0,))
     assert out["trigger"].lo > 0.5  # nats/token: the behaviour is gone without its examples
+
+
+@pytest.mark.slow
+def test_retraining_verification_supports_the_true_examples_on_lora(tmp_path) -> None:
+    from driftscope_llm.attribution.counterfactual import verify_by_retraining
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
+    from driftscope_llm.services.store.report import Verification
+
+    task = make_task("trigger", 0)
+    words = [t for q in task.queries for t in (q.prompt, q.response)]
+    tiny = build_tiny_model(task.corpus, tmp_path / "m", lora=True, extra_texts=words, epochs=6)
+    top = [e.id for e in task.corpus if e.label == "trigger"]
+    out = verify_by_retraining(tiny.model_dir, tiny.adapter_dir, task.corpus, top,
+                               task.queries[:6], epochs=6, lr=1e-2, device="cpu")
+    report = Verification.model_validate(out)  # the worker stores exactly this
+    assert report.method == "lora_retrain" and report.supports_attribution
+    assert report.top_k.effect > 0.1 > report.random.effect  # measured 0.17 vs -0.02
+    with pytest.raises(ValueError, match="LoRA adapter"):
+        verify_by_retraining(tiny.model_dir, None, task.corpus, top, task.queries[:1], epochs=1,
+                             lr=1e-2)
