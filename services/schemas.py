@@ -25,10 +25,17 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from driftscope_llm.services.errors import InvalidEventError
 
@@ -83,6 +90,9 @@ class OutputEvent(BaseModel):
 
     Required: ``event_id``, ``ts`` (RFC 3339), ``model``, ``output``. Everything else is optional;
     ``token_logprobs`` must be finite natural-log probabilities (≤ 0), ``confidence`` in [0, 1].
+    Whatever becomes a stream key, a metric label or a categorical signal value is bounded:
+    ids, model and version at most 256 characters, at most 16 segment labels (names up to 64
+    characters, values up to 256), ``finish_reason`` up to 64.
     """
 
     model_config = ConfigDict(extra="allow", strict=False, frozen=True)
@@ -93,12 +103,14 @@ class OutputEvent(BaseModel):
     output: str
     model_version: str = Field(default="unversioned", min_length=1, max_length=256)
     prompt: str | None = None
-    segment: dict[str, str] = Field(default_factory=dict)
+    segment: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
+                  Annotated[str, StringConstraints(max_length=256)]] = Field(
+        default_factory=dict, max_length=16)
     token_logprobs: list[float] | None = None
     top_logprobs: list[dict[str, float]] | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     latency_ms: float | None = Field(default=None, ge=0.0)
-    finish_reason: str | None = None
+    finish_reason: str | None = Field(default=None, max_length=64)
     metadata: dict[str, Any] | None = None
 
     @field_validator("ts")
@@ -141,7 +153,8 @@ class OutputEvent(BaseModel):
         return self.ts.timestamp()
 
 
-_VALUE_ERRORS = {"greater_than_equal", "less_than_equal", "string_too_short", "string_too_long"}
+_VALUE_ERRORS = {"greater_than_equal", "less_than_equal", "string_too_short", "string_too_long",
+                 "too_long"}
 
 
 def _reason_for(err: ValidationError) -> tuple[str, str]:

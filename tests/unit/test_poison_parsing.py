@@ -134,3 +134,15 @@ def test_a_deep_json_string_inside_an_otlp_span_is_refused_not_raised() -> None:
                                "value": {"stringValue": "[" * 5000 + "]" * 5000}})
     out = RecordDecoder().decode_as("otlp_json", json.dumps(data).encode())
     assert out.events == [] and [r.reason for r in out.rejects] == ["wrong_type"]
+
+
+@pytest.mark.parametrize("over", [
+    {"segment": {f"label{i}": "v" for i in range(17)}},
+    {"segment": {"r" * 65: "a"}},
+    {"segment": {"route": "a" * 257}},
+    {"finish_reason": "stop" * 17},
+])
+def test_what_becomes_a_stream_key_or_category_is_bounded(over: dict[str, object]) -> None:
+    """Segment labels become stream keys and finish reasons a categorical signal's values: a
+    megabyte-long label or reason would be held in every window and checkpoint."""
+    assert _reason(json.dumps({**GOOD, **over}).encode()) == "invalid_value"
