@@ -129,6 +129,13 @@ def test_cli_build_shards_and_merge(tiny_gpt2, planted_corpus, tmp_path) -> None
     assert res.stdout.startswith("merged 2 parts (20 examples, 4 shards) into ")
     bad = runner.invoke(app, ["attribution", "index", "merge", str(tmp_path / "p0")])
     assert bad.exit_code == 2 and "parts 1/2 are missing" in bad.stderr
+    # human output of a part build: what was built, and whether it merged
+    one = tmp_path / "[b]one"  # markup in a path is printed literally
+    res = runner.invoke(app, [*common[:-1], "--out", str(one), "--shard", "0/1"])
+    assert res.exit_code == 0, res.output
+    assert " ".join(res.stdout.split()).startswith(
+        f"indexed part 0/1: 20 examples in 4 shards with repsim:mean_response into {one} in ")
+    assert res.stdout.rstrip().endswith("all parts done, merged")
     # user errors: exit 2 with one line, no traceback
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "x"), "--shard", "2/2"])
     assert bad.exit_code == 2 and "--shard must be i/N" in bad.stderr
