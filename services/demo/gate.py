@@ -3,8 +3,12 @@
 After the v2 incident is attributed, the loop closes the way a team would close it:
 
 1. **Clean the data.** Every training example the attribution ranked in the top-k for at least
-   one of the incident's drifted outputs (primary method, per exemplar) is removed from v2's
-   corpus (:func:`attributed_ids`); the cleaned corpus is written as ``corpus-v3.jsonl``.
+   one of the incident's drifted outputs that shows the incident's behaviour (primary method,
+   per exemplar; for a refusal incident, the exemplars the collector's refusal patterns match —
+   :func:`behaviour_exemplars`) is removed from v2's corpus (:func:`attributed_ids`); the
+   cleaned corpus is written as ``corpus-v3.jsonl``. Exemplars that do not show the behaviour
+   (a window's most recent events need not all be refusals) would only add their own, unrelated
+   neighbours to the removal.
 2. **Retrain.** v3 starts from v1's weights and is fine-tuned on the cleaned corpus with v2's
    recipe (same epochs and learning rate) — the refresh v2 should have been.
 3. **Gate.** The incident becomes a probe suite (its drifted prompts, their nearest corpus and
@@ -36,8 +40,8 @@ from driftscope_llm.services.regress.report import RunInfo, exit_code, render_ht
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.store.model import Incident
 
-__all__ = ["GateStory", "attributed_ids", "close_the_loop", "retrain", "run_last_act",
-           "story_lines"]
+__all__ = ["GateStory", "attributed_ids", "behaviour_exemplars", "close_the_loop", "retrain",
+           "run_last_act", "story_lines"]
 
 SAMPLES = 8
 """Samples per probe and model: 8 keeps the gate's power against the planted refusals high on a
@@ -55,13 +59,29 @@ class GateStory:
     page: Path
 
 
-def attributed_ids(report: Mapping[str, Any] | BaseModel, k: int) -> list[str]:
-    """The union, over the incident's exemplars, of the primary method's top-``k`` examples
-    (``report``: the attribution report, typed or in its JSON form)."""
+def behaviour_exemplars(incident: Incident) -> set[str]:
+    """Event ids of the exemplars that show the incident's behaviour: for a refusal incident,
+    those whose output the collector's refusal patterns match; otherwise every exemplar."""
+    from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
+
+    ids = {e.event_id for e in incident.exemplars}
+    if incident.signal != "refusal":
+        return ids
+    extractor = SignalExtractor(SignalSettings())
+    showing = {e.event_id for e in incident.exemplars if extractor.is_refusal(e.output or "")}
+    return showing or ids
+
+
+def attributed_ids(report: Mapping[str, Any] | BaseModel, k: int,
+                   exemplars: set[str] | None = None) -> list[str]:
+    """The union, over the incident's exemplars (only those in ``exemplars`` when given), of the
+    primary method's top-``k`` examples (``report``: typed or in its JSON form)."""
     data = report.model_dump(mode="json") if isinstance(report, BaseModel) else report
     method = data["methods"][data["primary_method"]]
     out: dict[str, None] = {}
     for per in method["per_exemplar"]:
+        if exemplars is not None and per["query_id"] not in exemplars:
+            continue
         for row in sorted(per["results"], key=lambda r: r["rank"])[:k]:
             out[row["id"]] = None
     return list(out)
@@ -87,7 +107,7 @@ def close_the_loop(out: Path, incident: Incident, report: Mapping[str, Any] | Ba
                    traffic: Sequence[OutputEvent], settings: ScenarioSettings, *, top_k: int,
                    on_step: Callable[[str], None]) -> GateStory:
     """Clean, retrain and gate (module docstring); ``models`` has ``v1`` and ``v2``."""
-    removed = attributed_ids(report, top_k)
+    removed = attributed_ids(report, top_k, behaviour_exemplars(incident))
     cleaned = [e for e in corpus if e.id not in set(removed)]
     write_jsonl(out / "corpus-v3.jsonl", cleaned)
     on_step(f"retraining v3 from v1 on {len(cleaned)} examples")

@@ -41,9 +41,15 @@ def test_v2_fails_and_the_retrained_v3_passes(tmp_path: Path) -> None:
                         model_version="v2", segment="billing", signal="refusal",
                         detector="two_proportion", statistic=9.0, threshold=3.0,
                         effect_size=0.2, event_id="v2-9", exemplars=exemplars)
+    # an exemplar that does not show the behaviour (no refusal) has its own, unrelated neighbours:
+    # they must stay in the corpus
+    calm = Exemplar(event_id="v2-calm", prompt=billing[1], output="sure , open settings .")
+    incident.exemplars.append(calm)
     ranked = [{"id": e.id, "score": 1.0 - i / 100, "rank": i + 1} for i, e in enumerate(planted)]
+    unrelated = [{"id": e.id, "score": 0.5, "rank": i + 1} for i, e in enumerate(clean[:16])]
     report = {"primary_method": "repsim", "methods": {"repsim": {"per_exemplar": [
-        {"query_id": e.event_id, "results": ranked} for e in exemplars]}}}
+        *({"query_id": e.event_id, "results": ranked} for e in exemplars),
+        {"query_id": calm.event_id, "results": unrelated}]}}}
 
     steps: list[str] = []
     story = close_the_loop(tmp_path, incident, report, clean + planted,
