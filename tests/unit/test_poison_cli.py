@@ -26,14 +26,19 @@ POISON = [
 ]
 
 
+# small windows keep the test quick; the isolation under test does not depend on them
+SMALL = {"drift": {"reference_size": 200, "min_reference_values": 50, "window_size": 100,
+                   "min_window": 30, "test_every": 25, "cooldown_events": 100}}
+
+
 def _stream(path: Path) -> int:
-    # v2 refuses half of billing from its first event: caught on defaults against v1
-    events = [*generate_events(StreamSpec(n=800, seed=1)),
-              *generate_events(StreamSpec(n=800, seed=2, model_version="v2", prefix="b", drifts=(
+    # v2 refuses half of billing from its first event: caught against v1's reference
+    events = [*generate_events(StreamSpec(n=300, seed=1)),
+              *generate_events(StreamSpec(n=500, seed=2, model_version="v2", prefix="b", drifts=(
                   Drift(start=0, route="billing", refusal_rate=0.5),)))]
     lines = [json.dumps(e).encode() for e in events]
     for i, poison in enumerate(POISON):  # spread through the file, inside replay batches
-        lines.insert(100 + 300 * i, poison)
+        lines.insert(100 + 150 * i, poison)
     path.write_bytes(b"\n".join(lines) + b"\n")
     return len(events)
 
@@ -41,7 +46,10 @@ def _stream(path: Path) -> int:
 def test_replay_counts_poison_lines_and_replays_the_rest(tmp_path: Path) -> None:
     stream = tmp_path / "events.jsonl"
     n_valid = _stream(stream)
-    result = CliRunner().invoke(app, ["replay", str(stream), "--no-embed", "--json"])
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps(SMALL))
+    result = CliRunner().invoke(app, ["replay", str(stream), "--no-embed", "--json",
+                                      "--config", str(config)])
     assert result.exit_code == 0, result.output
     anomalies = [json.loads(line) for line in result.stdout.splitlines()]
     assert anomalies and all(a["model"] == "support-bot" for a in anomalies)
@@ -50,7 +58,7 @@ def test_replay_counts_poison_lines_and_replays_the_rest(tmp_path: Path) -> None
     for reason in ("too_deep", "too_large", "invalid_text", "non_finite"):
         assert reason in result.stderr
 
-    assert n_valid == 1600
+    assert n_valid == 800
 
 
 def test_replay_human_summary_counts_poison_lines(tmp_path: Path) -> None:
