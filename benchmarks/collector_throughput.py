@@ -3,6 +3,7 @@
 Prints events/s for:
 
 - a bare kafka-python consumer loop over the topic (baseline for the scalar path);
+- the same loop through the bus interface (``KafkaBus``), the collector's I/O edge alone;
 - the collector with scalar signals only (validation, signals, detectors, Redis checkpoints);
 - a bare ONNX Runtime session encoding the same output texts (baseline for the embedding path);
 - the collector with embeddings at sampling rate 1.0 and at the default rate;
@@ -93,6 +94,26 @@ def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
+def bus_consumer(bootstrap: str, topic: str, n: int) -> float:
+    """The same loop as :func:`bare_consumer` through the bus interface (KafkaBus.poll): the
+    cost of the collector's I/O edge alone, without any processing."""
+    bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap),
+                   group_id=f"bus-{uuid.uuid4().hex[:6]}")
+    bus.subscribe([topic])
+    seen, start = 0, 0.0
+    while seen < n:
+        batch = bus.poll(1.0)
+        if seen == 0 and batch:
+            start = time.perf_counter()
+        for messages in batch.values():
+            for m in messages:
+                seen += 1
+                _ = m.value
+    elapsed = time.perf_counter() - start
+    bus.close()
+    return n / elapsed
+
+
 def collector_rate(bootstrap: str, topic: str, n: int, redis_url: str,
                    embed: EmbedderSettings, decoder: RecordDecoder | None = None) -> float:
     return collector_rates(bootstrap, topic, n, redis_url, embed, decoder)[0]
@@ -174,11 +195,14 @@ def main() -> None:
     raw = [json.dumps(e).encode() for e in events]
     topic = _topic(bootstrap, raw)
     bare = bare_consumer(bootstrap, topic, len(raw))
+    through_bus = bus_consumer(bootstrap, topic, len(raw))
     scalar = collector_rate(bootstrap, topic, len(raw), redis_url,
                             EmbedderSettings(enabled=False))
     otlp = otlp_rates(bootstrap, redis_url, events, raw)
     print(f"{'path':<44} {'events/s':>10} {'ratio':>8}  target")
     print(f"{'bare kafka-python consumer':<44} {bare:>10.0f} {1.0:>8.2f}")
+    print(f"{'the same loop through the bus (KafkaBus)':<44} {through_bus:>10.0f} "
+          f"{through_bus / bare:>8.2f}")
     print(f"{'collector, scalar signals':<44} {scalar:>10.0f} {scalar / bare:>8.2f}  >= 0.50")
     base_wall, base_cpu = otlp["driftscope"]
     print(f"\n{'input path (scalar signals)':<44} {'wall ev/s':>10} {'ratio':>6} "
