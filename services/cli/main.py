@@ -19,6 +19,7 @@ from driftscope_llm.services.cli.incident_probes import register_probes
 from driftscope_llm.services.cli.incidents import incidents_app
 from driftscope_llm.services.cli.incidents import register as register_incidents
 from driftscope_llm.services.cli.ingest import register as register_ingest
+from driftscope_llm.services.cli.probes import register as register_probe_suites
 from driftscope_llm.services.cli.regress import register as register_regress
 from driftscope_llm.services.cli.report import register_report
 from driftscope_llm.services.cli.status import register as register_status
@@ -69,6 +70,7 @@ register_probes(incidents_app)
 register_status(app)
 register_ingest(app)
 register_regress(app)
+register_probe_suites(app)
 
 
 def _mount_alerts() -> None:
