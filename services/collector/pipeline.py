@@ -43,6 +43,7 @@ from driftscope_llm.services.drift import (
     StreamKey,
     StreamMonitor,
 )
+from driftscope_llm.services.errors import NotFoundError
 from driftscope_llm.services.keys import join_key
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.security.redaction import Redactor
@@ -52,6 +53,7 @@ from driftscope_llm.services.store.model import (
     Checkpoint,
     Exemplar,
     Incident,
+    IncidentState,
     incident_id_for,
 )
 
@@ -174,6 +176,9 @@ class Pipeline:
         self.embedder = embedder
         self.embed_rate = embed_sampling_rate if embedder is not None else 0.0
         self.cooldown_s = cooldown_s
+        # (model version, facet) -> the incident holding that facet: a continuing drift
+        # re-raising a facet joins its incident even after the grouping window (not checkpointed)
+        self._facet_incident: dict[tuple[str, tuple[str, str, str]], str] = {}
         self._ring = max(drift.window_size, 100)
         # models and versions come from traffic: past the caps they fold into 'other'
         self.caps = caps if caps is not None else StreamCaps()
@@ -333,5 +338,25 @@ class Pipeline:
         )
         incident.apply_facets()
         incident.transition(incident.state, at)
+        again = self._continuing(gk, facet, incident)
+        if again is not None:
+            return RaisedAnomaly(anomaly=a, incident=again, opened=False)
         stored, opened = self.store.open_or_update_incident(incident, gk, self.cooldown_s)
+        for f in stored.facets:
+            self._facet_incident.setdefault((gk, f.key), stored.id)
         return RaisedAnomaly(anomaly=a, incident=stored, opened=opened)
+
+    def _continuing(self, gk: str, facet: Facet, incident: Incident) -> Incident | None:
+        """The incident already holding this facet, updated with ``incident``, unless it is
+        resolved: a drift that persists re-raises each facet once per cooldown,
+        possibly less often than the grouping window on a quiet segment, and that is the same
+        change, not a new one. ``None`` otherwise (the grouping window decides)."""
+        inc_id = self._facet_incident.get((gk, facet.key))
+        if inc_id is None:
+            return None
+        try:
+            if self.store.get_incident(inc_id).state is IncidentState.RESOLVED:
+                return None
+            return self.store.update_incident(inc_id, lambda s: s.absorb(incident))
+        except NotFoundError:  # expired from the store
+            return None

@@ -164,3 +164,24 @@ def test_the_html_report_shows_every_facet_escaped() -> None:
     assert [tuple(html.unescape(c) for c in r) for r in rows] == [
         ("all", "logprob_mean", "cusum"), (hostile, "refusal", "cusum")]
     assert "Severity <b>critical</b>; 2 facets" in section
+
+
+def test_a_persisting_drift_keeps_its_incident_past_the_grouping_window() -> None:
+    """Re-alarms of a facet come once per cooldown; on a quiet segment that is longer than the
+    grouping window (here 60 s, events a second apart), yet it is the same change."""
+    store = MemoryStore()
+    p = _pipeline(store, cooldown_s=60.0)
+    state = PartitionState(topic="t", partition=0)
+    spec = StreamSpec(n=6000, seed=5, drifts=(Drift(start=1000, route="billing",
+                                                    refusal_rate=0.4),))
+    raised = p.process(state, _events(spec, 0))
+    first: dict[tuple[str, str, str], str] = {}
+    repeats = 0
+    for r in raised:
+        k = (r.anomaly.key.segment, r.anomaly.signal, r.anomaly.detector)
+        if k in first:
+            repeats += 1
+            assert r.incident.id == first[k] and not r.opened, k
+        first.setdefault(k, r.incident.id)
+    assert repeats >= 3  # the billing refusal re-raised several times, 800 s apart
+    assert len(store.list_incidents()) == len(set(first.values()))
