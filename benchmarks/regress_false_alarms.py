@@ -17,7 +17,8 @@ running the tests one by one would give):
 
 * ``v1 vs v1``: share of runs failed (false alarms), its exact (Clopper-Pearson) 95 % upper
   bound, and the ratio to α;
-* ``v2 vs v1`` on the billing probes: share of runs failed (power against the planted change).
+* ``v2 vs v1`` on every billing prompt (40 probes): share of runs failed (power against the
+  planted change).
 
 The unit test ``tests/integration/test_regress_false_alarms.py`` runs :func:`measure` on a
 small pool and asserts the bound: failures on ``v1 vs v1`` no more than the binomial
@@ -126,17 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"training v1 and v2 under {out} ...", file=sys.stderr)
     versions = train_versions(out, ScenarioSettings())
     probes = suite(args.per_route)
-    billing = [p for p in probes if p.group == "billing"]
+    billing = [p for p in suite(per_route=len(ROUTES["billing"][0]) * 5) if p.group == "billing"]
     print(f"sampling pools of {args.pool} per probe ...", file=sys.stderr)
     pool_v1 = make_pool(versions.v1, probes, args.pool, seed=1)
-    bill_v1 = [pool_v1[i] for i, p in enumerate(probes) if p.group == "billing"]
+    bill_v1 = make_pool(versions.v1, billing, args.pool, seed=3)
     bill_v2 = make_pool(versions.v2, billing, args.pool, seed=2)
     gate = GateSettings(false_alarm_rate=args.alpha)
     pairs = run_gate(probes, *draw(random.Random(0), pool_v1, pool_v1, args.samples),
                      gate).pairs
     naive = uncorrected(gate, pairs)
-    print(f"{len(probes)} probes ({len(billing)} billing), {args.samples} samples per probe and "
-          f"side, {args.runs} runs, level α={args.alpha:g} over {pairs} pairs")
+    print(f"{len(probes)} probes stratified over routes (power: {len(billing)} billing probes), "
+          f"{args.samples} samples per probe and side, {args.runs} runs, level α={args.alpha:g} "
+          f"over {pairs} pairs")
     print("| gate | v1 vs v1: failed | 95% upper | ratio to α | v2 vs v1 (billing): failed |")
     print("| --- | --- | --- | --- | --- |")
     for name, s in (("driftscope regress (α split over pairs)", gate),
