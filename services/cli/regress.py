@@ -69,6 +69,9 @@ def regress_cmd(
                                            "detectors.")] = 0,
     false_alarm_rate: Annotated[float, typer.Option(
         min=1e-6, max=0.49, help="Chance that two models with the same behaviour fail.")] = 0.01,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        help="SIGNAL=increase|decrease|any: the direction of change that fails the gate for "
+             "a signal (repeatable; defaults in docs/regression.md).")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Drift settings (YAML/JSON): its signals' detectors and minimum "
                                "effects apply.", exists=True, dir_okay=False)] = None,
@@ -82,7 +85,7 @@ def regress_cmd(
 ) -> None:
     """Compare a candidate model with a baseline on a probe suite; exit 1 on a regression."""
     from driftscope_llm.services.drift import DriftSettings
-    from driftscope_llm.services.regress.gate import GateSettings, run_gate
+    from driftscope_llm.services.regress.gate import FAIL_ON, GateSettings, run_gate
     from driftscope_llm.services.regress.generation import GenerationSettings, open_generator
     from driftscope_llm.services.regress.probes import read_suite
     from driftscope_llm.services.regress.report import (
@@ -94,7 +97,8 @@ def regress_cmd(
     )
 
     suite = read_suite(probes)
-    gate_kw = {"false_alarm_rate": false_alarm_rate, "seed": seed}
+    gate_kw = {"false_alarm_rate": false_alarm_rate, "seed": seed,
+               "fail_on": {**FAIL_ON, **_directions(fail_on or [])}}
     gate = (GateSettings.from_drift(DriftSettings.from_file(config), **gate_kw) if config
             else GateSettings(**gate_kw))
     base_gen = open_generator(baseline, baseline_adapter, timeout_s=timeout)
@@ -120,6 +124,17 @@ def regress_cmd(
     else:
         print_result(Console(), result, info, top=top)
     raise typer.Exit(exit_code(result))
+
+
+def _directions(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, _, direction = item.partition("=")
+        if not name or direction not in ("increase", "decrease", "any"):
+            raise typer.BadParameter(f"{item!r}: expected SIGNAL=increase|decrease|any",
+                                     param_hint="--fail-on")
+        out[name] = direction
+    return out
 
 
 def print_result(con: Console, result: GateResult, info: RunInfo, *, top: int = 5) -> None:

@@ -119,6 +119,28 @@ def test_usage_errors_exit_2_with_one_line(versions: tuple[Path, Path], tmp_path
     code, _, err = _regress("--baseline", v1, "--candidate", v1, "--probes", ok)
     assert code == 2 and "needs at least 20" in err
 
+    code, _, err = _regress("--baseline", v1, "--candidate", v1, "--probes", ok,
+                            "--fail-on", "refusal=up")
+    assert code == 2 and "SIGNAL=increase|decrease|any" in err
+
+
+def test_fail_on_makes_a_more_confident_model_fail(versions: tuple[Path, Path],
+                                                   billing_probes: Path) -> None:
+    v1, v2 = versions
+    shipping = billing_probes.parent / "shipping.jsonl"
+    shipping.write_text("".join(
+        json.dumps({"id": f"s{i:02d}", "prompt": t.format(x=s)}) + "\n"
+        for i, (t, s) in enumerate((t, s) for t in TEMPLATES for s in ROUTES["shipping"][0])))
+    code, out, _ = _regress("--baseline", v1, "--candidate", v2, "--probes", shipping, "--json")
+    by = {s["signal"]: s for s in json.loads(out)["signals"]}
+    assert by["logprob_mean"]["decision"] == "changed"  # surer of itself: not a regression
+    assert by["logprob_mean"]["direction"] == "increase" and code == 0
+    code, out, _ = _regress("--baseline", v1, "--candidate", v2, "--probes", shipping, "--json",
+                            "--fail-on", "logprob_mean=any")
+    assert code == 1
+    assert {s["signal"]: s for s in json.loads(out)["signals"]}["logprob_mean"][
+        "decision"] == "regression"
+
 
 def test_endpoint_that_is_down_exits_3(versions: tuple[Path, Path], tmp_path: Path) -> None:
     v1, _ = versions
