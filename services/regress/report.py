@@ -33,6 +33,7 @@ from driftscope_llm.services.textsafety import html_text as escape
 __all__ = ["RunInfo", "exit_code", "render_html", "to_json", "to_junit"]
 
 EXIT_PASS, EXIT_REGRESSION = 0, 1
+CHANGED_COLOUR = "#8c8c8c"
 _OUTPUT_CHARS = 400
 
 
@@ -149,16 +150,19 @@ def _signals_table(result: GateResult) -> str:
 
 
 def _effects_chart(result: GateResult) -> str:
+    colour = {"regression": SERIES_COLOUR, "changed": CHANGED_COLOUR}
     bars = [(d.signal, (d.effect or 0.0) / (d.min_effect or 1.0),
-             SERIES_COLOUR if d.decision == "regression" else REFERENCE_COLOUR)
+             colour.get(d.decision, REFERENCE_COLOUR))
             for d in result.signals if d.decision != "not_tested"]
     if not bars:
         return ""
     svg = bar_chart(bars, title="suite effect per signal, in multiples of its minimum effect",
                     plot_id="gate-effects")
-    return (f"<figure>{svg}<figcaption>Red: the signal failed the gate; blue: it passed. A "
-            "bar past 1 is a change at least as large as the minimum the gate cares about; it "
-            "fails only if a detector also rejects 'no change' at its level.</figcaption>"
+    return (f"<figure>{svg}<figcaption>Red: the signal failed the gate; grey: a detector "
+            "raised but the change went the harmless way (e.g. more confident tokens); blue: "
+            "it passed. A bar past 1 is a change at least as large as the minimum the gate "
+            "cares about; it fails only if a detector also rejects 'no change' at its level."
+            "</figcaption>"
             "</figure>")
 
 
