@@ -65,6 +65,8 @@ def print_report(con: Console, report: AttributedReport | FailedReport,
         con.print(f"skipped exemplars without output text: "
                   f"{e(', '.join(report.skipped_exemplars))}", highlight=False)
     con.print(_agreement_line(report), highlight=False)
+    if report.trust is not None:
+        con.print(escape_text(report.trust.describe()), highlight=False)
     v = report.verification
     if isinstance(v, VerificationFailure):
         con.print(f"[red]verification failed[/red]: {e(v.error)}", highlight=False)

@@ -196,9 +196,11 @@ def _attribution(r: ReportInputs) -> str:
     agree_txt = ("only one method ran" if ov is None else
                  f"overlap@{rep.top_k} {ov:.2f}" + (
                      "" if rho is None else f", Spearman {rho:.2f}"))
+    trust = "" if rep.trust is None else (
+        f'<p class="trust-{escape(rep.trust.level)}">{escape(rep.trust.describe())}</p>')
     return (f"<p>Primary method <b>{escape(rep.primary_method)}</b> over "
             f"{len(rep.exemplars)} exemplars ({escape(rep.aggregation)})."
-            f" Methods: {escape(methods)}. Method agreement: {escape(agree_txt)}.</p>"
+            f" Methods: {escape(methods)}. Method agreement: {escape(agree_txt)}.</p>{trust}"
             f"<figure>{bars}</figure><table>{head}{''.join(rows)}</table>")
 
 
@@ -214,7 +216,10 @@ def _verification(r: ReportInputs) -> str:
                      title="behavioural effect", plot_id="verification")
     verdict = ('<span class="ok">supports the attribution</span>' if v.supports_attribution
                else '<span class="bad">does not support the attribution</span>')
-    return (f"<p>Gradient ascent on the top-k attributed examples vs k random ones; effect = "
+    how = ("Retraining the adapter without the top-k attributed examples vs without k random "
+           "ones" if v.method == "lora_retrain" else
+           "Gradient ascent on the top-k attributed examples vs k random ones")
+    return (f"<p>{how} ({escape(v.method)}); effect = "
             "drop of the drifted exemplars' mean per-token log-likelihood (nats). "
             f"Before: {v.loglik_before:.3f}. Ratio "
             f"{'n/a' if v.ratio is None else f'{v.ratio:.2f}'}: {verdict}.</p>"

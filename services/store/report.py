@@ -174,6 +174,19 @@ class Trust(_Record):
     agreement: float | None = None
     advice: str
 
+    def describe(self) -> str:
+        """``trust: LEVEL — advice [measured: ...]``, one line for people (not escaped)."""
+        measured = []
+        if self.measured_cover is not None:
+            lo = ("" if self.measured_cover_lo is None
+                  else f" (95% lower bound {self.measured_cover_lo:.2f})")
+            where = f" on the {self.family} task family" if self.family else ""
+            measured.append(f"{self.method} Cover {self.measured_cover:.2f}{lo}{where}")
+        if self.measured_qld is not None:
+            measured.append(f"QLD {self.measured_qld:+.2f}")
+        tail = f" [measured: {', '.join(measured)}]" if measured else ""
+        return f"trust: {self.level.upper()} — {self.advice}{tail}"
+
 
 class VerificationFailure(_Record):
     """Verification was configured but could not run; the report itself still stands."""

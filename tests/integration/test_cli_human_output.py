@@ -109,6 +109,9 @@ def test_trace_prints_ranking_agreement_and_texts(built: Built) -> None:
     assert [r[0] for r in rows] == [str(n) for n in range(1, TOP_K + 1)]
     overlap = expected["agreement"]["mean_overlap"]
     assert f"method agreement: overlap@{TOP_K} {overlap:.2f}" in res.stdout
+    trust = expected["trust"]  # the worker's verdict, worded for the on-call engineer
+    assert trust["level"] in {"high", "medium", "low"}
+    assert f"trust: {trust['level'].upper()} — {trust['advice']}" in " ".join(res.stdout.split())
     narrow = invoke(*args, "--corpus", str(built.corpus), env={"COLUMNS": "80"})
     assert narrow.exit_code == 0, narrow.output
     assert max(len(line) for line in narrow.stdout.splitlines() if "│" in line) <= 80

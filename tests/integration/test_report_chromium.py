@@ -130,3 +130,18 @@ def test_report_without_stream_or_embeddings_says_so() -> None:
     assert "No event stream was given" in html
     assert "no embedding picture" in html
     assert 'data-plot="ranking"' in html
+
+
+def test_report_states_how_far_to_trust_the_attribution() -> None:
+    """The trust verdict the worker computes (attribution.trust.assess) is on the page."""
+    from driftscope_llm.attribution.trust import assess
+    from driftscope_llm.services.store.report import AttributedReport, Trust
+
+    inc = _incident()
+    assert isinstance(inc.attribution, AttributedReport)
+    assessed = assess("repsim:mean_response", inc.signal, 0.5)
+    trust = Trust.model_validate(assessed.to_json())
+    inc.attribution = inc.attribution.model_copy(update={"trust": trust})
+    html = render_report(ReportInputs(incident=inc))
+    assert f'<p class="trust-{trust.level}">trust: {trust.level.upper()} — ' in html
+    assert trust.advice.split()[0] in html
