@@ -176,9 +176,9 @@ class Pipeline:
         self.embedder = embedder
         self.embed_rate = embed_sampling_rate if embedder is not None else 0.0
         self.cooldown_s = cooldown_s
-        # (model version, facet) -> the incident holding that facet: a continuing drift
-        # re-raising a facet joins its incident even after the grouping window (not checkpointed)
-        self._facet_incident: dict[tuple[str, tuple[str, str, str]], str] = {}
+        # model version -> its latest incident, which absorbs new facets until it is resolved,
+        # even past the grouping window (not checkpointed: after a restart the window decides)
+        self._version_incident: dict[str, str] = {}
         self._ring = max(drift.window_size, 100)
         # models and versions come from traffic: past the caps they fold into 'other'
         self.caps = caps if caps is not None else StreamCaps()
@@ -338,20 +338,23 @@ class Pipeline:
         )
         incident.apply_facets()
         incident.transition(incident.state, at)
-        again = self._continuing(gk, facet, incident)
+        again = self._continuing(gk, incident)
         if again is not None:
             return RaisedAnomaly(anomaly=a, incident=again, opened=False)
         stored, opened = self.store.open_or_update_incident(incident, gk, self.cooldown_s)
-        for f in stored.facets:
-            self._facet_incident.setdefault((gk, f.key), stored.id)
+        self._version_incident[gk] = stored.id
         return RaisedAnomaly(anomaly=a, incident=stored, opened=opened)
 
-    def _continuing(self, gk: str, facet: Facet, incident: Incident) -> Incident | None:
-        """The incident already holding this facet, updated with ``incident``, unless it is
-        resolved: a drift that persists re-raises each facet once per cooldown,
-        possibly less often than the grouping window on a quiet segment, and that is the same
-        change, not a new one. ``None`` otherwise (the grouping window decides)."""
-        inc_id = self._facet_incident.get((gk, facet.key))
+    def _continuing(self, gk: str, incident: Incident) -> Incident | None:
+        """The version's latest incident updated with ``incident``, unless it is resolved.
+
+        The grouping window (``cooldown_s``, extended by every update) is how the state store
+        groups anomalies across replicas; within one collector a version's incident keeps
+        absorbing facets past it until someone resolves it: a rollout is one change, a persisting
+        drift re-raises each facet only once per cooldown, and a quiet segment's stream may see
+        the change hours after the model-level stream did. ``None`` otherwise.
+        """
+        inc_id = self._version_incident.get(gk)
         if inc_id is None:
             return None
         try:

@@ -20,7 +20,7 @@ from driftscope_llm.services.store.facets import (
     ordered_exemplar_ids,
     severity_of,
 )
-from driftscope_llm.services.store.model import Exemplar, Incident
+from driftscope_llm.services.store.model import Exemplar, Incident, IncidentState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -184,4 +184,12 @@ def test_a_persisting_drift_keeps_its_incident_past_the_grouping_window() -> Non
             assert r.incident.id == first[k] and not r.opened, k
         first.setdefault(k, r.incident.id)
     assert repeats >= 3  # the billing refusal re-raised several times, 800 s apart
-    assert len(store.list_incidents()) == len(set(first.values()))
+    [inc] = store.list_incidents()  # one change, one incident, past the 60 s window
+    # once resolved, the drift still going on opens a new incident
+    store.update_incident(inc.id, lambda i: i.transition(IncidentState.RESOLVED, i.updated_at))
+    later = spec.start + timedelta(days=1)  # past the store's grouping window too
+    more = p.process(state, _events(StreamSpec(n=3000, seed=6, prefix="later", start=later,
+                                               drifts=(Drift(start=0, route="billing",
+                                                             refusal_rate=0.4),)), 6000))
+    assert more and more[0].opened and more[0].incident.id != inc.id
+    assert {r.incident.id for r in more} == {more[0].incident.id}
