@@ -39,9 +39,16 @@ def test_replay_json_on_a_machine_that_never_exported_the_embedder(tmp_path: Pat
     lines = proc.stdout.splitlines()
     assert lines, "the planted refusal drift raised nothing"
     records = [json.loads(line) for line in lines]  # every stdout line is one JSON object
-    assert all(isinstance(r, dict) and "signal" in r for r in records)
-    assert {r["model_version"] for r in records} == {"v2"}
-    assert any(r["signal"] == "refusal" and r["segment"] == "route=billing" for r in records)
+    ids = {json.loads(line)["event_id"] for line in stream.read_text().splitlines()}
+    for r in records:  # DESIGN's replay contract, with values from the file
+        assert r["event_id"] in ids and r["event_id"].startswith("b"), r  # a v2 event
+        assert r["model"] == "support-bot" and r["model_version"] == "v2", r
+        assert isinstance(r["statistic"], float) and isinstance(r["threshold"], float), r
+        assert r["ts"] and r["detector"] and r["exemplars"], r
+        assert set(r["exemplars"]) <= ids, r
+    # only billing changed: every record is on billing's stream or the model-level one
+    assert {r["segment"] for r in records} <= {"route=billing", "all"}, records
+    assert ("refusal", "route=billing") in {(r["signal"], r["segment"]) for r in records}
     # the embedder was exported on first use, and said so on stderr
     assert (cache / "driftscope" / "embedder" / "driftscope-embedder.json").exists()
     assert "exporting the output embedder" in proc.stderr
