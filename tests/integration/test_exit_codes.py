@@ -30,8 +30,14 @@ from driftscope_llm.services.store.redis_store import RedisStore
 from tests.collector_harness import free_port
 from tests.stack import StackInfo
 
-#: What README documents, restated so that a change of the constants is caught too.
-assert (EXIT_SERVICE, EXIT_NOT_FOUND) == (3, 4)
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_codes_are_the_documented_ones() -> None:
+    """The constants the commands exit with are the numbers README promises."""
+    text = " ".join(README.read_text().split())
+    assert "3 a service unreachable" in text and "4 an unknown id" in text
+    assert (EXIT_SERVICE, EXIT_NOT_FOUND) == (3, 4)
 
 
 def invoke(args: list[str], env: dict[str, str]) -> Result:
