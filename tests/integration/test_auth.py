@@ -119,7 +119,7 @@ def test_collector_cli_refuses_wrong_kafka_password(auth_stack: AuthStack,
     done = subprocess.run([str(Path(sys.executable).parent / "driftscope"), "collector",
                            "--max-idle", "5"], env=env, capture_output=True, text=True,
                           timeout=120, cwd=tmp_path, check=False)
-    assert done.returncode != 0
+    assert done.returncode == 3  # EXIT_SERVICE: BusError from the SASL preflight
     assert time.monotonic() - started < 60
     out = done.stdout + done.stderr
     assert "authentication failed" in out, out
