@@ -53,6 +53,12 @@ def test_replay_counts_poison_lines_and_replays_the_rest(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     anomalies = [json.loads(line) for line in result.stdout.splitlines()]
     assert anomalies and all(a["model"] == "support-bot" for a in anomalies)
+    # the planted change, where it was planted: v2's refusals in billing (or the model level)
+    assert {a["model_version"] for a in anomalies} == {"v2"}
+    assert {a["segment"] for a in anomalies} <= {"route=billing", "all"}, anomalies
+    assert ("refusal", "route=billing") in {(a["signal"], a["segment"]) for a in anomalies}
+    poison_ids = {"p1", "p2", "p3"}  # rejected lines never surface as an event or exemplar
+    assert not poison_ids & {e for a in anomalies for e in [a["event_id"], *a["exemplars"]]}
     assert "Traceback" not in result.stderr
     assert "4 invalid lines" in result.stderr
     for reason in ("too_deep", "too_large", "invalid_text", "non_finite"):
