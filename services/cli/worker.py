@@ -58,8 +58,9 @@ def worker_cmd(
     bus = KafkaBus(s.kafka, group_id=s.group_id, max_poll_records=1,
                    consumer_options=consumer_options(s.models, lease_ttl_s=s.lease_ttl_s,
                                                      session_timeout_s=s.session_timeout_s))
+    # settle: attribute an incident once it stops gaining facets (5 s quiet, 60 s at most)
     worker = Worker(store, Attributor(device=s.device), metrics, bus, s.topics, s.models,
-                    lease_ttl_s=s.lease_ttl_s, notifier=notifier)
+                    lease_ttl_s=s.lease_ttl_s, notifier=notifier, settle_s=5.0)
     run_until_stopped(worker, max_idle, server, notifier)
 
 

@@ -113,6 +113,8 @@ class Worker:
         notifier: _Notifier | None = None,
         clock: Callable[[], float] = time.time,
         lease_poll_s: float = 1.0,
+        settle_s: float = 0.0,
+        settle_max_s: float = 60.0,
     ) -> None:
         self.store = store
         self.attributor = attributor
@@ -124,6 +126,8 @@ class Worker:
         self.notifier = notifier
         self.clock = clock
         self.lease_poll_s = lease_poll_s
+        self.settle_s = settle_s
+        self.settle_max_s = settle_max_s
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.loop = ConsumerLoop(bus, [topics.anomalies], self)
         self._stop = self.loop.stopping  # also ends a wait for another worker's lease
@@ -189,6 +193,11 @@ class Worker:
             log.warning("incident %s not found (expired?); skipping", incident_id)
             self.metrics.skipped.labels("not_found").inc()
             return True
+        settled = self._settled(incident_id, inc)
+        if settled is None:
+            self.metrics.skipped.labels("not_found").inc()
+            return True
+        inc = settled
         lease = self.store.job_lease(incident_id, self.token, self.lease_ttl_s)
         while True:
             if is_done(inc):
@@ -211,6 +220,28 @@ class Worker:
             if self.notifier is not None:
                 self.notifier.submit("incident.attributed", stored)  # failed ones too
         return True
+
+    def _settled(self, incident_id: str, inc: Incident) -> Incident | None:
+        """Wait until a new incident stops gaining facets: no update for ``settle_s`` seconds,
+        ``settle_max_s`` at most. One change raises its facets within moments of each other
+        (confidence in one stream, refusals in another), and attribution runs once, on the
+        settled incident's exemplars, behavioural facets first (services/store/facets.py)."""
+        if self.settle_s <= 0 or is_done(inc):
+            return inc
+        start = quiet_since = time.monotonic()
+        seen = inc.updates
+        while time.monotonic() - start < self.settle_max_s:
+            if self._stop.wait(min(self.lease_poll_s, self.settle_s)):
+                return inc
+            current = self._load(incident_id)
+            if current is None:
+                return None
+            inc = current
+            if current.updates != seen:
+                seen, quiet_since = current.updates, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.settle_s:
+                break
+        return inc
 
     def _move(self, inc: Incident, target: IncidentState, note: str | None = None) -> None:
         """Advance ``inc`` towards ``target`` when the lifecycle allows it (an acknowledged
