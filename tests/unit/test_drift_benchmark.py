@@ -1,39 +1,37 @@
-"""The drift benchmark's pieces on small streams (the full run is `python -m
-benchmarks.drift_benchmark`)."""
+"""The drift benchmark's pieces on short streams (the full run is
+`python -m benchmarks.drift_benchmark --markdown`, table in docs/drift.md)."""
 
 from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from benchmarks.drift_benchmark import (
     BASELINES,
-    OURS_ANY,
+    LABELS,
+    RunResult,
     Task,
-    all_detector_settings,
     markdown,
-    run_stream,
+    poisson_upper,
+    run_task,
     scenarios,
-    summarise,
 )
 from benchmarks.scenarios import Change, generate, make_world
-from driftscope_llm.services.drift import Observation, available_detectors
+from driftscope_llm.services.drift import Observation
+
+LENGTH, CHANGE_AT = 6000, 3000
 
 
-def test_all_detector_settings_enable_every_detector() -> None:
-    s = all_detector_settings(1.0)
-    used = {d for c in s.signals.values() for d in c.detectors}
-    assert used == set(available_detectors())
-    assert s.max_false_alarms_per_100k == 1.0
+def _rate(events: list[Observation]) -> float:
+    return sum(bool(o.values["refusal"]) for o in events) / len(events)
 
 
 def test_scenario_generator_plants_its_changes() -> None:
     w = make_world(0)
     before = generate(w, 4000, 1)
     after = generate(w, 4000, 1, Change("refusal", 0, 0.3))
-    def rate(events: list[Observation]) -> float:
-        return sum(bool(o.values["refusal"]) for o in events) / len(events)
-
-    assert rate(before) < 0.05 < 0.2 < rate(after)
+    assert _rate(before) < 0.05 < 0.2 < _rate(after)
     longer = generate(w, 4000, 1, Change("length", 2000, 1.3))
     tokens = [float(o.values["length_tokens"]) for o in longer]  # type: ignore[arg-type]
     assert sum(tokens[2000:]) / sum(tokens[:2000]) > 1.2
@@ -41,18 +39,46 @@ def test_scenario_generator_plants_its_changes() -> None:
     assert 0.2 < len(embedded) / len(before) < 0.3
 
 
-def test_stream_run_summary_and_table() -> None:
-    length, ref = 3200, 2000
-    sc = scenarios(ref, length, 1)
-    tasks = [Task(sc[0], 0, 0, length, 1.0), Task(sc[-1], 0, 0, length, 1.0)]
-    results = [run_stream(t) for t in tasks]
-    s = summarise(results, ref)
-    assert s.nodrift_events == length - ref
-    assert s.runs[sc[0].name] == 1
-    # a one-std drop of the mean logprob is found within the 600 events after the change
-    assert s.delays[(OURS_ANY, sc[0].name)][0] < 600
-    text = markdown(s, sc, 1.0, {}, {}, {"ours": 1.0, "adwin": 2.0},
-                    argparse.Namespace(length=length, runs=1))
-    for label in (*sorted(available_detectors()), OURS_ANY, *BASELINES):
+def test_every_planted_scenario_changes_something_and_no_drift_has_no_change() -> None:
+    scen = {s.name: s for s in scenarios(CHANGE_AT)}
+    assert scen["no drift"].change is None
+    assert sum(s.change is not None for s in scen.values()) == len(scen) - 1
+    assert {s.route for s in scen.values()} >= {None, "billing"}  # segment-only changes too
+
+
+@pytest.mark.slow
+def test_default_pipeline_catches_an_abrupt_drop_as_one_incident() -> None:
+    """An abrupt one-std confidence drop on the default pipeline: caught within 600 model events
+    of the change, one incident; the same stream without the change raises no alarm."""
+    scen = {s.name: s for s in scenarios(CHANGE_AT)}
+    hit = run_task(Task(scen["confidence drop (abrupt)"], 0, LENGTH, CHANGE_AT))
+    delay = hit.first["driftscope"]
+    assert delay is not None and 0 <= delay < 600, hit.first
+    assert hit.incidents == 1
+    quiet = run_task(Task(scen["no drift"], 0, LENGTH, CHANGE_AT))
+    assert quiet.alarms["driftscope"] == 0
+    assert quiet.first["driftscope"] is None
+
+
+def test_markdown_table_has_every_label_the_budget_rows_and_the_verdict() -> None:
+    scen = [s for s in scenarios(CHANGE_AT) if s.name in {"length +30%", "no drift"}]
+    length_sc, nodrift = scen
+    results = [
+        RunResult(Task(length_sc, 0, LENGTH, CHANGE_AT), first={
+            "driftscope": 40, BASELINES[0]: 70, BASELINES[1]: None}, incidents=1, events=LENGTH),
+        RunResult(Task(nodrift, 0, LENGTH, CHANGE_AT), alarms={
+            "driftscope": 0, BASELINES[0]: 3, BASELINES[1]: 12}, events=LENGTH),
+    ]
+    args = argparse.Namespace(length=LENGTH, change_at=CHANGE_AT, runs=1, nodrift_runs=1)
+    text = markdown(results, scen, args, {"ours": 1000.0, "adwin": 2000.0})
+    for label in LABELS:
         assert label in text
-    assert "| 1 | 1200 |" in text  # the budget row: budget, no-drift events
+    assert "| length +30% | 40 (0/1) | 1–1 | 70 (0/1) | never (1/1) | yes |" in text
+    assert f"| driftscope | {LENGTH} | 0 | 0.00 | {poisson_upper(0) * 1e5 / LENGTH:.2f} |" in text
+    assert "(ratio 0.50)" in text
+
+
+def test_poisson_upper_bound_matches_the_exact_value() -> None:
+    # zero events: the 95 % upper bound of a Poisson mean is -ln(0.05)
+    assert poisson_upper(0) == pytest.approx(2.995732, abs=1e-6)
+    assert poisson_upper(1) == pytest.approx(4.743865, abs=1e-6)
