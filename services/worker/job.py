@@ -28,6 +28,7 @@ from driftscope_llm.attribution.errors import (
     IndexMismatchError,
     ModelLoadError,
 )
+from driftscope_llm.services.store.facets import headline
 from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.store.report import (
     AggregateRow,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from driftscope_llm.attribution.index import Index, QueryResult
     from driftscope_llm.attribution.modeling import LoadedModel
 
-__all__ = ["Attributor", "exemplar_queries"]
+__all__ = ["Attributor", "behaviour_queries", "exemplar_queries"]
 
 log = logging.getLogger("driftscope.worker")
 
@@ -64,6 +65,24 @@ def exemplar_queries(incident: Incident, limit: int) -> tuple[list[Example], lis
         if len(queries) < limit:
             queries.append(Example(ex.event_id, ex.prompt or "", ex.output))
     return queries, skipped
+
+
+def behaviour_queries(incident: Incident, queries: Sequence[Example]) -> list[Example]:
+    """The queries that show the behaviour the incident is about: the exemplars of its headline
+    facet (e.g. the refusals of a refusal rise), or every query when the incident has no facets
+    or none of the headline's exemplars has text.
+
+    Verification asks whether unlearning the top-k changes *that* behaviour; an incident's other
+    facets (a latency shift, a confidence drop in another segment) have exemplars whose
+    likelihood says nothing about it, and unlearning random examples lowers every text's
+    likelihood a little, so mixing them in blurs the comparison.
+    """
+    top = headline(incident.facets)
+    if top is None:
+        return list(queries)
+    mine = set(top.exemplars)
+    chosen = [q for q in queries if q.id in mine]
+    return chosen or list(queries)
 
 
 class _Deadline:
@@ -188,7 +207,8 @@ class Attributor:
                 aggregate=aggregate_mrr(results, target.top_k))
         deadline.check("the report")
         primary = target.primary_method
-        verification = self._verify(target, methods[primary].aggregate, queries, deadline)
+        verification = self._verify(target, methods[primary].aggregate,
+                                    behaviour_queries(incident, queries), deadline)
         agree = agreement(per_method, k=target.top_k) if len(per_method) > 1 else []
         timings["total_s"] = self.clock() - deadline.start
         summary = _agreement_summary(agree)
@@ -233,6 +253,7 @@ class Attributor:
                              target.verify, device=self.device)
         except (CorpusError, ModelLoadError, ValueError, OSError) as exc:
             return VerificationFailure(error=f"{type(exc).__name__}: {exc}")
+        out["settings"] = {**out.get("settings", {}), "exemplars": [q.id for q in queries]}
         return Verification.model_validate({**out, "seconds": self.clock() - t0})
 
 
