@@ -1,6 +1,8 @@
 """The reference's embedding space: principal directions and topic clusters, fitted on half of it.
 
-The reference embeddings are split in two (even / odd positions). The *fit* half chooses the
+The reference embeddings are split in two at random (a seeded permutation, never by position:
+traffic that arrives in a periodic order, such as routes served in turn, would otherwise put
+whole segments in one half and none in the other). The *fit* half chooses the
 principal directions, their whitening scales and the k-means topic clusters; the *held-out* half
 provides the reference sample the windows are compared with (its whitened projections and its
 cluster counts). Fitting and comparing on the same points would make the reference look closer to
@@ -154,11 +156,14 @@ def kmeans(x: FloatArray, k: int, rng: np.random.Generator, iters: int = 30) -> 
 def fit_embedding_reference(
     vectors: FloatArray, *, components: int, clusters: int, seed: int, invalid: int = 0
 ) -> EmbeddingReference:
-    """Fit the reference space on the even rows of ``vectors`` and hold out the odd rows."""
+    """Fit the reference space on a random half of ``vectors`` (``seed``) and hold out the
+    other half; the split ignores the rows' order, so a periodic arrival order cannot bias it."""
     n = vectors.shape[0]
     if n < 8:
         raise InsufficientDataError("too few reference embeddings", needed=8, got=n)
-    fit, held = vectors[0::2].astype(np.float64), vectors[1::2].astype(np.float64)
+    order = np.random.default_rng([seed, n]).permutation(n)
+    fit = vectors[np.sort(order[: (n + 1) // 2])].astype(np.float64)
+    held = vectors[np.sort(order[(n + 1) // 2 :])].astype(np.float64)
     center = fit.mean(axis=0)
     _, s, vt = np.linalg.svd(fit - center, full_matrices=False)
     var = s**2 / max(1, fit.shape[0] - 1)

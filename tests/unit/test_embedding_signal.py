@@ -61,7 +61,13 @@ def test_topic_shift_in_one_route_raises_an_embedding_anomaly(embedder_dir: Path
     assert "billing" in {r.anomaly.key.segment for r in emb}
     assert {r.anomaly.key.segment for r in emb} <= {"billing", "all"}
     by_id = {ev.event_id: ev for _, ev in events}
-    exemplar_texts = [by_id[e].output for r in emb for e in r.anomaly.exemplars]
+    index = {ev.event_id: i for i, ev in events}
+    # nothing fires before the change: the routes arrive in turn, a periodic order that a
+    # position-based reference split turned into a false alarm every cooldown on "all"
+    assert min(index[r.anomaly.event_id] for r in raised) >= spec.drifts[0].start, seen
+    # billing's own stream shows the new topic: its exemplars are the crypto outputs
+    exemplar_texts = [by_id[e].output for r in emb if r.anomaly.key.segment == "billing"
+                      for e in r.anomaly.exemplars]
     novel = sum(any(w in t for w in ("coin", "NFT", "blockchain", "token", "ether"))
                 for t in exemplar_texts)
-    assert novel >= 0.8 * len(exemplar_texts), exemplar_texts
+    assert exemplar_texts and novel >= 0.8 * len(exemplar_texts), exemplar_texts
