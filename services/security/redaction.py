@@ -44,6 +44,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -84,11 +85,32 @@ def _card_ok(text: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
 
 
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _wordlike(segment: str) -> bool:
+    """A path segment a person named (``api``, ``v1``, ``Models``, ``step-1200``, ``myFile``):
+    no base64-only characters and at most two case changes; random base64 flips case about
+    every other character."""
+    flips = sum(a.isalpha() and b.isalpha() and a.isupper() != b.isupper()
+                for a, b in pairwise(segment))
+    return bool(_PATH_SEGMENT.fullmatch(segment)) and flips <= 2
+
+
+def _pathlike(body: str) -> bool:
+    """A URL or file path: a slash every few characters *and* mostly word-like segments. Random
+    base64 has a slash about once in 64 characters, but its segments are not words, so a dense
+    run of slashes alone does not make it a path."""
+    if body.count("/") * 16 <= len(body):
+        return False
+    segments = [s for s in body.split("/") if s]
+    return 2 * sum(1 for s in segments if _wordlike(s)) >= len(segments)
+
+
 def _b64_ok(text: str) -> bool:
     body = text.rstrip("=")
-    # a URL path has a slash every few characters; random base64 about one in 64
     return (any(c.isdigit() for c in body) and any(c.isupper() for c in body)
-            and any(c.islower() for c in body) and body.count("/") * 16 <= len(body)
+            and any(c.islower() for c in body) and not _pathlike(body)
             and _entropy(body) >= 3.8)
 
 

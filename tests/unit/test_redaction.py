@@ -181,3 +181,14 @@ def test_pipeline_redacts_exemplars_before_they_are_stored() -> None:
     for secret in ("4111 1111 1111 1111", "ann@example.com", "sk-proj-ABCDEFGH"):
         assert secret not in cp
     assert "[REDACTED:card]" in cp and "[REDACTED:api_key]" in cp
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    # random base64 that happens to hold four slashes (found by the property test above)
+    ("key yL+oyotEpE26pi/9S/EclYp667JbUHiZ9/iVj6Wf here", True),
+    ("see https://example.com/api/v1/users/12345/profile/Settings2x now", False),
+    ("path /srv/data/Models/llama3/checkpoints/step-1200/Adapter9 ok", False),
+])
+def test_slashes_alone_do_not_make_base64_a_path(text: str, redacted: bool) -> None:
+    out = Redactor(RedactionSettings()).redact(text)
+    assert ("[REDACTED:secret_b64]" in out) is redacted, out
