@@ -191,5 +191,8 @@ def purge_cmd(
     """Delete incidents (records, exemplars, reports) now, by id or opened before a time."""
     if not incident_ids and before is None:
         raise typer.BadParameter("name incident ids or --before")
-    n = _store(config).delete_incidents(list(incident_ids or []), opened_before=_when(before))
+    store = _store(config)
+    for incident_id in incident_ids or []:  # an unknown id is exit 4 and deletes nothing
+        store.get_incident(incident_id)
+    n = store.delete_incidents(list(incident_ids or []), opened_before=_when(before))
     Console(stderr=True).print(f"purged {n} incidents")

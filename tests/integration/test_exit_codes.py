@@ -124,7 +124,7 @@ def test_dead_letters_with_redis_unreachable_exits_3(dead_redis: str) -> None:
 
 
 #: The commands that name one incident, and must say it is unknown with exit 4.
-ID_COMMANDS = [t for t in REDIS_COMMANDS if "{id}" in t and t[1] != "purge"]
+ID_COMMANDS = [t for t in REDIS_COMMANDS if "{id}" in t]
 
 
 @pytest.mark.parametrize("template", ID_COMMANDS, ids=" ".join)
