@@ -100,5 +100,10 @@ def dead_letters_cmd(
 
     s = load_settings(AlertsSettings, config)
     sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key)
-    for record in sink.read(count):
+    records, unreadable = sink.read_all(count)
+    for record in records:
         sys.stdout.write(json.dumps(record.model_dump(mode="json")) + "\n")
+    if unreadable:
+        n = len(unreadable)
+        sys.stderr.write(f"warning: skipped {n} unreadable entr{'y' if n == 1 else 'ies'} of "
+                         f"{s.webhooks.dead_letter_key} (not dead-letter records)\n")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from driftscope_llm.services.errors import StoreError
 
@@ -61,10 +61,23 @@ class RedisDeadLetterSink:
                              key=self.key) from None
 
     def read(self, count: int = 100) -> list[DeadLetter]:
-        """The newest ``count`` records, newest first."""
+        """The newest ``count`` readable records, newest first (see :meth:`read_all`)."""
+        return self.read_all(count)[0]
+
+    def read_all(self, count: int = 100) -> tuple[list[DeadLetter], list[bytes]]:
+        """The newest ``count`` entries, newest first: the readable records, and the raw bytes of
+        any entry that is not a dead-letter record (written by hand or by another version), so
+        one bad entry never hides the others."""
         try:
             raw = self.client.lrange(self.key, 0, count - 1)
         except redis.exceptions.RedisError as exc:
-            raise StoreError(f"cannot read dead-letter records: {type(exc).__name__}",
-                             key=self.key) from None
-        return [DeadLetter.model_validate_json(r) for r in raw]
+            raise StoreError(f"cannot read dead-letter records from Redis: "
+                             f"{type(exc).__name__}: {exc}", key=self.key) from None
+        records: list[DeadLetter] = []
+        unreadable: list[bytes] = []
+        for entry in raw:
+            try:
+                records.append(DeadLetter.model_validate_json(entry))
+            except ValidationError:
+                unreadable.append(entry)
+        return records, unreadable

@@ -303,6 +303,15 @@ def test_dead_letters_prints_newest_first(redis_url: str, redis_client: redis.Re
     records = [json.loads(line) for line in res.stdout.splitlines()]
     assert [(r["endpoint"], r["reason"], r["last_status"]) for r in records] == [
         ("hook-1", "rejected", 400), ("hook-0", "exhausted", 500)]
+    # an entry that is not a record (written by hand) is skipped with a warning, not a crash
+    redis_client.lpush(sink.key, b'{"endpoint": "half a record"')
+    res = invoke("alerts", "dead-letters", "--count", "5",
+                 env={"DRIFTSCOPE_REDIS__URL": redis_url})
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["endpoint"] for line in res.stdout.splitlines()] == [
+        "hook-1", "hook-0"]
+    assert res.stderr.strip() == ("warning: skipped 1 unreadable entry of "
+                                  "driftscope:webhooks:dead (not dead-letter records)")
 
 
 def test_alert_receiver_without_credentials_says_which_setting() -> None:
