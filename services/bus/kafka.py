@@ -14,6 +14,7 @@ operations other than :meth:`KafkaBus.seek`.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,11 @@ def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
     """
     address = settings.bootstrap_servers
     kw = {**settings.client_kwargs(), "request_timeout_ms": request_timeout_ms}
+    if not any(_accepts(server, request_timeout_ms / 1000) for server in address.split(",")):
+        # kafka-python leaves the sockets of a client whose constructor failed open; a plain
+        # TCP probe first means an unreachable cluster never gets that far
+        raise BusError(f"kafka at {address}: no bootstrap server accepts connections",
+                       address=address)
     try:
         admin = KafkaAdminClient(**kw)
     except Exception as exc:  # any client failure here means "unreachable"
@@ -200,3 +206,14 @@ def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
         admin.close()
         if consumer is not None:
             consumer.close()
+
+
+def _accepts(server: str, timeout_s: float) -> bool:
+    """Whether ``host:port`` accepts a TCP connection within ``timeout_s``."""
+    host, _, port = server.strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port)),
+                                      timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False

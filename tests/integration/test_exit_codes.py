@@ -13,9 +13,6 @@ Every command runs through the real ``driftscope`` app (``cli.main.app``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,23 +39,6 @@ def test_the_codes_are_the_documented_ones() -> None:
 
 def invoke(args: list[str], env: dict[str, str]) -> Result:
     return CliRunner().invoke(app, args, env={"COLUMNS": "200", **env})
-
-
-def run_in_process(args: list[str], env: dict[str, str]) -> Result:
-    """The installed ``driftscope`` script in its own process, as a ``Result``.
-
-    For Kafka-down cases: kafka-python leaks its connection sockets when
-    ``KafkaAdminClient()`` fails to bootstrap (``services.bus.kafka.consumer_lag``) — harmless
-    for a CLI process, which exits, but inside pytest their ResourceWarning surfaces at some
-    later garbage collection and fails an unrelated test or the session.
-    """
-    exe = Path(sys.executable).parent / "driftscope"
-    done = subprocess.run([str(exe), *args], env={**os.environ, "COLUMNS": "200", **env},
-                          capture_output=True, text=True, timeout=120, check=False)
-    return Result(runner=CliRunner(), stdout_bytes=done.stdout.encode(),
-                  stderr_bytes=done.stderr.encode(), output_bytes=(done.stdout
-                                                                   + done.stderr).encode(),
-                  return_value=None, exit_code=done.returncode, exception=None)
 
 
 def assert_clean_failure(res: Result, code: int, *words: str) -> None:
@@ -164,7 +144,7 @@ def test_status_exits_3_when_any_one_service_is_down(dead: str, as_json: bool, s
             "redis": {"DRIFTSCOPE_REDIS__URL": f"redis://127.0.0.1:{port}/0"},
             "prometheus": {"DRIFTSCOPE_PROMETHEUS_URL": f"http://127.0.0.1:{port}"}}[dead]
     args = ["status", "--group", "nobody-exit-codes", *(["--json"] if as_json else [])]
-    res = run_in_process(args, env) if dead == "kafka" else invoke(args, env)
+    res = invoke(args, env)
     assert res.exit_code == 3, (res.output, res.exception)
     assert "Traceback" not in res.output
     if as_json:
