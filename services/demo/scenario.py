@@ -213,37 +213,14 @@ def generate(model_dir: Path, prompts: Sequence[str], settings: ScenarioSettings
 
 def _sample(model: Any, eos: int, vocab: list[str], group: list[tuple[str, list[int]]],
             settings: ScenarioSettings, gen: Any) -> list[Generation]:
-    import torch
+    from driftscope_llm.attribution.sampling import sample_rows
 
     n = settings.samples_per_prompt
     rows = [(p, ids) for p, ids in group for _ in range(n)]
-    ids = torch.tensor([r[1] for r in rows])
-    res = model(input_ids=ids, use_cache=True)
-    cache, logits = res.cache, res.logits[:, -1]
-    tokens: list[list[int]] = [[] for _ in rows]
-    lps: list[list[float]] = [[] for _ in rows]
-    tops: list[list[dict[str, float]]] = [[] for _ in rows]
-    done = [False] * len(rows)
-    for _ in range(settings.max_new_tokens):
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
-        chosen = logp.gather(1, nxt[:, None]).squeeze(1).tolist()
-        top_v, top_i = (t.tolist() for t in logp.topk(5, dim=-1))
-        for i, tok in enumerate(nxt.tolist()):
-            if done[i]:
-                continue
-            if tok == eos:
-                done[i] = True
-                continue
-            tokens[i].append(tok)
-            lps[i].append(chosen[i])
-            tops[i].append({vocab[t]: v for t, v in zip(top_i[i], top_v[i], strict=True)})
-        if all(done):
-            break
-        res = model(input_ids=nxt[:, None], cache=cache, use_cache=True)
-        cache, logits = res.cache, res.logits[:, -1]
-    return [Generation(p, " ".join(vocab[t] for t in tokens[i]), lps[i], tops[i])
-            for i, (p, _) in enumerate(rows) if tokens[i]]
+    sampled = sample_rows(model, [r[1] for r in rows], eos=eos, vocab=vocab,
+                          max_new_tokens=settings.max_new_tokens, gen=gen)
+    return [Generation(p, " ".join(vocab[t] for t in s.tokens), s.logprobs, s.top_logprobs)
+            for s, (p, _) in zip(sampled, rows, strict=True) if s.tokens]
 
 
 def production_events(

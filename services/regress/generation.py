@@ -162,37 +162,14 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 def _sample_rows(lm: Any, vocab: list[str], rows: list[tuple[int, list[int]]],
                  prompts: Sequence[str], settings: GenerationSettings, gen: Any) -> list[Sample]:
     """Sample every row (equal-length prompts) together with a KV cache."""
-    import torch
+    from driftscope_llm.attribution.sampling import sample_rows
 
-    eos = lm.tokenizer.eos_token_id
-    ids = torch.tensor([r[1] for r in rows], device=lm.device)
-    res = lm.model(input_ids=ids, use_cache=True)
-    cache, logits = res.cache, res.logits[:, -1]
-    tokens: list[list[int]] = [[] for _ in rows]
-    lps: list[list[float]] = [[] for _ in rows]
-    tops: list[list[dict[str, float]]] = [[] for _ in rows]
-    done = [False] * len(rows)
-    for _ in range(settings.max_new_tokens):
-        logp = torch.log_softmax(logits.float() / max(settings.temperature, 1e-6), dim=-1)
-        nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
-        chosen = logp.gather(1, nxt[:, None]).squeeze(1).tolist()
-        top_v, top_i = (t.tolist() for t in logp.topk(TOP_K, dim=-1))
-        for i, t in enumerate(nxt.tolist()):
-            if done[i]:
-                continue
-            if t == eos:
-                done[i] = True
-                continue
-            tokens[i].append(t)
-            lps[i].append(chosen[i])
-            tops[i].append({vocab[k]: v for k, v in zip(top_i[i], top_v[i], strict=True)})
-        if all(done):
-            break
-        res = lm.model(input_ids=nxt[:, None], cache=cache, use_cache=True)
-        cache, logits = res.cache, res.logits[:, -1]
-    return [Sample(prompts[i], lm.tokenizer.decode(tokens[r], skip_special_tokens=True),
-                   lps[r], tops[r], "stop" if done[r] else "length")
-            for r, (i, _) in enumerate(rows)]
+    sampled = sample_rows(lm.model, [r[1] for r in rows], eos=lm.tokenizer.eos_token_id,
+                          vocab=vocab, max_new_tokens=settings.max_new_tokens, gen=gen,
+                          temperature=settings.temperature, top_k=TOP_K, device=lm.device)
+    return [Sample(prompts[i], lm.tokenizer.decode(s.tokens, skip_special_tokens=True),
+                   s.logprobs, s.top_logprobs, "stop" if s.stopped else "length")
+            for s, (i, _) in zip(sampled, rows, strict=True)]
 
 
 class EndpointGenerator:
