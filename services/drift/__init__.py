@@ -17,7 +17,13 @@ from driftscope_llm.services.drift.detector import (
     WindowDetector,
 )
 from driftscope_llm.services.drift.monitor import StreamMonitor
-from driftscope_llm.services.drift.records import Anomaly, Observation, SignalValue, StreamKey
+from driftscope_llm.services.drift.records import (
+    Anomaly,
+    Observation,
+    ObservationBatch,
+    SignalValue,
+    StreamKey,
+)
 from driftscope_llm.services.drift.reference import ReferenceSnapshot
 from driftscope_llm.services.drift.registry import available_detectors, register_detector
 from driftscope_llm.services.drift.settings import (
@@ -38,6 +44,7 @@ __all__ = [
     "EffectUnit",
     "Finding",
     "Observation",
+    "ObservationBatch",
     "ReferenceSnapshot",
     "SequentialDetector",
     "SignalConfig",

@@ -31,7 +31,7 @@ from driftscope_llm.services.drift.detector import (
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
-from driftscope_llm.services.drift.records import Anomaly, Observation, StreamKey
+from driftscope_llm.services.drift.records import Anomaly, Observation, ObservationBatch, StreamKey
 from driftscope_llm.services.drift.reference import (
     INVALID,
     MAX_ABS,
@@ -166,6 +166,14 @@ class StreamMonitor:
         if index + 1 == self.settings.reference_size:
             for sig in signals.values():
                 self._maybe_freeze(sig)
+        return out
+
+    def observe_batch(self, batch: ObservationBatch) -> list[Anomaly]:
+        """Take consecutive events at once; the same anomalies, in the same order, and the same
+        state as :meth:`observe` on each of them in turn."""
+        out: list[Anomaly] = []
+        for obs in batch.rows():
+            out.extend(self.observe(obs))
         return out
 
     @staticmethod

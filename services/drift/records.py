@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Anomaly", "Observation", "SignalValue", "StreamKey"]
+__all__ = ["Anomaly", "Observation", "ObservationBatch", "SignalValue", "StreamKey"]
 
 SignalValue = float | bool | str | np.ndarray | None
 """One signal's value on one event; ``None`` means "not measured for this event"."""
@@ -42,6 +42,32 @@ class Observation:
     event_id: str
     ts: float
     values: Mapping[str, SignalValue]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationBatch:
+    """Consecutive events of one stream in columns: what a poll of the input topic delivers.
+
+    ``event_ids`` and ``ts`` have one entry per event, in arrival order; ``values`` maps each
+    signal name to a column of the same length (a list holding ``None`` where the signal was not
+    measured, or a numpy array when every value is present). Observing a batch is exactly
+    observing its events one by one (:meth:`rows` gives them back).
+    """
+
+    event_ids: list[str]
+    ts: list[float]
+    values: Mapping[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def rows(self) -> list[Observation]:
+        """The batch as one :class:`Observation` per event, in order."""
+        names = list(self.values)
+        cols = [self.values[n] for n in names]
+        return [Observation(event_id=eid, ts=self.ts[i],
+                            values={n: c[i] for n, c in zip(names, cols, strict=True)})
+                for i, eid in enumerate(self.event_ids)]
 
 
 @dataclass(frozen=True, slots=True)
