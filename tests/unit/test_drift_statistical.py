@@ -1,12 +1,15 @@
-"""Seeded statistical behaviour of the whole monitor: false alarms within budget under no drift,
-planted shifts caught, changes below the minimum effect left alone."""
+"""Seeded statistical behaviour of the whole monitor: a change in one segment alarms only there,
+changes below the minimum effect are left alone, CUSUM drifts stay below their thresholds.
+
+False-alarm rates with power are in ``test_false_alarm_power.py``; planted-change delays against
+the documented medians, over several seeds, in ``test_drift_delays.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.scenarios import CHANGE_SIGNALS, Change, generate, make_world
+from benchmarks.scenarios import Change, generate, make_world
 from driftscope_llm.services.drift import (
     DriftSettings,
     SignalConfig,
@@ -31,37 +34,6 @@ def alarms(settings: DriftSettings, seed: int, change: Change | None = None,
     for o in generate(WORLD, LENGTH, seed, change, prefix=f"{segment}-"):
         out += [(a.signal, a.detector, a.event_index) for a in mon.observe(o)]
     return out
-
-
-@pytest.mark.slow
-def test_no_drift_false_alarms_within_budget() -> None:
-    """Four segments of one model, every signal: at the default budget (1 per 100k events) the
-    44 000 monitored events allow 0.44 false alarms on average, so three or more (probability
-    below 1 % at the budget) fail the test; at a budget loose enough to measure (300 per 100k)
-    the count stays within it — and is not zero, so the control is not vacuous."""
-    strict, loose = DriftSettings(), DriftSettings(max_false_alarms_per_100k=300.0)
-    events = 4 * (LENGTH - strict.reference_size)
-    found = [a for seg in range(4) for a in alarms(strict, 100 + seg)]
-    assert len(found) <= 2, found
-    n = sum(len(alarms(loose, 100 + seg)) for seg in range(4))
-    assert 0 < n <= 300.0 * events / 100_000
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("change", "within"),
-    [
-        (Change("confidence", 4000, -1.0), 200),  # mean logprob down one per-event std
-        (Change("refusal", 4000, 0.06), 2500),  # refusal rate 2% → 6%
-        (Change("length", 4000, 1.3), 400),
-        (Change("topic", 4000, 0.4), 3500),  # one topic 12.5% → 40%, 1 in 4 events embedded
-    ],
-)
-def test_planted_shifts_are_caught(change: Change, within: int) -> None:
-    got = alarms(DriftSettings(), 7, change)
-    relevant = [i for sig, _, i in got if sig in CHANGE_SIGNALS[change.kind]]
-    assert all(i >= change.at for _, _, i in got)  # nothing before the change
-    assert relevant and min(relevant) - change.at <= within
 
 
 @pytest.mark.slow
