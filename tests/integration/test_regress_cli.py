@@ -156,10 +156,11 @@ def test_probe_text_is_escaped_on_the_terminal(versions: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     v1, v2 = versions
     suite = tmp_path / "evil.jsonl"
-    rows = [{"id": f"[red]p{i}[/red]\u001b[2J", "prompt": "how do i change my card ?"}
-            for i in range(8)]
+    # the billing probes of the first test, under hostile ids: the same REGRESSION (exit 1)
+    prompts = [t.format(x=s) for t in TEMPLATES for s in ROUTES["billing"][0]]
+    rows = [{"id": f"[red]p{i}[/red]\u001b[2J", "prompt": p} for i, p in enumerate(prompts)]
     suite.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, _ = _regress("--baseline", v1, "--candidate", v2, "--probes", suite, "--top", "8")
-    assert code in (0, 1)
+    assert code == 1, out
     # the markup is shown literally (not applied) and the escape sequence as text, never raw
     assert "[red]p" in out and "[/red]\\x1" in out and "\x1b" not in out
