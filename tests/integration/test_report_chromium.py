@@ -1,62 +1,85 @@
 """The HTML incident report renders in a real browser: headless Chromium (Debian ``chromium``).
 
-The DOM Chromium builds must hold every plot (one ``<svg data-plot=…>`` per drifted signal, the
-embedding picture, the ranking and the verification bars), and a screenshot must show the plotted
-series' colour — i.e. the SVG was laid out and painted, not only parsed.
+Everything on the page comes from the producers, never from hand-written shapes: a synthetic
+stream (v1, then v2 with billing's refusals at 50 %) replayed through the collector pipeline on
+default settings with the real all-MiniLM-L6-v2 embedder (the demo's ``story.detect``), the one
+incident it opens, the worker's ``Attributor.run`` report over that incident's exemplars (the
+worker test's tiny fine-tuned GPT-2, repsim and gradsim indexes, behavioural verification on),
+and the demo's ``story.write_report``, which draws the signal series and the embedding picture
+from the stream. The DOM Chromium builds must hold every plot (one ``<svg data-plot=…>`` per
+drifted signal, the embedding picture, the ranking and the verification bars) and the report's
+own numbers, and a screenshot must show the plotted series' colour — i.e. the SVG was laid out
+and painted, not only parsed.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
 import zlib
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from driftscope_llm.attribution.data import Example
-from driftscope_llm.services.report import ReportInputs, SignalSeries, project_2d, render_report
+pytest.importorskip("torch")
+
+from driftscope_llm.attribution.data import load_corpus
+from driftscope_llm.attribution.verify import VerifySettings
+from driftscope_llm.services.collector.pipeline import RaisedAnomaly
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.demo import story
+from driftscope_llm.services.report import ReportInputs, render_report
 from driftscope_llm.services.report.svg import SERIES_COLOUR
-from driftscope_llm.services.store.model import Exemplar, Incident
-from driftscope_llm.services.store.report import AgreementSummary
-from tests.attribution_reports import attributed_report, verification
+from driftscope_llm.services.store import MemoryStore
+from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.store.report import AttributedReport, Verification
+from driftscope_llm.services.worker.job import Attributor
+from driftscope_llm.services.worker.settings import ModelTarget
+from tests.integration.test_worker import TOP_K, Built, built
 
+__all__ = ["built"]
+pytestmark = pytest.mark.slow  # about a minute: a model, two indexes, a replay, a verification
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--hide-scrollbars"]
 
 
-def _incident() -> Incident:
-    now = datetime(2025, 1, 6, 10, tzinfo=UTC)
-    inc = Incident(id="inc-demo", opened_at=now, updated_at=now, model="support-bot",
-                   model_version="v2", segment="billing", signal="refusal",
-                   detector="two_proportion", statistic=5.1, threshold=3.2, effect_size=0.2,
-                   event_id="e-260", exemplars=[Exemplar(event_id="e-250", prompt="my card ?",
-                                                         output="i am unable to help")])
-    inc.attribution = attributed_report(
-        ["planted-00", "billing-001"], exemplar="e-250", methods=("repsim", "gradsim"),
-        agreement=AgreementSummary(mean_overlap=0.5, mean_spearman=0.3),
-        verification=verification(3.0, 1.0))
-    return inc
+@dataclass(frozen=True)
+class Produced:
+    raised: list[RaisedAnomaly]
+    incident: Incident  # with the worker's report attached
+    report: AttributedReport  # the same report, typed
+    page: Path  # story.write_report's HTML
 
 
-def _inputs() -> ReportInputs:
-    rng = np.random.default_rng(0)
-    refusals = [float(x) for x in (rng.random(400) < np.r_[np.full(200, 0.01),
-                                                          np.full(200, 0.25)])]
-    logprob = list(rng.normal(-0.3, 0.05, 200)) + list(rng.normal(-0.6, 0.05, 200))
-    series = [SignalSeries("refusal", list(refusals), 200, change_index=205, alarm_index=260,
-                           version_starts={"v1": 0, "v2": 200}),
-              SignalSeries("logprob_mean", [float(x) for x in logprob], 200, change_index=201,
-                           version_starts={"v1": 0, "v2": 200})]
-    emb = project_2d(rng.normal(0, 1, (50, 8)).astype(np.float32),
-                     rng.normal(1, 1, (50, 8)).astype(np.float32), "test embeddings")
-    corpus = {"planted-00": Example("planted-00", "my card ?", "i am unable to help",
-                                    label="planted")}
-    return ReportInputs(incident=_incident(), series=series, embedding=emb, corpus=corpus)
+@pytest.fixture(scope="module")
+def produced(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Produced:
+    stream = tmp_path_factory.mktemp("report") / "stream.jsonl"
+    v1 = generate_events(StreamSpec(n=1200, seed=1))
+    v2 = generate_events(StreamSpec(n=800, seed=2, model_version="v2", prefix="b",
+                                    drifts=(Drift(start=0, route="billing", refusal_rate=0.5),)))
+    stream.write_text("".join(json.dumps(e) + "\n" for e in [*v1, *v2]))
+    store = MemoryStore()
+    det = story.detect(stream, store, use_embedder=True, on_progress=lambda n: None)
+    assert len({r.incident.id for r in det.raised}) == 1, [r.to_dict() for r in det.raised]
+    incident = story.pick_incident(det.raised, store)
+    assert incident is not None and (incident.signal, incident.segment) == (
+        "refusal", "route=billing")
+    target = ModelTarget(model_dir=built.model_dir, top_k=TOP_K,
+                         indexes={"repsim": built.repsim, "gradsim": built.gradsim},
+                         verify=VerifySettings(enabled=True, corpus=built.corpus))
+    incident.attribution = Attributor(device="cpu").run(incident, "support-bot@v2", target)
+    rep = incident.attribution
+    assert isinstance(rep, AttributedReport), rep  # the worker attributed it (not a failure)
+    page = stream.parent / "report.html"
+    story.write_report(page, incident, stream, det.raised, load_corpus(built.corpus),
+                       det.embedder)
+    return Produced(det.raised, incident, rep, page)
 
 
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,45 +126,49 @@ def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
     return width, height, bpp, bytes(out)
 
 
-def test_report_plots_render_in_chromium(tmp_path: Path) -> None:
-    html = render_report(_inputs())
+def test_report_plots_render_in_chromium(produced: Produced, tmp_path: Path) -> None:
+    page, rep = produced.page, produced.report
+    html = page.read_text()
     assert "<script" not in html and "http://" not in html.replace(
         "http://www.w3.org/2000/svg", "")
-    page = tmp_path / "report.html"
-    page.write_text(html)
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
-    for plot in ("signal-refusal", "signal-logprob_mean", "embedding", "ranking",
-                 "verification"):
+    drawn = {r.anomaly.signal for r in produced.raised
+             if r.anomaly.key.segment == "route=billing" and r.anomaly.signal != "embedding"}
+    assert "refusal" in drawn
+    for plot in [*(f"signal-{s}" for s in sorted(drawn)), "embedding", "ranking",
+                 "verification"]:
         assert f'data-plot="{plot}"' in dom, plot
-    assert dom.count('class="series"') == 2 and dom.count("<circle") >= 100
-    assert "change point" in dom and "planted-00" in dom
+    assert dom.count('class="series"') == len(drawn) and dom.count("<circle") >= 100
+    for row in rep.aggregate:  # the worker's ranking, row by row
+        assert f"<td>{row.rank}</td><td>{row.id}</td><td>{row.mrr:.3f}</td>" in dom, row
+    v = rep.verification
+    assert isinstance(v, Verification), v  # the check ran and measured both arms
+    assert f"Before: {v.loglik_before:.3f}. Ratio " in dom
+    assert ("supports the attribution" if v.supports_attribution
+            else "does not support the attribution") in dom
+    assert produced.incident.id in dom and "change point" in dom
 
     shot = tmp_path / "shot.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri())
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1100,4000", page.as_uri())
     width, height, bpp, px = _png_pixels(shot.read_bytes())
     target = bytes.fromhex(SERIES_COLOUR[1:])
-    hits = sum(1 for i in range(0, width * height * bpp, bpp)
-               if all(abs(px[i + k] - target[k]) <= 8 for k in range(3)))
+    pixels = np.frombuffer(px, dtype=np.uint8).reshape(height * width, bpp)[:, :3]
+    near = np.abs(pixels.astype(int) - np.frombuffer(target, dtype=np.uint8)) <= 8
+    hits = int(near.all(axis=1).sum())
     assert hits > 500, f"only {hits} pixels of the series colour: the plots did not paint"
 
 
-def test_report_without_stream_or_embeddings_says_so() -> None:
-    html = render_report(ReportInputs(incident=_incident()))
+def test_report_without_stream_or_embeddings_says_so(produced: Produced) -> None:
+    html = render_report(ReportInputs(incident=produced.incident))
     assert "No event stream was given" in html
     assert "no embedding picture" in html
     assert 'data-plot="ranking"' in html
 
 
-def test_report_states_how_far_to_trust_the_attribution() -> None:
-    """The trust verdict the worker computes (attribution.trust.assess) is on the page."""
-    from driftscope_llm.attribution.trust import assess
-    from driftscope_llm.services.store.report import AttributedReport, Trust
-
-    inc = _incident()
-    assert isinstance(inc.attribution, AttributedReport)
-    assessed = assess("repsim:mean_response", inc.signal, 0.5)
-    trust = Trust.model_validate(assessed.to_json())
-    inc.attribution = inc.attribution.model_copy(update={"trust": trust})
-    html = render_report(ReportInputs(incident=inc))
+def test_report_states_how_far_to_trust_the_attribution(produced: Produced) -> None:
+    """The trust verdict the worker computed for this report is on the page, in its words."""
+    trust = produced.report.trust
+    assert trust is not None and trust.level in {"high", "medium", "low"}
+    html = produced.page.read_text()
     assert f'<p class="trust-{trust.level}">trust: {trust.level.upper()} — ' in html
     assert trust.advice.split()[0] in html
