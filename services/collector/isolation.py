@@ -4,7 +4,11 @@ Whatever goes wrong while handling one message — decoding, validation, signal 
 embedder, a detector — costs that message alone: it becomes a :class:`Rejected` (reason, detail,
 its raw bytes) that the caller sends to the dead-letter topic, and the partition moves on. The
 other events of the same batch are observed exactly once, in offset order, whatever their
-position relative to the failing one.
+position relative to the failing one. Everything an event's content can break (decoding,
+validation, its signals, the embedder) runs per event; the detectors then take the events in
+chunks (:meth:`~driftscope_llm.services.collector.pipeline.Pipeline.observe_chunk`), so a bug
+in a detector itself, which no message content reaches past validation, costs the events of
+its chunk, still not the loop.
 
 What is *not* a poison message: the infrastructure failing under it. An error of the state store
 or the bus (:class:`~driftscope_llm.services.errors.ServiceError`, or any type the caller lists
@@ -28,7 +32,12 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
+from driftscope_llm.services.collector.pipeline import (
+    PartitionState,
+    Pipeline,
+    RaisedAnomaly,
+    Row,
+)
 from driftscope_llm.services.errors import InvalidEventError, ServiceError
 from driftscope_llm.services.ingest.results import Decoded
 from driftscope_llm.services.schemas import DeadLetter, OutputEvent, parse_output_event
@@ -122,8 +131,13 @@ def handle_batch(
     on_valid: Callable[[OutputEvent], None] | None = None,
     fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
     decode: Callable[[bytes], Decoded] | None = None,
+    batched: bool = True,
 ) -> BatchOutcome:
     """Parse, embed and observe ``(offset, raw bytes)`` records, isolating each message.
+
+    Each event's signals are computed on their own (a failure costs that event); the monitors
+    then take the events in chunks (:meth:`Pipeline.observe_chunk`), with the same anomalies
+    and state as one by one. ``batched=False`` observes them one by one (the reference path).
 
     ``decode`` (default: one OutputEvent per record) may turn one record into many events, all
     at the record's offset; each is measured, observed and isolated on its own.
@@ -140,24 +154,54 @@ def handle_batch(
     embeddings, failed, failed_events = _embed_isolated(pipeline, valid, by_offset, fatal)
     out.rejected.extend(failed)
     out.embedded = len(embeddings)
+    rows: list[Row] = []
     for offset, event in valid:
         if id(event) in failed_events:  # only that event: a record's others are still observed
             continue
-        state.next_offset = min(state.next_offset, offset)  # a record's events share its offset
         try:
-            out.raised.extend(pipeline.process(state, [(offset, event)], embeddings))
+            rows.append(pipeline.prepare(state, offset, event, embeddings.get(event.event_id)))
         except fatal:
             raise
         except Exception as exc:
-            log.exception("unexpected error observing offset %d", offset)
+            log.exception("unexpected error preparing offset %d", offset)
             out.rejected.append(Rejected(offset, "processing_failed",
-                                         _describe(exc, "observing"), by_offset[offset]))
-        else:
-            out.observed.append((offset, event))
+                                         _describe(exc, "computing signals"), by_offset[offset]))
+    start = state.next_offset
+    if batched:
+        _observe_chunks(pipeline, state, rows, out, by_offset, fatal)
+    else:
+        for row in rows:
+            _observe_guarded(pipeline, state, [row], out, by_offset, fatal)
     if records:
-        state.next_offset = max(state.next_offset, max(off for off, _ in records) + 1)
+        state.next_offset = max(start, max(off for off, _ in records) + 1)
     out.rejected.sort(key=lambda r: r.offset)
     return out
+
+
+def _observe_chunks(pipeline: Pipeline, state: PartitionState, rows: list[Row],
+                    out: BatchOutcome, by_offset: dict[int, bytes],
+                    fatal: tuple[type[BaseException], ...]) -> None:
+    """Observe ``rows`` chunk by chunk (:meth:`Pipeline.chunks`), each chunk in one guard."""
+    for chunk in pipeline.chunks(state, rows):
+        _observe_guarded(pipeline, state, chunk, out, by_offset, fatal)
+
+
+def _observe_guarded(pipeline: Pipeline, state: PartitionState, chunk: list[Row],
+                     out: BatchOutcome, by_offset: dict[int, bytes],
+                     fatal: tuple[type[BaseException], ...]) -> None:
+    """One chunk through the monitors. Signals were computed per event, so what can fail here
+    is a detector's own bug: it costs the chunk's events (dead-lettered), not the loop."""
+    try:
+        out.raised.extend(pipeline.observe_chunk(state, chunk))
+    except fatal:
+        raise
+    except Exception as exc:
+        log.exception("unexpected error observing offsets %d-%d", chunk[0].offset,
+                      chunk[-1].offset)
+        out.rejected.extend(Rejected(r.offset, "processing_failed", _describe(exc, "observing"),
+                                     by_offset[r.offset]) for r in chunk)
+    else:
+        out.observed.extend((r.offset, r.event) for r in chunk)
 
 
 def _parse_all(

@@ -11,6 +11,19 @@ the monitors of the streams whose events it carries (:class:`PartitionState`). P
 key messages by model so that one stream lives in one partition; when they do not, each
 partition monitors its share of a stream on its own, which stays correct but detects later.
 
+Batches: :meth:`Pipeline.process` (and the collector, through
+:func:`~driftscope_llm.services.collector.isolation.handle_batch`) takes a poll's events at once.
+Each event is prepared on its own (signals, redacted exemplar texts, stream keys: a
+:class:`Row`), then the rows are cut into *chunks* that no stream boundary crosses: a chunk ends
+before an event that opens a new stream (opening one may freeze another version's reference and
+reads the store) and right after an event that completes a stream's reference (which is then
+stored for later versions). Within a chunk every stream takes its events in one
+:meth:`StreamMonitor.observe_batch` call, and the anomalies are turned into incidents in the
+order the event-by-event path raises them (by event, model-level stream first), each with the
+exemplar texts its stream's ring held at that event. The result is the event-by-event path's,
+anomaly for anomaly and state for state; ``batched=False`` runs that path, kept as the
+reference (``tests/unit/test_collector_batch.py`` compares the two).
+
 Rollouts: a new model version's stream is compared, from its first event, with the previous
 version's reference of the same segment. When the previous version's stream is still collecting
 its reference (it saw fewer than ``reference_size`` events), its reference is frozen now with what
@@ -23,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -38,6 +51,7 @@ from driftscope_llm.services.drift import (
     Anomaly,
     DriftSettings,
     Observation,
+    ObservationBatch,
     ReferenceSnapshot,
     SignalValue,
     StreamKey,
@@ -57,7 +71,7 @@ from driftscope_llm.services.store.model import (
     incident_id_for,
 )
 
-__all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "stream_id"]
+__all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "Row", "stream_id"]
 
 _EXEMPLAR_CHARS = 2000
 # Redact, then truncate: the redactor sees this much past the cut, so a secret that starts
@@ -72,10 +86,6 @@ class Embedder(Protocol):
 def stream_id(key: StreamKey) -> str:
     """The stream's id in checkpoints: unambiguous whatever the names hold (services.keys)."""
     return join_key(key.model, key.model_version, key.segment, sep="|")
-
-
-def _cut(text: str | None) -> str | None:
-    return None if text is None else text[:_EXEMPLAR_CHARS]
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -118,6 +128,34 @@ class PartitionState:
             state.monitors[sid] = StreamMonitor.from_state(settings, data)
             state.recent[sid] = OrderedDict((k, (p, o)) for k, p, o in ring)
         return state
+
+
+@dataclass(slots=True)
+class Row:
+    """One event ready to be observed (:meth:`Pipeline.prepare`): its signal values, its
+    redacted exemplar texts (prompt, output) and the streams it feeds, model-level first."""
+
+    offset: int
+    event: OutputEvent
+    ts: float
+    values: Mapping[str, SignalValue]
+    texts: tuple[str | None, str]
+    keys: list[StreamKey]
+    sids: list[str]
+
+
+def _observe_rows(mon: StreamMonitor, rows: Sequence[Row]) -> list[Anomaly]:
+    """``rows`` through one monitor: as one :class:`ObservationBatch` (columns) when they all
+    carry the same signal names (what :meth:`Pipeline.prepare` makes), else one by one (a
+    column would turn a name a row lacks into "not measured", which counts as missing)."""
+    names = tuple(rows[0].values)
+    if any(tuple(r.values) != names for r in rows):
+        return [a for r in rows
+                for a in mon.observe(Observation(event_id=r.event.event_id, ts=r.ts,
+                                                 values=r.values))]
+    return mon.observe_batch(ObservationBatch(
+        event_ids=[r.event.event_id for r in rows], ts=[r.ts for r in rows],
+        values={n: [r.values[n] for r in rows] for n in names}))
 
 
 @dataclass(frozen=True)
@@ -182,6 +220,7 @@ class Pipeline:
         self._ring = max(drift.window_size, 100)
         # models and versions come from traffic: past the caps they fold into 'other'
         self.caps = caps if caps is not None else StreamCaps()
+        self._sids: dict[StreamKey, str] = {}
 
     def key_for(self, event: OutputEvent) -> StreamKey:
         """The event's bounded per-event metrics key (the model-level stream by default)."""
@@ -241,73 +280,174 @@ class Pipeline:
         vecs = self.embedder.encode([e.output for e in chosen])
         return {e.event_id: vecs[i] for i, e in enumerate(chosen)}
 
+    # -- one event's preparation ---------------------------------------------------------------
+
+    def prepare(self, state: PartitionState, offset: int, event: OutputEvent,
+                embedding: npt.NDArray[np.float32] | None = None) -> Row:
+        """Everything about one event that does not touch a monitor: its signals (with the
+        embedding, if any), its redacted exemplar texts and the streams it feeds. Raises what
+        a signal raises; the caller isolates the event (collector/isolation.py)."""
+        values: dict[str, SignalValue] = dict(self.extractor.extract(event))
+        values["embedding"] = embedding
+        return self.prepare_values(state, offset, event, values)
+
+    def prepare_values(self, state: PartitionState, offset: int, event: OutputEvent,
+                       values: Mapping[str, SignalValue]) -> Row:
+        """Like :meth:`prepare`, with the signal values given."""
+        prompt = event.prompt
+        texts = (
+            None if prompt is None else self.redactor.redact(
+                prompt[:_EXEMPLAR_CHARS + _REDACT_MARGIN])[:_EXEMPLAR_CHARS],
+            self.redactor.redact(event.output[:_EXEMPLAR_CHARS + _REDACT_MARGIN])[
+                :_EXEMPLAR_CHARS],
+        )
+        keys = self.keys_for(state, event)
+        return Row(offset, event, event.ts_unix, values, texts, keys,
+                   [self._sid(k) for k in keys])
+
+    def _sid(self, key: StreamKey) -> str:
+        sid = self._sids.get(key)
+        if sid is None:  # bounded: one entry per stream the caps admit
+            sid = self._sids[key] = stream_id(key)
+        return sid
+
+    # -- observing ---------------------------------------------------------------------------------
+
     def process(
         self,
         state: PartitionState,
         events: Sequence[tuple[int, OutputEvent]],
         embeddings: dict[str, npt.NDArray[np.float32]] | None = None,
+        *,
+        batched: bool = True,
     ) -> list[RaisedAnomaly]:
-        """Observe ``(offset, event)`` pairs in order; skip offsets already in ``state``."""
+        """Observe ``(offset, event)`` pairs in order; skip offsets already in ``state``.
+
+        ``batched=False`` observes them one by one: the reference the batched path must equal.
+        """
         fresh = [(off, ev) for off, ev in events if off >= state.next_offset]
         if embeddings is None:
             embeddings = self.embed([ev for _, ev in fresh])
-        raised: list[RaisedAnomaly] = []
-        for offset, event in fresh:
-            raised.extend(self._observe(state, event, embeddings.get(event.event_id)))
-            state.next_offset = offset + 1
-        return raised
+        rows = [self.prepare(state, off, ev, embeddings.get(ev.event_id)) for off, ev in fresh]
+        return self.observe(state, rows, batched=batched)
 
     def process_values(
         self, state: PartitionState,
         items: Sequence[tuple[int, OutputEvent, Mapping[str, SignalValue]]],
+        *, batched: bool = True,
     ) -> list[RaisedAnomaly]:
         """Like :meth:`process`, with each event's signal values given instead of extracted
         (benchmarks and tests that plant changes in the signals themselves)."""
+        rows = [self.prepare_values(state, off, ev, values) for off, ev, values in items
+                if off >= state.next_offset]
+        return self.observe(state, rows, batched=batched)
+
+    def observe(self, state: PartitionState, rows: Sequence[Row], *,
+                batched: bool = True) -> list[RaisedAnomaly]:
+        """Observe prepared rows in order and advance ``state.next_offset`` past each."""
         raised: list[RaisedAnomaly] = []
-        for offset, event, values in items:
-            if offset < state.next_offset:
-                continue
-            raised.extend(self._observe_values(state, event, values))
-            state.next_offset = offset + 1
+        if not batched:
+            for row in rows:
+                raised.extend(self._observe_row(state, row))
+                state.next_offset = row.offset + 1
+            return raised
+        for chunk in self._chunks(state, rows):
+            raised.extend(self.observe_chunk(state, chunk))
         return raised
 
-    def _observe(
-        self, state: PartitionState, event: OutputEvent, embedding: npt.NDArray[np.float32] | None
-    ) -> list[RaisedAnomaly]:
-        values: dict[str, SignalValue] = dict(self.extractor.extract(event))
-        values["embedding"] = embedding
-        return self._observe_values(state, event, values)
+    def chunks(self, state: PartitionState, rows: Sequence[Row]) -> Iterator[list[Row]]:
+        """Cut ``rows`` into the runs :meth:`observe_chunk` takes (see the module docstring).
+        Each chunk must be observed before the next one is cut."""
+        return self._chunks(state, rows)
 
-    def _observe_values(
-        self, state: PartitionState, event: OutputEvent, values: Mapping[str, SignalValue]
-    ) -> list[RaisedAnomaly]:
-        ts = event.ts_unix
-        obs = Observation(event_id=event.event_id, ts=ts, values=values)
-        texts = (
-            _cut(self.redactor.redact_optional(
-                event.prompt[:_EXEMPLAR_CHARS + _REDACT_MARGIN]
-                if event.prompt is not None else None)),
-            self.redactor.redact(event.output[:_EXEMPLAR_CHARS + _REDACT_MARGIN])[
-                :_EXEMPLAR_CHARS],
-        )
+    def _chunks(self, state: PartitionState, rows: Sequence[Row]) -> Iterator[list[Row]]:
+        chunk: list[Row] = []
+        pending: dict[str, int] = {}  # stream id -> its events in the chunk
+        monitors, ref_size = state.monitors, self.drift.reference_size
+        for row in rows:
+            if any(sid not in monitors for sid in row.sids):  # opens a stream: on its own
+                if chunk:
+                    yield chunk
+                    chunk, pending = [], {}
+                yield [row]
+                continue
+            chunk.append(row)
+            completes = False
+            for sid in row.sids:
+                n = pending[sid] = pending.get(sid, 0) + 1
+                mon = monitors[sid]
+                completes |= not mon.is_reference_ready and mon.n_events + n >= ref_size
+            if completes:  # its reference is stored before any later event is observed
+                yield chunk
+                chunk, pending = [], {}
+        if chunk:
+            yield chunk
+
+    def observe_chunk(self, state: PartitionState, chunk: Sequence[Row]) -> list[RaisedAnomaly]:
+        """Observe one chunk (:meth:`chunks`): one ``observe_batch`` per stream, then the
+        rings, incidents and completed references in the event-by-event path's order."""
+        if len(chunk) == 1 and any(sid not in state.monitors for sid in chunk[0].sids):
+            opened = self._observe_row(state, chunk[0])
+            state.next_offset = chunk[0].offset + 1
+            return opened
+        positions: dict[str, list[int]] = {}
+        for pos, row in enumerate(chunk):
+            for sid in row.sids:
+                positions.setdefault(sid, []).append(pos)
+        found: list[tuple[int, int, Anomaly]] = []  # (position, stream rank, anomaly)
+        completed: list[str] = []
+        for sid, where in positions.items():
+            mon = state.monitors[sid]
+            start, was_ready = mon.n_events, mon.is_reference_ready
+            for a in _observe_rows(mon, [chunk[p] for p in where]):
+                pos = where[a.event_index - start]
+                found.append((pos, chunk[pos].sids.index(sid), a))
+            state.totals[sid] = state.totals.get(sid, 0) + len(where)
+            if not was_ready and mon.is_reference_ready:
+                completed.append(sid)
+        found.sort(key=lambda f: (f[0], f[1]))  # stable: a stream's own order is kept
         raised: list[RaisedAnomaly] = []
-        for key in self.keys_for(state, event):
-            mon = self._monitor(state, key, ts)
-            sid = stream_id(key)
+        i, recent, limit = 0, state.recent, self._ring
+        for pos, row in enumerate(chunk):
+            eid = row.event.event_id
+            for sid in row.sids:
+                ring = recent[sid]
+                ring[eid] = row.texts
+                while len(ring) > limit:
+                    ring.popitem(last=False)
+            while i < len(found) and found[i][0] == pos:
+                _, rank, a = found[i]
+                raised.append(self._incident(a, recent[row.sids[rank]]))
+                i += 1
+        last = chunk[-1]
+        for sid in completed:  # only the chunk's last event completes a reference
+            self._store_reference(state.monitors[sid], last.ts)
+        state.next_offset = last.offset + 1
+        return raised
+
+    def _observe_row(self, state: PartitionState, row: Row) -> list[RaisedAnomaly]:
+        """The event-by-event path: each of the row's streams observes it in turn."""
+        obs = Observation(event_id=row.event.event_id, ts=row.ts, values=row.values)
+        raised: list[RaisedAnomaly] = []
+        for key, sid in zip(row.keys, row.sids, strict=True):
+            mon = self._monitor(state, key, row.ts)
             was_ready = mon.is_reference_ready
             anomalies = mon.observe(obs)
             state.totals[sid] = state.totals.get(sid, 0) + 1
             ring = state.recent[sid]
-            ring[event.event_id] = texts
+            ring[row.event.event_id] = row.texts
             while len(ring) > self._ring:
                 ring.popitem(last=False)
             if not was_ready and mon.is_reference_ready:
-                snap = mon.reference_snapshot()
-                if snap is not None:
-                    self.store.put_reference(key.model, key.model_version, key.segment,
-                                             snap.to_dict(), ts)
+                self._store_reference(mon, row.ts)
             raised.extend(self._incident(a, ring) for a in anomalies)
         return raised
+
+    def _store_reference(self, mon: StreamMonitor, ts: float) -> None:
+        snap = mon.reference_snapshot()
+        if snap is not None:
+            k = mon.key
+            self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(), ts)
 
     def _incident(
         self, a: Anomaly, ring: OrderedDict[str, tuple[str | None, str]]
