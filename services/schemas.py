@@ -21,6 +21,7 @@ the scan flags.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -185,8 +187,17 @@ def parse_output_event(raw: bytes, *, max_bytes: int = 1_000_000) -> OutputEvent
         raise InvalidEventError(reason, detail) from None
 
 
-def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH,
+                  fast: bool = True) -> Any:
     """``json.loads`` that cannot recurse deeply, stall on a huge integer or return bad text.
+
+    With ``fast`` (the default), a message within the depth bound is decoded by orjson (about
+    five times faster than the standard decoder on an OutputEvent). orjson refuses what the
+    exact checks below exist for — NaN and Infinity, a float that overflows, a lone surrogate,
+    bytes that are not UTF-8 — and such a message, or one with an integer literal of 19 digits
+    or more (which orjson would turn into a float), goes to the standard decoder and its
+    checks: the value, or the reason for refusing it, is the same either way
+    (``tests/unit/test_collector_batch_parse.py``).
 
     Raises :class:`InvalidEventError` with reason ``not_json``, ``too_deep``, ``too_large``
     (integer literal), ``non_finite`` (``NaN``, ``Infinity``, or a float that overflows) or
@@ -198,6 +209,9 @@ def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if depth > max_depth:
         raise InvalidEventError("too_deep", f"nesting deeper than {max_depth} levels")
     numbers = data.translate(_NUMBER_SHAPE)  # digits -> 0, E -> e: substring tests below
+    if fast and _LONG_DIGITS not in numbers:
+        with contextlib.suppress(orjson.JSONDecodeError):  # the standard decoder says why
+            return orjson.loads(data)
     suspicious_numbers = b"0" * (MAX_INT_DIGITS + 1) in numbers or any(
         e in numbers for e in (b"e000", b"e+000"))
     try:
@@ -225,6 +239,8 @@ def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     return value
 
 
+# 19 digits in a row: an integer literal that may not fit 64 bits (orjson would return a float)
+_LONG_DIGITS = b"0" * 19
 # A quoted JSON string, escapes included ("unrolled loop" form: linear, no backtracking).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
