@@ -19,7 +19,11 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from driftscope_llm.services.drift.calibration import Budget, split_budget
+from driftscope_llm.services.drift.columns import Column, coerce_column
 from driftscope_llm.services.drift.detector import (
     Detector,
     DetectorContext,
@@ -28,13 +32,14 @@ from driftscope_llm.services.drift.detector import (
     WindowDetector,
     detector_class,
 )
-from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.effects import EffectGate, WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
 from driftscope_llm.services.drift.records import Anomaly, Observation, ObservationBatch, StreamKey
 from driftscope_llm.services.drift.reference import (
     INVALID,
     MAX_ABS,
+    MISSING,
     NON_FINITE,
     ReferenceCollector,
     ReferenceSnapshot,
@@ -43,6 +48,7 @@ from driftscope_llm.services.drift.reference import (
     reference_from_dict,
     reference_kind,
 )
+from driftscope_llm.services.drift.sequential import update_many
 from driftscope_llm.services.drift.settings import DriftSettings, SignalConfig, SignalKind
 from driftscope_llm.services.drift.window import SignalWindow
 from driftscope_llm.services.errors import StateMismatchError
@@ -50,6 +56,20 @@ from driftscope_llm.services.errors import StateMismatchError
 __all__ = ["StreamMonitor"]
 
 STATE_FORMAT = 1
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _update_each(det: SequentialDetector, values: list[Any],
+                 indices: IntArray) -> list[tuple[int, Finding]]:
+    """``det.update`` on each (non-numeric) value, re-arming after each finding."""
+    found: list[tuple[int, Finding]] = []
+    for j, (x, i) in enumerate(zip(values, indices.tolist(), strict=True)):
+        finding = det.update(x, i)
+        if finding is not None:
+            det.rearm()
+            found.append((j, finding))
+    return found
 
 
 def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
@@ -62,7 +82,7 @@ class _Signal:
     """One signal's runtime state inside a monitor."""
 
     __slots__ = ("alarms", "collector", "config", "continuous", "cooldown_until", "counts",
-                 "fast_type", "kind", "name", "reference", "seq", "tests", "window")
+                 "fast_type", "gate", "kind", "name", "reference", "seq", "tests", "window")
 
     def __init__(self, name: str, config: SignalConfig) -> None:
         self.name = name
@@ -76,6 +96,7 @@ class _Signal:
         self.collector: ReferenceCollector | None = ReferenceCollector(config.kind)
         self.reference: SignalReference | None = None
         self.window: SignalWindow | None = None
+        self.gate: EffectGate | None = None
         self.seq: list[SequentialDetector] = []
         self.tests: list[WindowDetector] = []
         self.cooldown_until: dict[str, int] = {d: 0 for d in config.detectors}
@@ -160,9 +181,9 @@ class StreamMonitor:
                     continue
             sig.counts["observed"] += 1
             if sig.window is None:
-                self._collect(sig, value)
+                self._collect(sig, value, index)
             else:
-                self._monitor(sig, value, obs, index, out)
+                self._monitor(sig, value, obs.event_id, obs.ts, index, out)
         if index + 1 == self.settings.reference_size:
             for sig in signals.values():
                 self._maybe_freeze(sig)
@@ -170,11 +191,144 @@ class StreamMonitor:
 
     def observe_batch(self, batch: ObservationBatch) -> list[Anomaly]:
         """Take consecutive events at once; the same anomalies, in the same order, and the same
-        state as :meth:`observe` on each of them in turn."""
-        out: list[Anomaly] = []
-        for obs in batch.rows():
-            out.extend(self.observe(obs))
-        return out
+        state as :meth:`observe` on each of them in turn.
+
+        Signals do not interact inside a monitor, so each column is taken whole
+        (:mod:`driftscope_llm.services.drift.batch`): checked with array operations, its
+        sequential detectors updated on the whole array, its window extended slice by slice up
+        to each event at which a test round or an alarm falls, where it runs as in
+        :meth:`observe`. The anomalies are then put in event order (stable: signals in column
+        order, detectors in their order within an event, as :meth:`observe` raises them).
+        """
+        n = len(batch)
+        if n == 0:
+            return []
+        for name, column in batch.values.items():
+            if len(column) != n:
+                raise ValueError(f"column {name!r} has {len(column)} values for {n} events")
+        start = self._n_events
+        tagged: list[tuple[int, Anomaly]] = []
+        seen: set[str] = set()
+        for name, column in batch.values.items():
+            sig = self._signals.get(name)
+            if sig is None:
+                continue
+            seen.add(name)
+            if sig.kind is SignalKind.EMBEDDING:
+                self._embedding_column(sig, column, batch, start, tagged)
+            else:
+                self._column(sig, coerce_column(sig.kind, column), batch, start, tagged)
+        self._n_events = start + n
+        boundary = self.settings.reference_size - 1 - start
+        if 0 <= boundary < n:  # the end of the reference phase, for signals without a column
+            for name, sig in self._signals.items():
+                if name not in seen:
+                    self._maybe_freeze(sig)
+        tagged.sort(key=lambda item: item[0])
+        return [a for _, a in tagged]
+
+    def _embedding_column(self, sig: _Signal, column: Any, batch: ObservationBatch, start: int,
+                          tagged: list[tuple[int, Anomaly]]) -> None:
+        """Embeddings value by value, exactly as :meth:`observe` takes them."""
+        boundary = self.settings.reference_size - 1 - start
+        for j, raw in enumerate(column):
+            index = start + j
+            if raw is None:
+                sig.counts["missing"] += 1
+            else:
+                value = self._coerce(sig, raw)
+                if value is not None:
+                    sig.counts["observed"] += 1
+                    if sig.window is None:
+                        self._collect(sig, value, index)
+                    else:
+                        out: list[Anomaly] = []
+                        self._monitor(sig, value, batch.event_ids[j], batch.ts[j], index, out)
+                        tagged.extend((j, a) for a in out)
+            if j == boundary:
+                self._maybe_freeze(sig)
+
+    def _column(self, sig: _Signal, col: Column, batch: ObservationBatch, start: int,
+                tagged: list[tuple[int, Anomaly]]) -> None:
+        """A checked scalar column: the reference phase value by value, then the monitoring
+        phase as arrays (numeric kinds) or value by value (categories)."""
+        sig.counts[MISSING] += col.counts[MISSING]
+        offsets = col.offsets.tolist()
+        sig.counts["observed"] += len(offsets)
+        rejected, r = col.rejected, 0
+
+        def count_rejected(upto: int) -> None:  # as the events go: a freeze records them
+            nonlocal r
+            while r < len(rejected) and rejected[r][0] <= upto:
+                sig.counts[rejected[r][1]] += 1
+                r += 1
+
+        boundary = self.settings.reference_size - 1 - start
+        j = 0
+        while sig.window is None and j < len(offsets):
+            off = offsets[j]
+            if 0 <= boundary < off:  # the reference phase ended before this value
+                count_rejected(boundary)
+                self._maybe_freeze(sig)
+                boundary = -1
+                if sig.window is not None:
+                    break
+            count_rejected(off)
+            self._collect(sig, col.scalar(sig.kind, j), start + off)
+            if off == boundary:
+                self._maybe_freeze(sig)
+                boundary = -1
+            j += 1
+        if sig.window is None and 0 <= boundary < len(batch):
+            count_rejected(boundary)
+            self._maybe_freeze(sig)
+        count_rejected(len(batch))
+        if sig.window is None:
+            return
+        if j < len(offsets):
+            self._run_values(sig, col.values[j:], col.offsets[j:], batch, start, tagged)
+
+    def _run_values(self, sig: _Signal, values: Any, offsets: IntArray, batch: ObservationBatch,
+                    start: int, tagged: list[tuple[int, Anomaly]]) -> None:
+        """Monitor the checked values of one signal (a float array, or a list of categories):
+        sequential detectors over all of them, the window extended up to each alarm and each
+        test round, which then run as in :meth:`observe`."""
+        window = sig.window
+        assert window is not None
+        indices = offsets + start
+        alarms: list[tuple[int, int, SequentialDetector, Finding]] = []
+        for order, det in enumerate(sig.seq):
+            found = (update_many(det, values, indices) if window.numeric
+                     else _update_each(det, values, indices))
+            alarms.extend((j, order, det, f) for j, f in found)
+        alarms.sort(key=lambda a: (a[0], a[1]))
+        ids, ts = batch.event_ids, batch.ts
+        offs, idx = offsets.tolist(), indices.tolist()
+        k, cur, a = len(offs), 0, 0
+        contiguous = offs[-1] - offs[0] == k - 1  # no gaps: ids are a slice of the batch's
+        while cur < k:
+            stop = k - 1
+            if sig.tests:  # the value after which the next test round is due
+                need = max(self._test_every - window.new_since_test,
+                           self._min_window - len(window), 1)
+                stop = min(stop, cur + need - 1)
+            if a < len(alarms):
+                stop = min(stop, alarms[a][0])
+            chunk_ids = (ids[offs[cur] : offs[stop] + 1] if contiguous
+                         else [ids[o] for o in offs[cur : stop + 1]])
+            window.extend(values[cur : stop + 1], chunk_ids, idx[cur : stop + 1])
+            off, index = offs[stop], idx[stop]
+            out: list[Anomaly] = []
+            while a < len(alarms) and alarms[a][0] == stop:
+                _, _, det, finding = alarms[a]
+                if index >= sig.cooldown_until[det.name]:
+                    out.append(self._raise(sig, det, finding, ids[off], ts[off], index))
+                a += 1
+            if window.new_since_test >= self._test_every and sig.tests and (
+                    len(window) >= self._min_window):
+                self._run_tests(sig, ids[off], ts[off], index, out)
+            tagged.extend((off, x) for x in out)
+            cur = stop + 1
 
     @staticmethod
     def _coerce(sig: _Signal, raw: Any) -> Any:
@@ -190,13 +344,13 @@ class StreamMonitor:
             return None
         return value
 
-    def _collect(self, sig: _Signal, value: Any) -> None:
+    def _collect(self, sig: _Signal, value: Any, index: int) -> None:
         assert sig.collector is not None
         sig.collector.add(value)
-        if self._n_events >= self.settings.reference_size:
+        if index + 1 >= self.settings.reference_size:
             self._maybe_freeze(sig)
 
-    def _monitor(self, sig: _Signal, value: Any, obs: Observation, index: int,
+    def _monitor(self, sig: _Signal, value: Any, event_id: str, ts: float, index: int,
                  out: list[Anomaly]) -> None:
         window = sig.window
         assert window is not None
@@ -211,18 +365,19 @@ class StreamMonitor:
             item = (ref.project(value), int(ref.assign(value[None, :])[0]))
         else:
             item = value
-        window.append(item, obs.event_id, index)
+        window.append(item, event_id, index)
         for det in sig.seq:
             finding = det.update(value, index)
             if finding is not None:
                 det.rearm()
                 if index >= sig.cooldown_until[det.name]:
-                    out.append(self._raise(sig, det, finding, obs, index))
+                    out.append(self._raise(sig, det, finding, event_id, ts, index))
         if window.new_since_test >= self._test_every and sig.tests and (
                 len(window) >= self._min_window):
-            self._run_tests(sig, obs, index, out)
+            self._run_tests(sig, event_id, ts, index, out)
 
-    def _run_tests(self, sig: _Signal, obs: Observation, index: int, out: list[Anomaly]) -> None:
+    def _run_tests(self, sig: _Signal, event_id: str, ts: float, index: int,
+                   out: list[Anomaly]) -> None:
         window = sig.window
         assert window is not None and sig.reference is not None
         window.new_since_test = 0
@@ -230,14 +385,17 @@ class StreamMonitor:
         if not active:
             return
         view = WindowView(sig.config, sig.reference, window)
+        gate = sig.gate
+        if gate is not None and gate.certainly_below(view):  # the cheap form of the next line
+            return
         if not view.effect.passes:  # no window test can raise: skip them all
             return
         for det in active:
             finding = det.test(view, index)
             if finding is not None:
-                out.append(self._raise(sig, det, finding, obs, index, view))
+                out.append(self._raise(sig, det, finding, event_id, ts, index, view))
 
-    def _raise(self, sig: _Signal, det: Detector, finding: Finding, obs: Observation,
+    def _raise(self, sig: _Signal, det: Detector, finding: Finding, event_id: str, ts: float,
                index: int, view: WindowView | None = None) -> Anomaly:
         assert sig.reference is not None and sig.window is not None
         if view is None:
@@ -251,7 +409,7 @@ class StreamMonitor:
         if finding.focus is not None:
             details["focus"] = finding.focus
         return Anomaly(
-            key=self.key, event_id=obs.event_id, ts=obs.ts, event_index=index, signal=sig.name,
+            key=self.key, event_id=event_id, ts=ts, event_index=index, signal=sig.name,
             detector=det.name, statistic=finding.statistic, threshold=finding.threshold,
             effect_size=finding.effect_size, effect_unit=finding.effect_unit,
             direction=finding.direction, p_value=finding.p_value, exemplars=exemplars,
@@ -293,6 +451,7 @@ class StreamMonitor:
         sig.reference = ref
         sig.collector = None
         sig.window = SignalWindow(sig.kind, self.settings.window_for(sig.name))
+        sig.gate = EffectGate(sig.config, ref)
         sig.seq, sig.tests = [], []
         for name in sig.config.detectors:
             cls = detector_class(name)

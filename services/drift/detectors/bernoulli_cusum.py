@@ -34,7 +34,7 @@ from driftscope_llm.services.drift.calibration import gauss_hermite
 from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.reference import BooleanReference
 from driftscope_llm.services.drift.registry import register_detector
-from driftscope_llm.services.drift.sequential import TwoSidedCusum
+from driftscope_llm.services.drift.sequential import FloatArray, IntArray, TwoSidedCusum
 from driftscope_llm.services.drift.settings import SignalKind
 from driftscope_llm.services.errors import DetectorError
 
@@ -152,6 +152,14 @@ class BernoulliCusum(TwoSidedCusum):
         ref = self.ctx.reference
         assert isinstance(ref, BooleanReference)
         self._rate = ref.rate
+        self._lattice = all(float(x).is_integer() for x in (*self._up_steps, *self._dn_steps))
+
+    def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
+        true = values != 0.0
+        out = np.empty((2, values.size))
+        out[0] = np.where(true, self._up_steps[0], self._up_steps[1])
+        out[1] = np.where(true, self._dn_steps[0], self._dn_steps[1])
+        return out
 
     def increments(self, x: float, index: int) -> tuple[float, float]:
         if x:

@@ -37,9 +37,10 @@ from driftscope_llm.services.drift.registry import register_detector
 from driftscope_llm.services.drift.sequential import TwoSidedCusum, calibrate_sides
 from driftscope_llm.services.drift.settings import EffectUnit, SignalConfig, SignalKind
 
-__all__ = ["NormalScoreCusum", "shifted", "uniform_hash"]
+__all__ = ["NormalScoreCusum", "shifted", "uniform_hash", "uniform_hashes"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 _MASK = (1 << 64) - 1
 
 
@@ -49,6 +50,17 @@ def uniform_hash(seed: int, index: int) -> float:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
+
+
+def uniform_hashes(seed: int, indices: IntArray) -> FloatArray:
+    """:func:`uniform_hash` of many (non-negative) indices: the same numbers, bit for bit
+    (uint64 arithmetic wraps modulo 2⁶⁴ as the masked Python integers do)."""
+    z = indices.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(
+        (seed * 0x9E3779B97F4A7C15 + 0x94D049BB133111EB) & _MASK)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: FloatArray = ((z ^ (z >> np.uint64(31))) >> np.uint64(11)).astype(np.float64)
+    return out / float(1 << 53)
 
 
 def shifted(config: SignalConfig, ref: ContinuousReference, values: FloatArray,
@@ -94,9 +106,11 @@ class NormalScoreCusum(TwoSidedCusum):
         assert isinstance(ref, ContinuousReference)
         if self.disabled is not None:
             return
+        self._ref_array = ref.values
         self._ref = ref.values.tolist()
         n = len(self._ref)
-        self._table = ndtri((np.arange(n + 1) + 0.5) / (n + 1)).tolist()
+        self._table_array: FloatArray = ndtri((np.arange(n + 1) + 0.5) / (n + 1))
+        self._table = self._table_array.tolist()
         self._mean = ref.mean
         self._scale = continuous_scale(self.ctx.config, ref)
         self._seed = self.ctx.seed
@@ -113,6 +127,22 @@ class NormalScoreCusum(TwoSidedCusum):
             lo += int(uniform_hash(self._seed, index) * (hi - lo + 1))
         z: float = self._table[lo]
         return z
+
+    def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
+        """Rank positions by two binary searches over the whole array, ties broken by the same
+        hashes :meth:`_score` draws."""
+        r = self._ref_array
+        lo = np.searchsorted(r, values, side="left")
+        hi = np.searchsorted(r, values, side="right")
+        tied = np.flatnonzero(hi > lo)
+        if tied.size:
+            span = (hi[tied] - lo[tied] + 1).astype(np.float64)
+            lo[tied] += (uniform_hashes(self._seed, indices[tied]) * span).astype(np.int64)
+        z = self._table_array[lo]
+        out = np.empty((2, values.size))
+        np.subtract(z, self._kp, out=out[0])
+        np.subtract(-z, self._kn, out=out[1])
+        return out
 
     def update(self, value: Any, index: int) -> Finding | None:
         # TwoSidedCusum.update with the score inlined: this runs for every value.

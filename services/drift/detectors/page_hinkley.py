@@ -27,7 +27,12 @@ from driftscope_llm.services.drift.detector import DetectorContext, Finding
 from driftscope_llm.services.drift.effects import continuous_scale
 from driftscope_llm.services.drift.reference import ContinuousReference
 from driftscope_llm.services.drift.registry import register_detector
-from driftscope_llm.services.drift.sequential import TwoSidedCusum, calibrate_sides
+from driftscope_llm.services.drift.sequential import (
+    FloatArray,
+    IntArray,
+    TwoSidedCusum,
+    calibrate_sides,
+)
 from driftscope_llm.services.drift.settings import SignalKind
 
 __all__ = ["PageHinkley"]
@@ -74,6 +79,13 @@ class PageHinkley(TwoSidedCusum):
         elif x > self._hi:
             x = self._hi
         return (x - self._mu) / self._sd
+
+    def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
+        z = (np.clip(values, self._lo, self._hi) - self._mu) / self._sd
+        out = np.empty((2, values.size))
+        np.subtract(z, self._kp, out=out[0])
+        np.subtract(-z, self._kn, out=out[1])
+        return out
 
     def update(self, value: Any, index: int) -> Finding | None:
         # TwoSidedCusum.update with the score inlined: this runs for every value.

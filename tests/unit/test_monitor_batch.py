@@ -1,0 +1,247 @@
+"""observe_batch is observe, event by event: same anomalies (every field, same order), same state.
+
+Streams with planted changes of every signal kind, odd values (missing, NaN, inf, huge, wrong
+types), random batch splits (single events up to several hundred), rollouts seeded with a
+reference snapshot, and checkpoints restored mid-stream. Each test also checks that the stream
+raised anomalies on every kind it plants a change in, so the comparison is not between two
+empty lists, and that the cooldown let a continuing drift raise more than once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from driftscope_llm.services.drift import (
+    DEFAULT_SIGNALS,
+    DriftSettings,
+    Observation,
+    ObservationBatch,
+    SignalConfig,
+    SignalKind,
+    StreamKey,
+    StreamMonitor,
+)
+from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
+from driftscope_llm.services.drift.window import SignalWindow
+
+KEY = StreamKey("m", "v2", "billing")
+DIM = 24
+CHANGE_AT = 900
+
+
+def settings(**kw: Any) -> DriftSettings:
+    """Small windows and a short cooldown, so that short streams alarm often; Page-Hinkley
+    beside the rank CUSUM so that both sequential scores run."""
+    cont = DEFAULT_SIGNALS["logprob_mean"].model_copy(
+        update={"detectors": ("ks", "cusum", "page_hinkley")})
+    signals = {
+        "logprob_mean": cont,
+        "length_tokens": DEFAULT_SIGNALS["length_tokens"],
+        "confidence": DEFAULT_SIGNALS["confidence"],
+        "refusal": DEFAULT_SIGNALS["refusal"],
+        "finish_reason": DEFAULT_SIGNALS["finish_reason"],
+        "embedding": SignalConfig(kind=SignalKind.EMBEDDING,
+                                  detectors=("embedding_projection", "embedding_clusters",
+                                             "embedding_novelty"),
+                                  min_effect=0.05, window_size=120),
+    }
+    base: dict[str, Any] = {"signals": signals, "reference_size": 400,
+                            "min_reference_values": 120, "window_size": 200, "min_window": 60,
+                            "test_every": 20, "cooldown_events": 150, "permutations": 99,
+                            "embedding_components": 4, "embedding_clusters": 3}
+    base.update(kw)
+    return DriftSettings.model_validate(base)
+
+
+def stream(n: int, seed: int, *, odd: bool = True, prefix: str = "e") -> list[Observation]:
+    """Every kind, a change at CHANGE_AT in each, and (``odd``) values that break the rules."""
+    rng = np.random.default_rng(seed)
+    after = np.arange(n) >= CHANGE_AT
+    lp = rng.normal(-0.45, 0.12, n) - 0.15 * after
+    tokens = np.maximum(1.0, np.round(np.exp(rng.normal(3.0, 0.6, n)) * (1 + 0.4 * after)))
+    conf = np.round(rng.uniform(0, 1, n), 1)  # heavy ties with the reference
+    refusal = rng.random(n) < np.where(after, 0.2, 0.03)
+    finish = np.where(rng.random(n) < np.where(after, 0.3, 0.05), "length", "stop")
+    centers = rng.normal(size=(4, DIM))
+    topic = np.where(after & (rng.random(n) < 0.5), 3, rng.integers(0, 3, n))
+    out = []
+    for i in range(n):
+        values: dict[str, Any] = {
+            "logprob_mean": float(lp[i]), "length_tokens": float(tokens[i]),
+            "confidence": float(conf[i]), "refusal": bool(refusal[i]),
+            "finish_reason": str(finish[i]), "embedding": None, "not_a_signal": 1.0}
+        if rng.random() < 0.5:
+            v = centers[topic[i]] + 0.4 * rng.normal(size=DIM)
+            values["embedding"] = v / np.linalg.norm(v)
+        if odd and rng.random() < 0.08:
+            name = str(rng.choice(["logprob_mean", "confidence", "refusal", "finish_reason",
+                                   "embedding", "length_tokens"]))
+            bad: list[Any] = [None, float("nan"), float("inf"), 1e200, "x", True, 1, 0, 7,
+                              np.float32(0.5), np.int64(3), np.ones(DIM + 1), np.bool_(True)]
+            values[name] = bad[int(rng.integers(len(bad)))]
+        out.append(Observation(f"{prefix}{i}", float(i), values))
+    return out
+
+
+def column(values: list[Any], rng: np.random.Generator) -> Any:
+    """A batch column as a collector builds one: an array when every value is a plain float
+    or bool (and the coin says so), else a list."""
+    if rng.random() < 0.7 and values and all(type(v) is float for v in values):
+        return np.asarray(values, dtype=np.float64)
+    if rng.random() < 0.7 and values and all(type(v) is bool for v in values):
+        return np.asarray(values, dtype=bool)
+    return list(values)
+
+
+def batches(events: list[Observation], rng: np.random.Generator,
+            sizes: tuple[int, ...] = (1, 3, 17, 50, 100, 233, 500)) -> Iterator[ObservationBatch]:
+    i = 0
+    while i < len(events):
+        chunk = events[i : i + int(rng.choice(sizes))]
+        names = list(chunk[0].values)
+        cols = {n: column([o.values[n] for o in chunk], rng) for n in names}
+        yield ObservationBatch([o.event_id for o in chunk], [o.ts for o in chunk], cols)
+        i += len(chunk)
+
+
+def one_by_one(mon: StreamMonitor, events: list[Observation]) -> list[dict[str, Any]]:
+    return [a.to_dict() for o in events for a in mon.observe(o)]
+
+
+def batched(mon: StreamMonitor, events: list[Observation],
+            rng: np.random.Generator) -> list[dict[str, Any]]:
+    return [a.to_dict() for b in batches(events, rng) for a in mon.observe_batch(b)]
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON (numpy and Python scalars alike), floats bit for bit via repr."""
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True,
+                                                                      default=repr)
+
+
+def assert_planted_changes_raised(anomalies: list[dict[str, Any]]) -> None:
+    per = Counter((a["signal"], a["detector"]) for a in anomalies)
+    signals = {s for s, _ in per}
+    assert {"logprob_mean", "length_tokens", "refusal", "finish_reason",
+            "embedding"} <= signals, per
+    assert max(per.values()) >= 2, per  # a continuing drift re-raised after the cooldown
+    assert {"cusum", "bernoulli_cusum", "ks", "chi_square"} <= {d for _, d in per}, per
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batches_of_any_size_raise_what_events_one_by_one_raise(seed: int) -> None:
+    s = settings()
+    events = stream(2600, seed)
+    ref = StreamMonitor(s, KEY)
+    mon = StreamMonitor(s, KEY)
+    expected = one_by_one(ref, events)
+    got = batched(mon, events, np.random.default_rng(seed))
+    assert_planted_changes_raised(expected)
+    assert same(got, expected)
+    assert same(mon.state_dict(), ref.state_dict())
+    assert mon.counts == ref.counts and mon.n_events == ref.n_events
+
+
+def test_a_rollout_seeded_with_a_snapshot_and_restored_mid_stream() -> None:
+    s = settings()
+    previous = StreamMonitor(s, StreamKey("m", "v1", "billing"))
+    one_by_one(previous, stream(300, 7, odd=False, prefix="p"))  # short: frozen early
+    snapshot = previous.freeze_reference()
+    assert snapshot is not None
+    events = stream(2400, 8)
+    ref = StreamMonitor(s, KEY, reference=snapshot, budget_share=0.5)
+    expected = one_by_one(ref, events)
+    rng = np.random.default_rng(8)
+    mon = StreamMonitor(s, KEY, reference=snapshot, budget_share=0.5)
+    got = batched(mon, events[:1234], rng)
+    restored = StreamMonitor.from_state(s, json.loads(json.dumps(mon.state_dict())))
+    got += batched(restored, events[1234:], rng)
+    assert_planted_changes_raised(expected)
+    assert same(got, expected)
+    assert same(restored.state_dict(), ref.state_dict())
+
+
+def test_batches_mixed_with_single_events_and_a_stream_without_changes() -> None:
+    s = settings()
+    events = stream(2000, 11)
+    ref = StreamMonitor(s, KEY)
+    mon = StreamMonitor(s, KEY)
+    expected = one_by_one(ref, events)
+    rng = np.random.default_rng(11)
+    got: list[dict[str, Any]] = []
+    i = 0
+    for b in batches(events, rng, sizes=(7, 64)):
+        if rng.random() < 0.3:  # the same events through observe
+            got += one_by_one(mon, events[i : i + len(b)])
+        else:
+            got += [a.to_dict() for a in mon.observe_batch(b)]
+        i += len(b)
+    assert same(got, expected)
+    assert same(mon.state_dict(), ref.state_dict())
+    quiet = stream(1500, 12, odd=False)[:CHANGE_AT]
+    a, b2 = StreamMonitor(s, KEY), StreamMonitor(s, KEY)
+    assert same(batched(b2, quiet, rng), one_by_one(a, quiet))
+    assert same(b2.state_dict(), a.state_dict())
+
+
+def test_default_settings_on_the_ten_scalar_signals() -> None:
+    s = DriftSettings()
+    rng = np.random.default_rng(3)
+    n = 3000
+    after = np.arange(n) >= 1500
+    cols: dict[str, Any] = {name: rng.normal(size=n) - 0.8 * after
+                            for name, c in s.signals.items() if c.kind is SignalKind.CONTINUOUS}
+    cols["refusal"] = rng.random(n) < np.where(after, 0.12, 0.02)
+    cols["finish_reason"] = list(np.where(rng.random(n) < 0.05, "length", "stop").tolist())
+    ids, ts = [f"e{i}" for i in range(n)], [float(i) for i in range(n)]
+    full = ObservationBatch(ids, ts, cols)
+    ref = StreamMonitor(s, KEY)
+    expected = [a.to_dict() for o in full.rows() for a in ref.observe(o)]
+    mon = StreamMonitor(s, KEY)
+    got = []
+    for lo in range(0, n, 250):
+        part = ObservationBatch(ids[lo : lo + 250], ts[lo : lo + 250],
+                                {k: v[lo : lo + 250] for k, v in cols.items()})
+        got += [a.to_dict() for a in mon.observe_batch(part)]
+    assert {a["detector"] for a in expected} >= {"cusum", "ks", "bernoulli_cusum"}
+    assert same(got, expected)
+    assert same(mon.state_dict(), ref.state_dict())
+
+
+def test_a_column_of_the_wrong_length_is_refused_before_anything_changes() -> None:
+    mon = StreamMonitor(settings(), KEY)
+    bad = ObservationBatch(["a", "b"], [0.0, 1.0], {"confidence": [0.5, 0.5],
+                                                    "logprob_mean": [0.1]})
+    with pytest.raises(ValueError, match="logprob_mean"):
+        mon.observe_batch(bad)
+    assert mon.n_events == 0 and mon.counts["confidence"]["observed"] == 0
+
+
+def test_vectorised_tie_hashes_are_the_scalar_ones() -> None:
+    idx = np.array([0, 1, 2, 10**6, 2**40, 2**62], dtype=np.int64)
+    for seed in (0, 1, 2**62 + 12345):
+        assert uniform_hashes(seed, idx).tolist() == [uniform_hash(seed, int(i)) for i in idx]
+
+
+@pytest.mark.parametrize("kind", [SignalKind.CONTINUOUS, SignalKind.CATEGORICAL])
+def test_window_extend_is_append_in_turn(kind: SignalKind) -> None:
+    rng = np.random.default_rng(5)
+    a, b = SignalWindow(kind, 37), SignalWindow(kind, 37)
+    i = 0
+    for size in (5, 30, 1, 37, 80, 12, 36, 2):
+        vals = (rng.normal(size=size) if kind is SignalKind.CONTINUOUS
+                else [str(x) for x in rng.integers(0, 4, size)])
+        ids = [f"e{i + j}" for j in range(size)]
+        for v, e, j in zip(list(vals), ids, range(i, i + size), strict=True):
+            a.append(float(v) if kind is SignalKind.CONTINUOUS else v, e, j)
+        b.extend(vals, ids, list(range(i, i + size)))
+        i += size
+        assert same(a.state_dict(), b.state_dict())
+        if kind is SignalKind.CATEGORICAL:
+            assert b.category_counts() == dict(Counter(b.values()))
