@@ -76,6 +76,8 @@ class CollectorProcess:
     group_id: str = "collector-test"
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: An exported embedder: the embedding signal on, every event embedded (off when None).
+    embedder_dir: Path | None = None
 
     @property
     def metrics_url(self) -> str:
@@ -94,6 +96,11 @@ class CollectorProcess:
             "DRIFTSCOPE_GROUP_ID": self.group_id,
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         })
+        if self.embedder_dir is not None:
+            env.update({"DRIFTSCOPE_EMBEDDER__ENABLED": "true",
+                        "DRIFTSCOPE_EMBEDDER__REQUIRED": "true",
+                        "DRIFTSCOPE_EMBEDDER__MODEL_DIR": str(self.embedder_dir),
+                        "DRIFTSCOPE_EMBEDDER__SAMPLING_RATE": "1.0"})
         return env
 
     def start(self, *, max_idle: float | None = None) -> CollectorProcess:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,17 @@ def test_parse_output_event_refuses_cleanly(raw: bytes) -> None:
     except InvalidEventError as exc:
         assert exc.reason in INVALID_REASONS
     else:
-        assert ev.event_id and ev.model
+        # what was accepted is what was sent: every field the message carried, unchanged
+        doc = json.loads(raw)
+        assert ev.event_id == doc["event_id"] and ev.model == doc["model"]
+        assert ev.output == doc["output"]
+        for key in ("prompt", "token_logprobs", "confidence", "latency_ms", "segment"):
+            if doc.get(key) is not None:
+                assert getattr(ev, key) == doc[key], key
+        if isinstance(doc["ts"], str):
+            assert ev.ts == datetime.fromisoformat(doc["ts"].replace("Z", "+00:00"))
+        else:  # seconds since the epoch
+            assert ev.ts_unix == doc["ts"]
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +113,15 @@ def alert_bodies(draw: st.DrawFn) -> bytes:
 @given(body=alert_bodies())
 def test_receiver_body_parsing_refuses_with_400(receiver: AlertReceiver, body: bytes) -> None:
     try:
-        receiver.accept(body)
+        message = receiver.accept(body)
     except _Refused as refused:
         assert refused.status == 400
+    else:  # accepted: the alerts and their labels are the ones sent
+        doc = json.loads(body)
+        assert message.status == doc["status"]
+        assert [a.labels for a in message.alerts] == [a.get("labels", {}) for a in doc["alerts"]]
+        assert [a.fingerprint for a in message.alerts] == [a.get("fingerprint", "")
+                                                          for a in doc["alerts"]]
 
 
 @FUZZ
@@ -113,10 +130,16 @@ def test_config_files_refuse_with_config_error(doc: Any, as_yaml_text: str, pick
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "settings.yaml"
         path.write_text(json.dumps(doc) if pick else as_yaml_text)
-        for load in (lambda: load_settings(CollectorSettings, path),
-                     lambda: DriftSettings.from_file(path)):
-            with contextlib.suppress(ConfigError):
-                load()
+        with contextlib.suppress(ConfigError):
+            loaded = DriftSettings.from_file(path)
+            # accepted: every top-level scalar the file set is the value loaded, the rest default
+            written = doc if pick and isinstance(doc, dict) else {}
+            for name in DriftSettings.model_fields:
+                want = written.get(name, getattr(DriftSettings(), name))
+                if not isinstance(want, dict | list):
+                    assert getattr(loaded, name) == want, name
+        with contextlib.suppress(ConfigError):
+            load_settings(CollectorSettings, path)
 
 
 @FUZZ
