@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
-from driftscope_llm.services.bus.settings import KafkaSettings, TopicSettings
+from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings, TopicSettings
 from driftscope_llm.services.collector.cardinality import CardinalitySettings
 from driftscope_llm.services.collector.segments import SegmentSettings
 from driftscope_llm.services.collector.settings import EmbedderSettings
@@ -118,6 +118,9 @@ class CollectorSettings(DriftscopeSettings):
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)
+    consumer: ConsumerSettings = Field(
+        default_factory=ConsumerSettings,
+        description="Poll and fetch sizes of the collector's Kafka consumer (docs/collector.md).")
 
 
 class WorkerSettings(DriftscopeSettings):

@@ -25,7 +25,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from driftscope_llm.services.bus.base import Message, Partition, RebalanceHook
-from driftscope_llm.services.bus.settings import KafkaSettings
+from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings
 from driftscope_llm.services.errors import BusError
 
 __all__ = ["GroupLag", "KafkaBus", "consumer_lag", "kafka_producer"]
@@ -55,18 +55,22 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaBus:
     """One member of ``group_id`` plus a producer, both from ``settings``.
 
-    ``consumer_options`` are passed to ``KafkaConsumer`` on top of the defaults (no auto-commit,
-    read from the earliest offset when the group has none, ``max_poll_records``): the worker
-    uses them for its session and poll-interval timeouts.
+    ``consumer`` sets the fetch and poll sizes (:class:`ConsumerSettings`, the collector's);
+    without it a poll returns up to ``max_poll_records``. ``consumer_options`` are passed to
+    ``KafkaConsumer`` on top of these and the defaults (no auto-commit, read from the earliest
+    offset when the group has none): the worker uses them for its session and poll-interval
+    timeouts.
     """
 
     def __init__(self, settings: KafkaSettings, *, group_id: str, max_poll_records: int = 500,
-                 consumer_options: Mapping[str, Any] | None = None) -> None:
+                 consumer_options: Mapping[str, Any] | None = None,
+                 consumer: ConsumerSettings | None = None) -> None:
         self.address = settings.bootstrap_servers
         common = settings.client_kwargs()
+        fetch = consumer.consumer_kwargs() if consumer is not None else {
+            "max_poll_records": max_poll_records}
         options = {"group_id": group_id, "enable_auto_commit": False,
-                   "auto_offset_reset": "earliest", "max_poll_records": max_poll_records,
-                   **(consumer_options or {})}
+                   "auto_offset_reset": "earliest", **fetch, **(consumer_options or {})}
         try:
             self.consumer = KafkaConsumer(**options, **common)
             self.producer = KafkaProducer(acks="all", linger_ms=5, **common)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-__all__ = ["KafkaSettings", "TopicSettings"]
+__all__ = ["ConsumerSettings", "KafkaSettings", "TopicSettings"]
 
 
 class KafkaSettings(BaseModel):
@@ -44,6 +44,35 @@ class KafkaSettings(BaseModel):
         if self.ssl_cafile:
             kw["ssl_cafile"] = str(self.ssl_cafile)
         return kw
+
+
+class ConsumerSettings(BaseModel):
+    """How the collector's consumer fetches from Kafka (kafka-python's names and meanings).
+
+    The defaults come from ``benchmarks/collector_throughput.py`` (``docs/collector.md``,
+    "Consumer settings"): the collector observes each poll as one batch, and a poll of up to
+    2,000 records gives the vectorised detectors long columns, while one poll still takes well
+    under a second to handle (far from ``max.poll.interval.ms``). The fetch sizes are
+    kafka-python's own defaults, which already return more than a poll takes from one
+    partition of ordinary (≈ 1 KB) events; raise ``max_partition_fetch_bytes`` for outputs
+    of tens of kilobytes, so one fetch still fills a poll. ``fetch_min_bytes`` above 1 trades
+    latency for fewer fetch round trips and did not pay on a busy topic.
+    """
+
+    max_poll_records: int = Field(
+        default=2000, ge=1, description="Most records one poll returns (one batch).")
+    fetch_min_bytes: int = Field(
+        default=1, ge=1, description="The broker answers a fetch once it has this much.")
+    fetch_max_wait_ms: int = Field(
+        default=500, ge=0, description="...or once this long has passed.")
+    max_partition_fetch_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Most bytes one fetch takes from one partition.")
+    fetch_max_bytes: int = Field(
+        default=50 << 20, ge=1024, description="Most bytes one fetch takes in all.")
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaConsumer``."""
+        return self.model_dump()
 
 
 class TopicSettings(BaseModel):

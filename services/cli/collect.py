@@ -178,7 +178,7 @@ def collector_cmd(
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
                               cooldown_s=s.cooldown_s, redaction=s.redaction, caps=caps)
     notifier = build_notifier(s.webhooks, client, registry)
-    bus = KafkaBus(s.kafka, group_id=s.group_id, max_poll_records=500)
+    bus = KafkaBus(s.kafka, group_id=s.group_id, consumer=s.consumer)
     collector = Collector(pipeline, store, metrics, bus, s.topics,
                           max_event_bytes=s.max_event_bytes,
                           checkpoint_every=s.checkpoint_every,

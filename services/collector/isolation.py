@@ -167,23 +167,12 @@ def handle_batch(
             out.rejected.append(Rejected(offset, "processing_failed",
                                          _describe(exc, "computing signals"), by_offset[offset]))
     start = state.next_offset
-    if batched:
-        _observe_chunks(pipeline, state, rows, out, by_offset, fatal)
-    else:
-        for row in rows:
-            _observe_guarded(pipeline, state, [row], out, by_offset, fatal)
+    for chunk in pipeline.chunks(state, rows) if batched else ([row] for row in rows):
+        _observe_guarded(pipeline, state, chunk, out, by_offset, fatal)
     if records:
         state.next_offset = max(start, max(off for off, _ in records) + 1)
     out.rejected.sort(key=lambda r: r.offset)
     return out
-
-
-def _observe_chunks(pipeline: Pipeline, state: PartitionState, rows: list[Row],
-                    out: BatchOutcome, by_offset: dict[int, bytes],
-                    fatal: tuple[type[BaseException], ...]) -> None:
-    """Observe ``rows`` chunk by chunk (:meth:`Pipeline.chunks`), each chunk in one guard."""
-    for chunk in pipeline.chunks(state, rows):
-        _observe_guarded(pipeline, state, chunk, out, by_offset, fatal)
 
 
 def _observe_guarded(pipeline: Pipeline, state: PartitionState, chunk: list[Row],

@@ -106,10 +106,22 @@ class CollectorMetrics:
             _STREAM, registry=registry)
         self._open_labels: set[tuple[str, str, str]] = set()
         self._severity: dict[tuple[str, str], str] = {}
+        self._event_series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         for reason in INVALID_REASONS:
             self.invalid.labels(reason)
         for outcome in ("ok", "failed"):
             self.checkpoints.labels(outcome)
+
+    def event_series(self, labels: tuple[str, str, str]) -> tuple[Any, Any, Any, Any]:
+        """The per-event series of one (folded) stream: processed, output length, mean logprob,
+        refusals. Looked up once per stream, not once per event (``labels()`` costs a lock and
+        a dict lookup per call); bounded like the stream labels themselves."""
+        series = self._event_series.get(labels)
+        if series is None:
+            series = self._event_series[labels] = (
+                self.processed.labels(*labels), self.output_length.labels(*labels),
+                self.logprob_mean.labels(*labels), self.refusals.labels(*labels))
+        return series
 
     def init_stream(self, labels: tuple[str, str, str], signals: list[tuple[str, Any]]) -> None:
         """Create a new stream's counters at 0, so ``rate()`` sees their first increment."""

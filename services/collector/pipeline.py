@@ -386,7 +386,7 @@ class Pipeline:
     def observe_chunk(self, state: PartitionState, chunk: Sequence[Row]) -> list[RaisedAnomaly]:
         """Observe one chunk (:meth:`chunks`): one ``observe_batch`` per stream, then the
         rings, incidents and completed references in the event-by-event path's order."""
-        if len(chunk) == 1 and any(sid not in state.monitors for sid in chunk[0].sids):
+        if len(chunk) == 1:  # an event that opens a stream, or a poll of one
             opened = self._observe_row(state, chunk[0])
             state.next_offset = chunk[0].offset + 1
             return opened

@@ -210,14 +210,14 @@ class Collector:
 
     def _observe_metrics(self, ev: OutputEvent, now: float) -> None:
         key = self.pipeline.key_for(ev)  # model and version past the caps fold into 'other'
-        labels = (key.model, key.model_version, key.segment)
-        self.metrics.processed.labels(*labels).inc()
-        self.metrics.output_length.labels(*labels).observe(len(ev.output))
+        processed, length, logprob, refusals = self.metrics.event_series(
+            (key.model, key.model_version, key.segment))
+        processed.inc()
+        length.observe(len(ev.output))
         if ev.token_logprobs:
-            self.metrics.logprob_mean.labels(*labels).observe(
-                sum(ev.token_logprobs) / len(ev.token_logprobs))
+            logprob.observe(sum(ev.token_logprobs) / len(ev.token_logprobs))
         if self.pipeline.extractor.is_refusal(ev.output):
-            self.metrics.refusals.labels(*labels).inc()
+            refusals.inc()
         self.metrics.event_age.observe(max(0.0, now - ev.ts_unix))
 
     def _dead_letter(self, tp: Partition, rejected: Rejected) -> None:
