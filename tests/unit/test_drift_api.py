@@ -213,32 +213,58 @@ def test_snapshot_with_other_embedding_settings_is_refused() -> None:
         StreamMonitor(s, KEY, reference=wrong_kind)
 
 
+#: The value rules of ``drift.reference`` (its module docstring), written out per odd value:
+#: (value, what a continuous signal counts it as).
+ODD_CONTINUOUS: list[tuple[object, str]] = [
+    (math.nan, "non_finite"), (math.inf, "non_finite"), (-math.inf, "non_finite"),
+    (1e300, "non_finite"), (None, "missing"), ("x", "invalid"), (True, "invalid"),
+    ([1.0], "invalid"), (np.float32(1.5), "observed"), (np.int64(3), "observed")]
+ODD_BOOLEAN: list[tuple[object, str]] = [
+    (True, "observed"), (False, "observed"), (1, "observed"), (0, "observed"), (2, "invalid"),
+    ("yes", "invalid"), (None, "missing"), (np.bool_(True), "observed"), (0.5, "invalid")]
+ODD_CATEGORICAL: list[tuple[object, str]] = [
+    ("stop", "observed"), (3, "observed"), (None, "missing"), (4.5, "invalid"),
+    (True, "invalid")]
+
+
 def test_odd_values_are_counted_not_raised() -> None:
+    """Every odd value lands in the count its kind's rule names: the counts are exact."""
     s = small_settings(reference_size=40, min_reference_values=20, window_size=40,
                        min_window=10, test_every=5)
     mon = StreamMonitor(s, KEY)
     rng = np.random.default_rng(0)
-    odd: list[object] = [math.nan, math.inf, -math.inf, None, "x", True, [1.0], np.float32(1.5),
-                         np.int64(3)]
+    want: dict[str, dict[str, int]] = {}
+
+    def pick(signal: str, table: list[tuple[object, str]], i: int) -> object:
+        value, outcome = table[i % len(table)]
+        counts = want.setdefault(signal, dict.fromkeys(
+            ("observed", "missing", "non_finite", "invalid"), 0))
+        counts[outcome] += 1
+        return value
+
     for i in range(400):
-        emb: object = rng.normal(size=8).astype(np.float32)
-        if i % 7 == 0:
-            emb = rng.normal(size=5)  # wrong dimension once the reference has 8
         if i % 11 == 0:
-            emb = np.full(8, np.nan)
+            emb: object = np.full(8, np.nan)
+        elif i % 7 == 0:
+            emb = rng.normal(size=5)  # wrong dimension: the first embedding set it to 8
+        else:
+            emb = rng.normal(size=8).astype(np.float32)
         values = {
-            "logprob_mean": odd[i % len(odd)] if i % 3 == 0 else float(rng.normal()),
-            "refusal": [True, False, 1, 0, 2, "yes", None][i % 7],
-            "finish_reason": ["stop", 3, None, 4.5][i % 4],
-            "embedding": emb,
+            "logprob_mean": (pick("logprob_mean", ODD_CONTINUOUS, i // 3) if i % 3 == 0
+                             else pick("logprob_mean", [(float(rng.normal()), "observed")], 0)),
+            "refusal": pick("refusal", ODD_BOOLEAN, i),
+            "finish_reason": pick("finish_reason", ODD_CATEGORICAL, i),
+            "embedding": emb if i else rng.normal(size=8),
             "not_a_signal": 1.0,
         }
         mon.observe(Observation(str(i), float(i), values))  # type: ignore[arg-type]
     c = mon.counts
-    assert c["logprob_mean"]["non_finite"] > 0 and c["logprob_mean"]["invalid"] > 0
-    assert c["refusal"]["invalid"] > 0 and c["refusal"]["missing"] > 0
-    assert c["finish_reason"]["invalid"] > 0
-    assert c["embedding"]["invalid"] > 0 and c["embedding"]["non_finite"] > 0
+    for signal, counts in want.items():
+        assert {k: c[signal][k] for k in counts} == counts, signal
+    nan_rows = len(range(0, 400, 11)) - 1  # row 0 carries the first, valid embedding
+    wrong_dim = sum(1 for i in range(1, 400) if i % 7 == 0 and i % 11)
+    assert (c["embedding"]["non_finite"], c["embedding"]["invalid"]) == (nan_rows, wrong_dim)
+    assert c["embedding"]["observed"] == 400 - nan_rows - wrong_dim
     assert c["latency_ms"]["observed"] == 0  # never sent: stays collecting
     assert mon.summary()["signals"]["latency_ms"]["state"] == "collecting"
     json.dumps(mon.state_dict())
