@@ -156,3 +156,17 @@ def test_oom_at_batch_size_one_fails_the_job(
     assert err.value.code == "out_of_memory"
     assert "batch size 1" in str(err.value)
     assert device.seen == [6, 4, 2, 1]  # 8 -> 4 -> 2 -> 1, then it gives up on the first method
+
+
+@pytest.mark.gpu
+def test_on_cuda_oom_halves_the_batch_and_equals_the_cpu_report(
+        device: FakeDevice, tiny_gpt2: Path, indexes: dict[str, Path]) -> None:
+    """The same halving on a real CUDA device (the error raised from inside its forward pass,
+    CUDA memory released between tries): the report equals the CPU run's. Skipped without
+    CUDA (``gpu`` marker)."""
+    tgt = target(tiny_gpt2, indexes)
+    on_cpu = Attributor(device="cpu").run(incident(), "bot@v1", tgt)
+    device.rows, device.seen = DEVICE_ROWS, []
+    on_cuda = Attributor(device="cuda").run(incident(), "bot@v1", tgt)
+    assert device.seen == [len(EXEMPLARS), 4, 2, 2, 2] * 2
+    assert_same_report(on_cuda, on_cpu)
