@@ -48,7 +48,7 @@ from driftscope_llm.services.drift.reference import (
     reference_from_dict,
     reference_kind,
 )
-from driftscope_llm.services.drift.sequential import update_many
+from driftscope_llm.services.drift.sequential import update_all
 from driftscope_llm.services.drift.settings import DriftSettings, SignalConfig, SignalKind
 from driftscope_llm.services.drift.window import SignalWindow
 from driftscope_llm.services.errors import StateMismatchError
@@ -58,24 +58,6 @@ __all__ = ["StreamMonitor"]
 STATE_FORMAT = 1
 
 IntArray = npt.NDArray[np.int64]
-
-
-def _update_each(det: SequentialDetector, values: list[Any],
-                 indices: IntArray) -> list[tuple[int, Finding]]:
-    """``det.update`` on each (non-numeric) value, re-arming after each finding."""
-    found: list[tuple[int, Finding]] = []
-    for j, (x, i) in enumerate(zip(values, indices.tolist(), strict=True)):
-        finding = det.update(x, i)
-        if finding is not None:
-            det.rearm()
-            found.append((j, finding))
-    return found
-
-
-def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
-    """A 63-bit seed specific to the stream and ``parts`` (stable across processes)."""
-    text = "\x1f".join((str(settings.seed), key.model, key.model_version, key.segment, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 class _Signal:
@@ -105,6 +87,48 @@ class _Signal:
     @property
     def detectors(self) -> list[Detector]:
         return [*self.seq, *self.tests]
+
+
+_Alarm = tuple[int, int, SequentialDetector, Finding]
+"""A sequential detector's finding: (position, the detector's order in its signal, it, finding)."""
+
+
+def _sequential_alarms(pending: list[tuple[_Signal, Any, IntArray]]) -> list[list[_Alarm]]:
+    """Every sequential detector of every pending signal over its values, at once (detectors
+    never read the window, so they can run ahead of it): per signal, its alarms in the order
+    :meth:`StreamMonitor.observe` meets them."""
+    numeric = [sig.window is not None and sig.window.numeric for sig, _, _ in pending]
+    jobs = [(det, values, indices) for (sig, values, indices), num in zip(pending, numeric,
+                                                                          strict=True)
+            if num for det in sig.seq]
+    found = iter(update_all(jobs))
+    out: list[list[_Alarm]] = []
+    for (sig, values, indices), num in zip(pending, numeric, strict=True):
+        alarms: list[_Alarm] = []
+        for order, det in enumerate(sig.seq):
+            hits = next(found) if num else _update_each(det, values, indices)
+            alarms.extend((j, order, det, f) for j, f in hits)
+        alarms.sort(key=lambda a: (a[0], a[1]))
+        out.append(alarms)
+    return out
+
+
+def _update_each(det: SequentialDetector, values: list[Any],
+                 indices: IntArray) -> list[tuple[int, Finding]]:
+    """``det.update`` on each (non-numeric) value, re-arming after each finding."""
+    found: list[tuple[int, Finding]] = []
+    for j, (x, i) in enumerate(zip(values, indices.tolist(), strict=True)):
+        finding = det.update(x, i)
+        if finding is not None:
+            det.rearm()
+            found.append((j, finding))
+    return found
+
+
+def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
+    """A 63-bit seed specific to the stream and ``parts`` (stable across processes)."""
+    text = "\x1f".join((str(settings.seed), key.model, key.model_version, key.segment, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 class StreamMonitor:
@@ -193,12 +217,13 @@ class StreamMonitor:
         """Take consecutive events at once; the same anomalies, in the same order, and the same
         state as :meth:`observe` on each of them in turn.
 
-        Signals do not interact inside a monitor, so each column is taken whole
-        (:mod:`driftscope_llm.services.drift.batch`): checked with array operations, its
-        sequential detectors updated on the whole array, its window extended slice by slice up
-        to each event at which a test round or an alarm falls, where it runs as in
-        :meth:`observe`. The anomalies are then put in event order (stable: signals in column
-        order, detectors in their order within an event, as :meth:`observe` raises them).
+        Signals do not interact inside a monitor, so each column is taken whole: checked with
+        array operations (:mod:`~driftscope_llm.services.drift.columns`), its reference phase
+        value by value, then every sequential detector of every signal over whole arrays at
+        once (:func:`~driftscope_llm.services.drift.sequential.update_all`), then its window
+        extended slice by slice up to each event at which an alarm or a test round falls, where
+        they run as in :meth:`observe`. Embeddings go value by value. The anomalies are then
+        put in :meth:`observe`'s order: by event, signals in column order, detectors in theirs.
         """
         n = len(batch)
         if n == 0:
@@ -207,25 +232,32 @@ class StreamMonitor:
             if len(column) != n:
                 raise ValueError(f"column {name!r} has {len(column)} values for {n} events")
         start = self._n_events
-        tagged: list[tuple[int, Anomaly]] = []
-        seen: set[str] = set()
+        raised: dict[str, list[tuple[int, Anomaly]]] = {}  # per signal: (batch offset, anomaly)
+        pending: list[tuple[_Signal, Any, IntArray]] = []  # (signal, values, indices) to monitor
         for name, column in batch.values.items():
             sig = self._signals.get(name)
             if sig is None:
                 continue
-            seen.add(name)
+            raised[name] = []
             if sig.kind is SignalKind.EMBEDDING:
-                self._embedding_column(sig, column, batch, start, tagged)
-            else:
-                self._column(sig, coerce_column(sig.kind, column), batch, start, tagged)
+                self._embedding_column(sig, column, batch, start, raised[name])
+                continue
+            rest = self._column(sig, coerce_column(sig.kind, column), batch, start)
+            if rest is not None:
+                pending.append((sig, rest[0], rest[1] + start))
+        for (sig, values, indices), alarms in zip(pending, _sequential_alarms(pending),
+                                                  strict=True):
+            self._walk(sig, values, indices, alarms, batch, start, raised[sig.name])
         self._n_events = start + n
         boundary = self.settings.reference_size - 1 - start
         if 0 <= boundary < n:  # the end of the reference phase, for signals without a column
             for name, sig in self._signals.items():
-                if name not in seen:
+                if name not in raised:
                     self._maybe_freeze(sig)
-        tagged.sort(key=lambda item: item[0])
-        return [a for _, a in tagged]
+        # observe's order: by event, then signals in column order, detectors in their order
+        tagged = [(off, pos, a) for pos, found in enumerate(raised.values()) for off, a in found]
+        tagged.sort(key=lambda item: (item[0], item[1]))
+        return [a for _, _, a in tagged]
 
     def _embedding_column(self, sig: _Signal, column: Any, batch: ObservationBatch, start: int,
                           tagged: list[tuple[int, Anomaly]]) -> None:
@@ -248,10 +280,10 @@ class StreamMonitor:
             if j == boundary:
                 self._maybe_freeze(sig)
 
-    def _column(self, sig: _Signal, col: Column, batch: ObservationBatch, start: int,
-                tagged: list[tuple[int, Anomaly]]) -> None:
-        """A checked scalar column: the reference phase value by value, then the monitoring
-        phase as arrays (numeric kinds) or value by value (categories)."""
+    def _column(self, sig: _Signal, col: Column, batch: ObservationBatch,
+                start: int) -> tuple[Any, IntArray] | None:
+        """Take a checked scalar column's counts and its reference phase (value by value);
+        return the values (and their batch offsets) left for monitoring, if any."""
         sig.counts[MISSING] += col.counts[MISSING]
         offsets = col.offsets.tolist()
         sig.counts["observed"] += len(offsets)
@@ -283,25 +315,19 @@ class StreamMonitor:
             count_rejected(boundary)
             self._maybe_freeze(sig)
         count_rejected(len(batch))
-        if sig.window is None:
-            return
-        if j < len(offsets):
-            self._run_values(sig, col.values[j:], col.offsets[j:], batch, start, tagged)
+        if sig.window is None or j == len(offsets):
+            return None
+        return col.values[j:], col.offsets[j:]
 
-    def _run_values(self, sig: _Signal, values: Any, offsets: IntArray, batch: ObservationBatch,
-                    start: int, tagged: list[tuple[int, Anomaly]]) -> None:
-        """Monitor the checked values of one signal (a float array, or a list of categories):
-        sequential detectors over all of them, the window extended up to each alarm and each
-        test round, which then run as in :meth:`observe`."""
+    def _walk(self, sig: _Signal, values: Any, indices: IntArray,
+              alarms: list[_Alarm],
+              batch: ObservationBatch, start: int, tagged: list[tuple[int, Anomaly]]) -> None:
+        """Extend the window up to each alarm of a sequential detector (``(position, detector
+        order, detector, finding)``, in order) and each test round, and raise or test there
+        as :meth:`observe` does."""
         window = sig.window
         assert window is not None
-        indices = offsets + start
-        alarms: list[tuple[int, int, SequentialDetector, Finding]] = []
-        for order, det in enumerate(sig.seq):
-            found = (update_many(det, values, indices) if window.numeric
-                     else _update_each(det, values, indices))
-            alarms.extend((j, order, det, f) for j, f in found)
-        alarms.sort(key=lambda a: (a[0], a[1]))
+        offsets = indices - start
         ids, ts = batch.event_ids, batch.ts
         offs, idx = offsets.tolist(), indices.tolist()
         k, cur, a = len(offs), 0, 0

@@ -16,107 +16,48 @@ reference by at least the minimum effect, in the direction of the side.
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from driftscope_llm.services.drift.calibration import NullMixture, calibrate_mixture
+from driftscope_llm.services.drift.cusum_batch import BatchCusum, advance_batch, advance_together
 from driftscope_llm.services.drift.detector import DetectorContext, Finding, SequentialDetector
 
-__all__ = ["TwoSidedCusum", "calibrate_sides", "cusum_pass", "update_many"]
+__all__ = ["TwoSidedCusum", "calibrate_sides", "update_all"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-_TOL = 2e-15
-"""Per event and unit of ``Σ|increment|``: a bound on how far a truncation decision computed from
-cumulative sums can be from the sequential one (a few ulps per addition; see :func:`cusum_pass`)."""
+def update_all(jobs: list[tuple[SequentialDetector, FloatArray, IntArray]],
+               ) -> list[list[tuple[int, Finding]]]:
+    """``det.update`` on each of its values, re-arming after each finding, for every job:
+    :class:`TwoSidedCusum` detectors with the same number of values share one array pass
+    (:func:`~driftscope_llm.services.drift.cusum_batch.advance_together`); any other sequential
+    detector is called once per value. Returns each job's ``(position, finding)`` pairs."""
+    out: list[list[tuple[int, Finding]]] = [[] for _ in jobs]
+    groups: dict[int, list[int]] = {}
+    for n, (det, values, indices) in enumerate(jobs):
+        if isinstance(det, TwoSidedCusum):
+            if det.disabled is None and values.size:
+                groups.setdefault(values.size, []).append(n)
+            continue
+        for j, (x, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
+            finding = det.update(x, i)
+            if finding is not None:
+                det.rearm()
+                out[n].append((j, finding))
+    for members in groups.values():
+        batch: list[tuple[BatchCusum, FloatArray, IntArray]] = []
+        for n in members:
+            det, values, indices = jobs[n]
+            assert isinstance(det, TwoSidedCusum)
+            batch.append((det, values, indices))
+        for n, found in zip(members, advance_together(batch), strict=True):
+            out[n] = found
+    return out
 
-
-class _Stop(Enum):
-    END = "end"  # the chunk is done
-    CANDIDATE = "candidate"  # a side may have reached its threshold here
-    AMBIGUOUS = "ambiguous"  # the next event's truncation is within rounding of 0
-
-
-def cusum_pass(inc: FloatArray, start: tuple[float, float]) -> FloatArray:
-    """Both sides' pre-truncation values ``S_{t-1} + z_t`` for a chunk of increments at once.
-
-    With ``P_t = S_0 + z_1 + … + z_t``, Page's recursion ``S_t = max(0, S_{t-1} + z_t)`` is
-    ``S_t = P_t - min(0, min_{j≤t} P_j)`` (Lindley's form), so the value before truncation is
-    ``P_t - min(0, min_{j<t} P_j)``: a cumulative sum and a running minimum. The result differs
-    from the sequential recursion by rounding only (at most a few ulps of ``Σ|z|`` per event);
-    callers treat values that close to 0 or to a threshold as undecided.
-    """
-    k = inc.shape[1]
-    p = np.empty((2, k + 1))
-    p[0, 0], p[1, 0] = start
-    p[:, 1:] = inc
-    np.cumsum(p, axis=1, out=p)
-    low = np.minimum.accumulate(np.minimum(p, 0.0), axis=1)
-    pre: FloatArray = p[:, 1:] - low[:, :-1]
-    return pre
-
-
-def _seq_sum(first: float, rest: FloatArray) -> float:
-    """``((first + r₀) + r₁) + …`` in that order, as a running ``+=`` adds them."""
-    if rest.size < 24:
-        s = first
-        for x in rest.tolist():
-            s += x
-        return s
-    return float(np.cumsum(np.concatenate(([first], rest)))[-1])
-
-
-def _side_state(reset: npt.NDArray[np.bool_], inc: FloatArray, vals: FloatArray, idx: IntArray,
-                s0: float, seg: list[Any]) -> tuple[float, list[Any]]:
-    """One side's exact statistic and change segment after the events of ``reset`` (the
-    chunk's first ``len(reset)``), given where the sequential recursion truncated (decided by the
-    caller): the statistic is the sequential sum of the increments since the last truncation;
-    the segment holds the raw values of the last run of untruncated events that began at 0."""
-    size = reset.size
-    rev = reset[::-1]
-    i = int(rev.argmax())
-    if not rev[i]:  # no truncation: the statistic and its segment carry on
-        s = _seq_sum(s0, inc[:size])
-        if s0 == 0.0:
-            return s, [int(idx[0]), _seq_sum(float(vals[0]), vals[1:size]), size]
-        return s, [seg[0], _seq_sum(seg[1], vals[:size]), seg[2] + size]
-    if i > 0:  # a run began after the last truncation and lasts to the end
-        st = size - i
-        return (_seq_sum(float(inc[st]), inc[st + 1 : size]),
-                [int(idx[st]), _seq_sum(float(vals[st]), vals[st + 1 : size]), i])
-    # the chunk ends truncated: the segment is the last run, which ended before the end
-    j = int(rev.argmin())
-    if rev[j]:  # every event truncated: nothing ran
-        return 0.0, seg
-    last = size - 1 - j  # the run's last event
-    before = reset[:last][::-1]
-    q = int(before.argmax()) if last else 0
-    if last and before[q]:
-        st = last - q
-    elif s0 > 0.0:  # the run began before the chunk: the running segment goes on
-        return 0.0, [seg[0], _seq_sum(seg[1], vals[: last + 1]), seg[2] + last + 1]
-    else:
-        st = 0
-    return 0.0, [int(idx[st]), _seq_sum(float(vals[st]), vals[st + 1 : last + 1]), last - st + 1]
-
-
-def update_many(det: SequentialDetector, values: FloatArray,
-                indices: IntArray) -> list[tuple[int, Finding]]:
-    """``det.update`` on each value, re-arming after each finding: the batched path of a
-    :class:`TwoSidedCusum`, else one call per value (any other sequential detector)."""
-    if isinstance(det, TwoSidedCusum):
-        return det.update_batch(values, indices)
-    found: list[tuple[int, Finding]] = []
-    for j, (x, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
-        finding = det.update(x, i)
-        if finding is not None:
-            det.rearm()
-            found.append((j, finding))
-    return found
 
 _GH = ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.0))
 
@@ -168,7 +109,7 @@ class TwoSidedCusum(SequentialDetector):
         self._sp = self._sn = 0.0
         self._up = [-1, 0.0, 0]  # segment start index, sum of raw values, count
         self._dn = [-1, 0.0, 0]
-        self._lattice = False  # True when every increment is an integer: arrays add exactly
+        self.lattice = False  # True when every increment is an integer: arrays add exactly
         self.last_threshold = min(self._hp, self._hn)
         self.last_statistic = 0.0
         self.setup_score()
@@ -253,58 +194,28 @@ class TwoSidedCusum(SequentialDetector):
 
     def update_batch(self, values: FloatArray, indices: IntArray) -> list[tuple[int, Finding]]:
         """:meth:`update` on each value in turn, re-arming after every finding as the monitor
-        does: ``(position, finding)`` pairs, and afterwards the same state bit for bit.
-
-        The CUSUM recursion runs on whole arrays (:func:`cusum_pass`) up to the first event at
-        which a side may reach its threshold; there the exact state decides, as
-        :meth:`_advance` would, and the pass resumes after it. Where rounding could tip a
-        truncation decision the event is taken by :meth:`_advance` itself.
-        """
+        does: ``(position, finding)`` pairs, and afterwards the same state bit for bit (the
+        array pass of :mod:`driftscope_llm.services.drift.cusum_batch`)."""
         if self.disabled is not None or values.size == 0:
             return []
-        inc = self.increments_batch(values, indices)
-        bound = 0.0 if self._lattice else float(np.abs(inc).max())
-        found: list[tuple[int, Finding]] = []
-        pos, k = 0, values.size
-        while pos < k:
-            t, stop = self._pass(inc[:, pos:], values[pos:], indices[pos:], bound)
-            j = pos + t
-            if stop is _Stop.AMBIGUOUS:  # one exact scalar step at the doubtful event
-                j += 1
-                finding = self._advance(float(inc[0, j]), float(inc[1, j]), float(values[j]),
-                                        int(indices[j]))
-            elif stop is _Stop.CANDIDATE:
-                finding = self._check(int(indices[j]))
-            else:
-                finding = None
-            if finding is not None:
-                self.rearm()
-                found.append((j, finding))
-            pos = j + 1
-        return found
+        return advance_batch(self, values, indices)
 
-    def _pass(self, inc: FloatArray, vals: FloatArray, idx: IntArray,
-              bound: float) -> tuple[int, _Stop]:
-        """Advance the state exactly through event ``t`` of the chunk and say why it stopped.
+    # the state the array pass reads and writes (BatchCusum)
 
-        ``bound`` is the largest ``|increment|`` (0 on a lattice, where sums are exact)."""
-        k = inc.shape[1]
-        s0 = (self._sp, self._sn)
-        pre = cusum_pass(inc, s0)
-        tol = _TOL * k * (s0[0] + s0[1] + k * bound)
-        stop, t_end = _Stop.END, k - 1
-        top = pre.max(axis=1)
-        if top[0] >= self._hp - tol or top[1] >= self._hn - tol:
-            hit = (pre[0] >= self._hp - tol) | (pre[1] >= self._hn - tol)
-            t_end, stop = int(hit.argmax()), _Stop.CANDIDATE
-        if tol > 0.0 and float(np.abs(pre[:, : t_end + 1]).min()) <= tol:
-            col = np.asarray((np.abs(pre[:, : t_end + 1]) <= tol).any(axis=0))
-            t_end, stop = int(col.argmax()) - 1, _Stop.AMBIGUOUS
-        if t_end >= 0:
-            reset = pre[:, : t_end + 1] <= 0.0
-            self._sp, self._up = _side_state(reset[0], inc[0], vals, idx, s0[0], self._up)
-            self._sn, self._dn = _side_state(reset[1], inc[1], vals, idx, s0[1], self._dn)
-        return t_end, stop
+    def cusum_state(self) -> tuple[float, float, list[Any], list[Any]]:
+        return self._sp, self._sn, self._up, self._dn
+
+    def set_cusum_state(self, sp: float, sn: float, up: list[Any], dn: list[Any]) -> None:
+        self._sp, self._sn, self._up, self._dn = sp, sn, up, dn
+
+    def thresholds(self) -> tuple[float, float]:
+        return self._hp, self._hn
+
+    def advance(self, inc_up: float, inc_dn: float, value: float, index: int) -> Finding | None:
+        return self._advance(inc_up, inc_dn, value, index)
+
+    def check(self, index: int) -> Finding | None:
+        return self._check(index)
 
     def _crossing(self, side: int, index: int) -> Finding | None:
         seg, stat, h = (self._up, self._sp, self._hp) if side > 0 else (self._dn, self._sn,

@@ -9,6 +9,7 @@ tests on sketches are unstable (whylogs #684).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ EmbeddingItem = tuple[npt.NDArray[np.float64], int]
 _NUMERIC = frozenset({SignalKind.CONTINUOUS, SignalKind.BOOLEAN})
 
 
-def _uncount(counts: dict[Any, int], value: Any) -> None:
+def _uncount(counts: Counter[Any], value: Any) -> None:
     left = counts[value] - 1
     if left:
         counts[value] = left
@@ -56,7 +57,7 @@ class SignalWindow:
         self._size = 0
         self.new_since_test = 0
         # categories: how many of each the window holds, kept as values come and go
-        self._counts: dict[Any, int] | None = {} if kind is SignalKind.CATEGORICAL else None
+        self._counts: Counter[Any] | None = Counter() if kind is SignalKind.CATEGORICAL else None
 
     def __len__(self) -> int:
         return self._size
@@ -89,13 +90,18 @@ class SignalWindow:
         self.new_since_test += k
         counts = self._counts
         if counts is not None:
+            over = self._size + k - cap  # values the new ones overwrite
             if k >= cap:
                 counts.clear()
-            else:
-                for old in self._ordered(self._vals)[: max(0, self._size + k - cap)]:
-                    _uncount(counts, old)
-            for v in values[max(0, k - cap) :]:
-                counts[v] = counts.get(v, 0) + 1
+            elif over > 0:
+                at = self._head if self._size == cap else 0
+                gone = self._vals[at : at + over]
+                if len(gone) < over:
+                    gone = gone + self._vals[: over - len(gone)]
+                counts.subtract(gone)
+                for key in [key for key, c in counts.items() if c <= 0]:
+                    del counts[key]
+            counts.update(values[max(0, k - cap) :])
         if k >= cap:  # only the last ``cap`` survive: lay them out from slot 0
             cut = k - cap
             self._put(0, values[cut:], event_ids[cut:], indices[cut:])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -27,7 +27,11 @@ from driftscope_llm.services.drift import (
     StreamKey,
     StreamMonitor,
 )
+from driftscope_llm.services.drift.calibration import Budget
+from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
+from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.sequential import TwoSidedCusum
 from driftscope_llm.services.drift.window import SignalWindow
 
 KEY = StreamKey("m", "v2", "billing")
@@ -245,3 +249,54 @@ def test_window_extend_is_append_in_turn(kind: SignalKind) -> None:
         assert same(a.state_dict(), b.state_dict())
         if kind is SignalKind.CATEGORICAL:
             assert b.category_counts() == dict(Counter(b.values()))
+
+
+class Scripted(TwoSidedCusum):
+    """A two-sided CUSUM whose increments are given (index → (up, down)): sums whose rounding
+    lands on 0 and on the threshold, which real scores reach only by chance."""
+
+    script: ClassVar[dict[int, tuple[float, float]]] = {}
+
+    @classmethod
+    def calibrate(cls, ctx: DetectorContext) -> dict[str, Any]:
+        raise AssertionError("built with its calibration")
+
+    def increments(self, x: float, index: int) -> tuple[float, float]:
+        return self.script[index]
+
+    def effect(self, segment_mean: float, side: int) -> tuple[float, bool]:
+        return abs(segment_mean), segment_mean * side < 0.5  # some crossings fail the effect
+
+
+def scripted(h: float) -> Scripted:
+    ctx = DetectorContext("x", DEFAULT_SIGNALS["confidence"], DriftSettings(),
+                          ContinuousReference(np.arange(10.0)), Budget(1e-5, 1e-5, 1e5))
+    return Scripted(ctx, {"disabled": None, "k_up": 0.0, "k_down": 0.0, "h_up": h,
+                          "h_down": h})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cusum_array_pass_matches_the_recursion_where_rounding_decides(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 3000
+    steps = rng.choice([0.1, 0.2, -0.3, 0.7, -0.1, -0.2, 0.3, 1e-17, -1e-17, 0.0], size=(n, 2))
+    Scripted.script = {i: (float(a), float(b)) for i, (a, b) in enumerate(steps)}
+    values = rng.normal(size=n)
+    indices = np.arange(n, dtype=np.int64)
+    h = 0.6 if seed % 2 else 0.1 + 0.2  # a threshold that rounding reaches or just misses
+    one, many = scripted(h), scripted(h)
+    expected = []
+    for i in range(n):
+        finding = one.update(float(values[i]), i)
+        if finding is not None:
+            one.rearm()
+            expected.append((i, finding))
+    got, pos = [], 0
+    while pos < n:
+        size = int(rng.integers(1, 400))
+        got += [(pos + j, f) for j, f in many.update_batch(values[pos : pos + size],
+                                                            indices[pos : pos + size])]
+        pos += size
+    assert len(expected) > 10
+    assert got == expected
+    assert same(many.state_dict(), one.state_dict())

@@ -152,7 +152,7 @@ class BernoulliCusum(TwoSidedCusum):
         ref = self.ctx.reference
         assert isinstance(ref, BooleanReference)
         self._rate = ref.rate
-        self._lattice = all(float(x).is_integer() for x in (*self._up_steps, *self._dn_steps))
+        self.lattice = all(float(x).is_integer() for x in (*self._up_steps, *self._dn_steps))
 
     def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
         true = values != 0.0

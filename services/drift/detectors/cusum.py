@@ -133,11 +133,18 @@ class NormalScoreCusum(TwoSidedCusum):
         hashes :meth:`_score` draws."""
         r = self._ref_array
         lo = np.searchsorted(r, values, side="left")
-        hi = np.searchsorted(r, values, side="right")
-        tied = np.flatnonzero(hi > lo)
-        if tied.size:
-            span = (hi[tied] - lo[tied] + 1).astype(np.float64)
+        # a value equal to the reference value at its left position is tied (lo < n there)
+        tied = np.flatnonzero(r[np.minimum(lo, r.size - 1)] == values)
+        if tied.size > 12:
+            hi = np.searchsorted(r, values[tied], side="right")
+            span = (hi - lo[tied] + 1).astype(np.float64)
             lo[tied] += (uniform_hashes(self._seed, indices[tied]) * span).astype(np.int64)
+        elif tied.size:  # a few ties: the scalar draw is cheaper than the array one
+            ref, seed = self._ref, self._seed
+            for j in tied.tolist():
+                x, low = float(values[j]), int(lo[j])
+                lo[j] = low + int(uniform_hash(seed, int(indices[j]))
+                                  * (bisect_right(ref, x) - low + 1))
         z = self._table_array[lo]
         out = np.empty((2, values.size))
         np.subtract(z, self._kp, out=out[0])
