@@ -170,11 +170,16 @@ def advance_batch(det: BatchCusum, values: FloatArray, indices: IntArray,
         inc = det.increments_batch(values, indices)
     bound = 0.0 if det.lattice else float(np.abs(inc).max())
     found: list[tuple[int, Finding]] = []
+    hp, hn = det.thresholds()
     pos, k = 0, values.size
     while pos < k:
-        t, stop = _pass(det, inc[:, pos:], values[pos:], indices[pos:], bound)
+        sp, sn, _, _ = det.cusum_state()
+        if sp >= hp or sn >= hn:  # over a threshold whose effect check failed: a pass would
+            t, stop = -1, _Stop.AMBIGUOUS  # stop at once, so step this event as update does
+        else:
+            t, stop = _pass(det, inc[:, pos:], values[pos:], indices[pos:], bound)
         j = pos + t
-        if stop is _Stop.AMBIGUOUS:  # one exact scalar step at the doubtful event
+        if stop is _Stop.AMBIGUOUS:  # one exact scalar step at the next event
             j += 1
             finding = det.advance(float(inc[0, j]), float(inc[1, j]), float(values[j]),
                                   int(indices[j]))
