@@ -132,56 +132,86 @@ class EffectGate:
     A test round under no drift ends at the effect gate (:class:`WindowView.effect`); for a
     continuous signal that gate walks the merged ECDFs of window and reference, the costliest
     step of a quiet stream. :meth:`certainly_below` answers "the effect cannot reach the minimum"
-    from a cheaper form of the same Wasserstein-1 distance, the quantile form
-    ``W₁ = ∫₀¹ |Q_w(u) - Q_r(u)| du`` (Vallender 1973): with ``m`` window and ``n`` reference
-    values both quantile functions are steps on the merged grid ``{i/m} ∪ {j/n}``, so ``W₁`` is one
-    gather and one dot product over at most ``m + n`` cells, laid out once per window length.
+    from an upper bound of the same Wasserstein-1 distance, by one of two routes:
 
-    It only ever says ``True`` when the value is below the minimum by far more than the rounding
-    error of either computation (``1e-9`` of the values' range, against ``~1e-13``), so the
-    monitor raises and records exactly what it would without it; when it says ``False`` the full
-    effect is computed as before. Booleans: the true count gives the rate exactly. Other kinds
-    have no pre-check.
+    * the quantile form ``W₁(w, r) = ∫₀¹ |Q_w(u) - Q_r(u)| du`` (Vallender 1973): with ``m``
+      window and ``n`` reference values both quantile functions are steps on the merged grid
+      ``{i/m} ∪ {j/n}``, so ``W₁`` is one sort, one gather and one dot product, the grid laid
+      out once (for the full window);
+    * between two rounds of a full window, the triangle inequality: the window ``w'`` is ``w``
+      with its oldest ``q`` values ``R`` replaced by ``q`` new ones ``A``; keeping the common
+      values in place and matching ``A`` to ``R`` in sorted order is a coupling, so
+      ``W₁(w', w) ≤ Σ|A₍ᵢ₎ - R₍ᵢ₎| / m`` and ``W₁(w', r) ≤ W₁(w, r) + Σ|A₍ᵢ₎ - R₍ᵢ₎| / m``: two
+      sorts of ``q`` values. The bound is carried from round to round and recomputed by the
+      quantile form when it no longer decides.
+
+    It says ``True`` only when the bound is below the minimum by far more than the rounding error
+    of any of these sums (a relative ``1e-9`` and ``1e-9`` of the values' magnitude per round,
+    against ``~1e-13``; sums of non-negative terms are accurate relative to their value), so
+    the monitor raises and records exactly what it would without it; otherwise the full effect
+    is computed as before. Booleans: the true count gives the rate exactly. Other kinds, and a
+    window still filling, have no pre-check.
     """
 
-    __slots__ = ("_config", "_grids", "_reference")
+    __slots__ = ("_at", "_bound", "_config", "_grid", "_last", "_limit", "_reference", "_span")
 
     def __init__(self, config: SignalConfig, reference: SignalReference) -> None:
         self._config = config
         self._reference = reference
-        self._grids: dict[int, tuple[npt.NDArray[np.intp], FloatArray, FloatArray]] = {}
+        # (window length, window index, reference value, length) per cell of the merged grid
+        self._grid: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray,
+                          FloatArray] | None = None
+        self._last: FloatArray | None = None  # the window at the last round, oldest first
+        self._at = 0  # the window's append count then
+        self._bound = math.inf  # an upper bound of W₁(that window, reference)
+        self._limit = math.nan
+        self._span = 0.0
+        if isinstance(reference, ContinuousReference) and reference.n:
+            scale = continuous_scale(config, reference)
+            if scale > 0:
+                self._limit = config.min_effect * scale * (1.0 - 1e-9)
+                self._span = max(abs(float(reference.values[0])),
+                                 abs(float(reference.values[-1])))
 
-    def _grid(self, m: int, r: FloatArray) -> tuple[npt.NDArray[np.intp], FloatArray, FloatArray]:
-        grid = self._grids.get(m)
-        if grid is None:
-            n = r.size
+    def _quantile_w1(self, ws: FloatArray, r: FloatArray) -> float:
+        """``W₁`` of a sorted window against the sorted reference, by the quantile form."""
+        m, n = ws.size, r.size
+        if self._grid is None or int(self._grid[0][0]) != m:
             # breakpoints of both step functions, in units of 1/(m·n): exact integers
             ends = np.union1d(np.arange(1, m + 1) * n, np.arange(1, n + 1) * m)
-            lens = np.diff(ends, prepend=0) / float(m * n)
-            grid = ((ends - 1) // n, r[(ends - 1) // m], lens)
-            if len(self._grids) > 8:  # window lengths while the window fills; keep it small
-                self._grids.clear()
-            self._grids[m] = grid
-        return grid
+            self._grid = (np.array([m]), (ends - 1) // n, r[(ends - 1) // m],
+                          np.diff(ends, prepend=0) / float(m * n))
+        _, a, rb, lens = self._grid
+        return float(np.abs(ws[a] - rb) @ lens)
 
     def certainly_below(self, view: WindowView) -> bool:
         """True when the window's effect certainly does not reach the signal's minimum."""
-        ref, cfg = self._reference, self._config
+        ref, window = self._reference, view.window
         if isinstance(ref, ContinuousReference):
-            scale = continuous_scale(cfg, ref)
-            if not scale > 0 or ref.n == 0:
+            if not self._limit > 0 or len(window) < window.capacity:
                 return False
+            cur = view.floats()
+            m, q = cur.size, window.appended - self._at
+            last = self._last
+            if last is not None and last.size == m and 0 < q < m:
+                d = np.sort(cur[m - q :])
+                d -= np.sort(last[:q])  # each difference within one rounding of its value
+                bound = self._bound + float(np.abs(d, out=d).sum()) / m * (1.0 + 1e-9) + (
+                    1e-9 * self._span)
+                if bound < self._limit:
+                    self._last, self._at, self._bound = cur, window.appended, bound
+                    return True
             ws = view.sorted()
-            a, rb, lens = self._grid(ws.size, ref.values)
-            w1 = float(np.abs(ws[a] - rb) @ lens)
-            span = max(abs(float(ws[0])), abs(float(ws[-1])), abs(float(ref.values[0])),
-                       abs(float(ref.values[-1])))
-            return w1 + 1e-9 * span < cfg.min_effect * scale * (1.0 - 1e-9)
+            span = max(self._span, abs(float(ws[0])), abs(float(ws[-1])))
+            self._last, self._at = cur, window.appended
+            self._bound = self._quantile_w1(ws, ref.values) + 1e-9 * span
+            return self._bound < self._limit
         if isinstance(ref, BooleanReference):
-            n = len(view.window)
-            delta = view.window.count_nonzero() / n - ref.rate
+            config = self._config
+            n = len(window)
+            delta = window.count_nonzero() / n - ref.rate
             rel = abs(delta) / ref.rate if ref.rate > 0 else (math.inf if delta else 0.0)
-            return not (abs(delta) >= cfg.min_effect and rel >= cfg.min_relative_effect)
+            return not (abs(delta) >= config.min_effect and rel >= config.min_relative_effect)
         return False
 
 

@@ -43,8 +43,8 @@ class SignalWindow:
     monitor resets it). Oldest first is the order of every accessor.
     """
 
-    __slots__ = ("_counts", "_head", "_ids", "_idx", "_size", "_vals", "capacity", "kind",
-                 "new_since_test", "numeric")
+    __slots__ = ("_counts", "_head", "_ids", "_idx", "_size", "_vals", "appended", "capacity",
+                 "kind", "new_since_test", "numeric")
 
     def __init__(self, kind: SignalKind, capacity: int) -> None:
         self.kind = kind
@@ -56,6 +56,7 @@ class SignalWindow:
         self._head = 0  # next slot to write; equals _size until the buffer is full
         self._size = 0
         self.new_since_test = 0
+        self.appended = 0  # values ever appended to this object (not saved with the state)
         # categories: how many of each the window holds, kept as values come and go
         self._counts: Counter[Any] | None = Counter() if kind is SignalKind.CATEGORICAL else None
 
@@ -77,6 +78,7 @@ class SignalWindow:
         if self._size < self.capacity:
             self._size += 1
         self.new_since_test += 1
+        self.appended += 1
 
     def extend(self, values: Any, event_ids: Sequence[str], indices: Sequence[int]) -> None:
         """Append values in order, as :meth:`append` on each would (at most two slice copies).
@@ -88,6 +90,7 @@ class SignalWindow:
             return
         cap = self.capacity
         self.new_since_test += k
+        self.appended += k
         counts = self._counts
         if counts is not None:
             over = self._size + k - cap  # values the new ones overwrite
