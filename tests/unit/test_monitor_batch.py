@@ -30,7 +30,8 @@ from driftscope_llm.services.drift import (
 from driftscope_llm.services.drift.calibration import Budget
 from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
-from driftscope_llm.services.drift.reference import ContinuousReference
+from driftscope_llm.services.drift.effects import EffectGate, WindowView
+from driftscope_llm.services.drift.reference import BooleanReference, ContinuousReference
 from driftscope_llm.services.drift.sequential import TwoSidedCusum
 from driftscope_llm.services.drift.window import SignalWindow
 
@@ -300,3 +301,41 @@ def test_cusum_array_pass_matches_the_recursion_where_rounding_decides(seed: int
     assert len(expected) > 10
     assert got == expected
     assert same(many.state_dict(), one.state_dict())
+
+
+@pytest.mark.parametrize("unit", ["std", "relative"])
+def test_the_effect_gate_never_skips_a_window_whose_effect_passes(unit: str) -> None:
+    """The gate (quantile form, then bounds carried between rounds) may only say "certainly
+    below" of windows whose exact effect does not reach the minimum; checked round by round on
+    a window that drifts slowly up to and past the minimum effect, down and up again."""
+    rng = np.random.default_rng(4)
+    config = DEFAULT_SIGNALS["length_tokens" if unit == "relative" else "confidence"]
+    ref = ContinuousReference(np.sort(rng.lognormal(3.0, 0.5, 400)))
+    gate = EffectGate(config, ref)
+    window = SignalWindow(SignalKind.CONTINUOUS, 200)
+    shift = np.concatenate((np.linspace(0, 0.5, 60), np.linspace(0.5, -0.3, 60),
+                            np.linspace(-0.3, 0.2, 60)))
+    said, passed, close = Counter[bool](), 0, 0
+    for i, s in enumerate(shift):
+        x = rng.lognormal(3.0 + s, 0.5, 20)
+        window.extend(x, [f"e{i}"] * 20, list(range(20 * i, 20 * i + 20)))
+        view = WindowView(config, ref, window)
+        below = gate.certainly_below(view)
+        effect = WindowView(config, ref, window).effect
+        said[below] += 1
+        passed += effect.passes
+        close += abs(effect.size / config.min_effect - 1) < 0.1
+        assert not (below and effect.passes), (i, effect)
+    assert said[True] > 30 and passed > 30 and close > 5, (said, passed, close)
+
+
+def test_the_boolean_gate_is_the_rate_rule() -> None:
+    config = DEFAULT_SIGNALS["refusal"]
+    ref = BooleanReference(1000, 20)
+    rng = np.random.default_rng(9)
+    gate = EffectGate(config, ref)
+    window = SignalWindow(SignalKind.BOOLEAN, 500)
+    for i, rate in enumerate(np.linspace(0.0, 0.1, 120)):
+        window.extend((rng.random(50) < rate).astype(np.float64), ["e"] * 50, [i] * 50)
+        view = WindowView(config, ref, window)
+        assert gate.certainly_below(view) == (not WindowView(config, ref, window).effect.passes)
