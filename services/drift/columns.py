@@ -57,9 +57,17 @@ def _counts(missing: int = 0, non_finite: int = 0, invalid: int = 0) -> dict[str
     return {MISSING: missing, NON_FINITE: non_finite, INVALID: invalid}
 
 
+def _all(n: int) -> IntArray:
+    """The offsets of a column with every value accepted."""
+    return np.arange(n, dtype=np.int64)
+
+
 def _from_floats(kind: SignalKind, x: FloatArray) -> Column:
     """A column of real numbers (no ``None``, no bool), checked with array operations."""
     if kind is SignalKind.CONTINUOUS:
+        # the common case in two reductions: NaN fails both comparisons
+        if x.size and x.max() <= MAX_ABS and x.min() >= -MAX_ABS:
+            return Column(x, _all(x.size), _counts())
         ok = np.abs(x) <= MAX_ABS  # False for NaN
         bad = x.size - int(np.count_nonzero(ok))
     else:  # boolean: the numbers 0 and 1
@@ -67,7 +75,7 @@ def _from_floats(kind: SignalKind, x: FloatArray) -> Column:
         bad = x.size - int(np.count_nonzero(ok))
         x = (x == 1.0).astype(np.float64)
     if bad == 0:
-        return Column(x, np.arange(x.size, dtype=np.int64), _counts())
+        return Column(x, _all(x.size), _counts())
     offsets = np.flatnonzero(ok).astype(np.int64)
     reason = NON_FINITE if kind is SignalKind.CONTINUOUS else INVALID
     rejected = [(j, reason) for j in np.flatnonzero(~ok).tolist()]
@@ -102,16 +110,19 @@ def coerce_column(kind: SignalKind, column: Any) -> Column:
             if column.dtype.kind in "fiu":
                 return _from_floats(kind, column.astype(np.float64, copy=False))
             if column.dtype.kind == "b":
-                if kind is SignalKind.BOOLEAN:
-                    return _from_floats(kind, column.astype(np.float64))
+                if kind is SignalKind.BOOLEAN:  # every value valid: as 0.0/1.0
+                    return Column(column.astype(np.float64), _all(column.size), _counts())
                 return Column(np.zeros(0), np.zeros(0, dtype=np.int64),
                               _counts(invalid=column.size),
                               [(j, INVALID) for j in range(column.size)])
         elif isinstance(column, list):
             want = float if kind is SignalKind.CONTINUOUS else bool
             if all(type(v) is want for v in column):
-                return _from_floats(kind, np.array(column, dtype=np.float64))
+                x = np.array(column, dtype=np.float64)
+                if want is bool:
+                    return Column(x, _all(x.size), _counts())
+                return _from_floats(kind, x)
     elif kind is SignalKind.CATEGORICAL and isinstance(column, list) and all(
             type(v) is str for v in column):
-        return Column(column, np.arange(len(column), dtype=np.int64), _counts())
+        return Column(column, _all(len(column)), _counts())
     return _one_by_one(kind, column)

@@ -50,6 +50,10 @@ class BatchCusum(Protocol):
 
     def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray: ...
 
+    def scores_batch(self, values: FloatArray, indices: IntArray) -> FloatArray | None: ...
+
+    def k_values(self) -> tuple[float, float]: ...
+
     def cusum_state(self) -> tuple[float, float, list[Any], list[Any]]: ...
 
     def set_cusum_state(self, sp: float, sn: float, up: list[Any], dn: list[Any]) -> None: ...
@@ -96,15 +100,19 @@ def _seq_sum(first: float, rest: FloatArray) -> float:
 
 
 def _side_state(reset: BoolArray, inc: FloatArray, vals: FloatArray, idx: IntArray,
-                s0: float, seg: list[Any]) -> tuple[float, list[Any]]:
+                s0: float, seg: list[Any], since: int | None = None) -> tuple[float, list[Any]]:
     """One side's exact statistic and change segment after the first ``len(reset)`` events of a
     chunk, given where the sequential recursion truncated: the statistic is the sequential sum
     of the increments since the last truncation; the segment holds the raw values of the last
-    run of untruncated events that began at 0 (``[start index, sum, count]``)."""
+    run of untruncated events that began at 0 (``[start index, sum, count]``). ``since``: how
+    many events follow the last truncation (``-1``: none truncated), when the caller knows."""
     size = reset.size
     rev = reset[::-1]
-    i = int(rev.argmax())
-    if not rev[i]:  # no truncation: the statistic and its segment carry on
+    if since is None:
+        i = int(rev.argmax())
+        since = i if rev[i] else -1
+    i = since
+    if i < 0:  # no truncation: the statistic and its segment carry on
         s = _seq_sum(s0, inc[:size])
         if s0 == 0.0:
             return s, [int(idx[0]), _seq_sum(float(vals[0]), vals[1:size]), size]
@@ -130,10 +138,11 @@ def _side_state(reset: BoolArray, inc: FloatArray, vals: FloatArray, idx: IntArr
 
 
 def _settle(det: BatchCusum, reset: BoolArray, inc: FloatArray, vals: FloatArray, idx: IntArray,
-            state: tuple[float, float, list[Any], list[Any]]) -> None:
+            state: tuple[float, float, list[Any], list[Any]],
+            since: tuple[int | None, int | None] = (None, None)) -> None:
     """Give ``det`` its exact state after the events of ``reset`` (rows: S⁺, S⁻)."""
-    sp, up = _side_state(reset[0], inc[0], vals, idx, state[0], state[2])
-    sn, dn = _side_state(reset[1], inc[1], vals, idx, state[1], state[3])
+    sp, up = _side_state(reset[0], inc[0], vals, idx, state[0], state[2], since[0])
+    sn, dn = _side_state(reset[1], inc[1], vals, idx, state[1], state[3], since[1])
     det.set_cusum_state(sp, sn, up, dn)
 
 
@@ -194,6 +203,29 @@ def advance_batch(det: BatchCusum, values: FloatArray, indices: IntArray,
     return found
 
 
+def _stacked_increments(jobs: list[tuple[BatchCusum, FloatArray, IntArray]]) -> FloatArray:
+    """Rows ``2n`` and ``2n + 1``: job ``n``'s increments; detectors that give scores share
+    the subtraction of their ``k`` (the same floats as each alone)."""
+    k = jobs[0][1].size
+    inc = np.empty((2 * len(jobs), k))
+    scored: list[int] = []
+    zs: list[FloatArray] = []
+    for n, (det, values, indices) in enumerate(jobs):
+        z = det.scores_batch(values, indices)
+        if z is None:
+            inc[2 * n : 2 * n + 2] = det.increments_batch(values, indices)
+        else:
+            scored.append(n)
+            zs.append(z)
+    if zs:
+        ks = np.array([jobs[n][0].k_values() for n in scored])
+        rows = 2 * np.array(scored)
+        z_all = np.stack(zs)
+        inc[rows] = z_all - ks[:, :1]
+        inc[rows + 1] = -z_all - ks[:, 1:]
+    return inc
+
+
 def advance_together(jobs: list[tuple[BatchCusum, FloatArray, IntArray]],
                      ) -> list[list[tuple[int, Finding]]]:
     """:func:`advance_batch` for several detectors over the same number of values: one
@@ -201,15 +233,18 @@ def advance_together(jobs: list[tuple[BatchCusum, FloatArray, IntArray]],
     doubtful truncation) goes on alone from its unchanged state."""
     if not jobs:
         return []
-    k = jobs[0][1].size
-    incs = [det.increments_batch(v, i) for det, v, i in jobs]
-    inc = np.concatenate(incs)
+    k, rows = jobs[0][1].size, 2 * len(jobs)
+    inc = _stacked_increments(jobs)
+    incs = [inc[2 * n : 2 * n + 2] for n in range(len(jobs))]
     states = [det.cusum_state() for det, _, _ in jobs]
     pre = cusum_pass(inc, np.array([s for st in states for s in st[:2]]))
     top = pre.max(axis=1).tolist()
     near0 = np.abs(pre).min(axis=1).tolist()
     bounds = np.abs(inc).max(axis=1).tolist()
     reset = pre <= 0.0
+    rev = reset[:, ::-1]
+    first = rev.argmax(axis=1)
+    since = np.where(rev[np.arange(rows), first], first, -1).tolist()
     out: list[list[tuple[int, Finding]]] = []
     for n, (det, values, indices) in enumerate(jobs):
         st, r = states[n], 2 * n
@@ -219,6 +254,6 @@ def advance_together(jobs: list[tuple[BatchCusum, FloatArray, IntArray]],
                 or (tol > 0.0 and min(near0[r], near0[r + 1]) <= tol)):
             out.append(advance_batch(det, values, indices, incs[n]))
             continue
-        _settle(det, reset[r : r + 2], incs[n], values, indices, st)
+        _settle(det, reset[r : r + 2], incs[n], values, indices, st, (since[r], since[r + 1]))
         out.append([])
     return out

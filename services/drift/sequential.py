@@ -181,12 +181,27 @@ class TwoSidedCusum(SequentialDetector):
 
     # -- many values at once ------------------------------------------------------------------
 
+    def scores_batch(self, values: FloatArray, indices: IntArray) -> FloatArray | None:
+        """The scores ``z`` of many values, for subclasses whose increments are the default
+        ``(z - k⁺, -z - k⁻)``, bit for bit as the scalar score; ``None`` when not vectorised."""
+        return None
+
+    def k_values(self) -> tuple[float, float]:
+        """``(k⁺, k⁻)`` of the default increments (see :meth:`scores_batch`)."""
+        return self._kp, self._kn
+
     def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
         """:meth:`increments` of many values: a ``(2, k)`` array (rows ``S⁺``, ``S⁻``).
 
-        This default calls :meth:`increments` per value; subclasses with a vectorised score
-        override it, and must give the same floats bit for bit.
+        From :meth:`scores_batch` when a subclass gives it; else :meth:`increments` per value.
+        Subclasses with other vectorised increments override this, bit for bit.
         """
+        z = self.scores_batch(values, indices)
+        if z is not None:
+            inc = np.empty((2, values.size))
+            np.subtract(z, self._kp, out=inc[0])
+            np.subtract(-z, self._kn, out=inc[1])
+            return inc
         out = np.empty((2, values.size))
         for j, (x, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
             out[0, j], out[1, j] = self.increments(x, i)

@@ -128,13 +128,13 @@ class NormalScoreCusum(TwoSidedCusum):
         z: float = self._table[lo]
         return z
 
-    def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
-        """Rank positions by two binary searches over the whole array, ties broken by the same
-        hashes :meth:`_score` draws."""
+    def scores_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
+        """:meth:`_score` of many values: rank positions by one binary search over the whole
+        array, ties broken by the same hashes :meth:`_score` draws."""
         r = self._ref_array
         lo = np.searchsorted(r, values, side="left")
         # a value equal to the reference value at its left position is tied (lo < n there)
-        tied = np.flatnonzero(r[np.minimum(lo, r.size - 1)] == values)
+        tied = np.flatnonzero(r.take(lo, mode="clip") == values)
         if tied.size > 12:
             hi = np.searchsorted(r, values[tied], side="right")
             span = (hi - lo[tied] + 1).astype(np.float64)
@@ -145,11 +145,8 @@ class NormalScoreCusum(TwoSidedCusum):
                 x, low = float(values[j]), int(lo[j])
                 lo[j] = low + int(uniform_hash(seed, int(indices[j]))
                                   * (bisect_right(ref, x) - low + 1))
-        z = self._table_array[lo]
-        out = np.empty((2, values.size))
-        np.subtract(z, self._kp, out=out[0])
-        np.subtract(-z, self._kn, out=out[1])
-        return out
+        z: FloatArray = self._table_array[lo]
+        return z
 
     def update(self, value: Any, index: int) -> Finding | None:
         # TwoSidedCusum.update with the score inlined: this runs for every value.

@@ -80,12 +80,9 @@ class PageHinkley(TwoSidedCusum):
             x = self._hi
         return (x - self._mu) / self._sd
 
-    def increments_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
-        z = (np.clip(values, self._lo, self._hi) - self._mu) / self._sd
-        out = np.empty((2, values.size))
-        np.subtract(z, self._kp, out=out[0])
-        np.subtract(-z, self._kn, out=out[1])
-        return out
+    def scores_batch(self, values: FloatArray, indices: IntArray) -> FloatArray:
+        z: FloatArray = (np.clip(values, self._lo, self._hi) - self._mu) / self._sd
+        return z
 
     def update(self, value: Any, index: int) -> Finding | None:
         # TwoSidedCusum.update with the score inlined: this runs for every value.
