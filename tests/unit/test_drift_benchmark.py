@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import pytest
+from scipy import stats
 
 from benchmarks.drift_benchmark import (
     BASELINES,
     LABELS,
     RunResult,
     Task,
+    bernoulli_kl,
+    lorden_bound,
     markdown,
+    matched_alpha,
     poisson_upper,
     run_task,
     scenarios,
@@ -65,15 +70,18 @@ def test_markdown_table_has_every_label_the_budget_rows_and_the_verdict() -> Non
     length_sc, nodrift = scen
     results = [
         RunResult(Task(length_sc, 0, LENGTH, CHANGE_AT), first={
-            "driftscope": 40, BASELINES[0]: 70, BASELINES[1]: None}, incidents=1, events=LENGTH),
+            "driftscope": 40, BASELINES[0]: 70, BASELINES[1]: None, BASELINES[2]: 30},
+            incidents=1, events=LENGTH),
         RunResult(Task(nodrift, 0, LENGTH, CHANGE_AT), alarms={
-            "driftscope": 0, BASELINES[0]: 3, BASELINES[1]: 12}, events=LENGTH),
+            "driftscope": 0, BASELINES[0]: 3, BASELINES[1]: 12, BASELINES[2]: 0}, events=LENGTH),
     ]
     args = argparse.Namespace(length=LENGTH, change_at=CHANGE_AT, runs=1, nodrift_runs=1)
     text = markdown(results, scen, args, {"ours": 1000.0, "adwin": 2000.0})
     for label in LABELS:
         assert label in text
-    assert "| length +30% | 40 (0/1) | 1–1 | 70 (0/1) | never (1/1) | yes |" in text
+    # faster than ADWIN and the α=0.05 windows, slower than the same-budget windows (30)
+    assert ("| length +30% | 40 (0/1) | 1–1 | 70 (0/1) | never (1/1) | 30 (0/1) | yes | **no** |"
+            in text)
     assert f"| driftscope | {LENGTH} | 0 | 0.00 | {poisson_upper(0) * 1e5 / LENGTH:.2f} |" in text
     assert "(ratio 0.50)" in text
 
@@ -82,3 +90,21 @@ def test_poisson_upper_bound_matches_the_exact_value() -> None:
     # zero events: the 95 % upper bound of a Poisson mean is -ln(0.05)
     assert poisson_upper(0) == pytest.approx(2.995732, abs=1e-6)
     assert poisson_upper(1) == pytest.approx(4.743865, abs=1e-6)
+
+
+def test_matched_alpha_spends_exactly_the_budget_over_the_baselines_tests() -> None:
+    # 1 false alarm per 100 000 model events; each event enters 2 streams of 11 signals, each
+    # tested once per 500 values: 2 · 11 / 500 tests per event at level α
+    alpha = matched_alpha()
+    assert alpha * 2 * 11 / 500 == pytest.approx(1e-5)
+
+
+def test_lorden_bound_is_log_arl_over_kl_in_model_events() -> None:
+    # KL against an independent computation: scipy's relative entropy
+    assert bernoulli_kl(0.06, 0.02) == pytest.approx(
+        float(stats.entropy([0.06, 0.94], [0.02, 0.98])), rel=1e-12)
+    # a stream with a sixth of the model's budget that sees a quarter of its events: whole
+    # budget on one signal gives ARL 600 000 stream events
+    whole, split = lorden_bound(0.02, 0.06, 1 / 6, 0.25)
+    assert whole == pytest.approx(math.log(600_000) / bernoulli_kl(0.06, 0.02) * 4)
+    assert split > whole  # sharing the budget between pairs can only slow detection
