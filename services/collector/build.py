@@ -11,7 +11,9 @@ from driftscope_llm.services.collector.embedder import (
     OnnxEmbedder,
     default_embedder_dir,
     export_embedder,
+    has_int8,
     is_exported,
+    quantize_embedder,
 )
 from driftscope_llm.services.collector.pipeline import Pipeline
 from driftscope_llm.services.collector.segments import SegmentSettings
@@ -33,15 +35,26 @@ def open_embedder(settings: EmbedderSettings, *, export_if_missing: bool = True)
     The export (about a minute, once per machine) shows its progress on standard error only.
     """
     model_dir = settings.model_dir or default_embedder_dir()
+    err = Console(stderr=True)
     if export_if_missing and not is_exported(model_dir):
         log.info("exporting the embedder to %s (first use)", model_dir)
-        err = Console(stderr=True)
         err.print(f"exporting the output embedder to {model_dir} (first use, about a minute)",
                   highlight=False, markup=False)
         with err.status("exporting the embedder") as status:
             export_embedder(model_dir, quantize=settings.quantized,
                             on_step=lambda step: status.update(f"embedder: {step}"))
-    return OnnxEmbedder(model_dir, quantized=settings.quantized, threads=settings.threads)
+    quantized = settings.quantized
+    if quantized and is_exported(model_dir) and not has_int8(model_dir):
+        # an fp32-only (or older int8) export: quantising takes seconds and no torch
+        log.info("quantising the embedder in %s to int8 (first use)", model_dir)
+        try:
+            with err.status("quantising the embedder to int8 (first use, seconds)"):
+                quantize_embedder(model_dir)
+        except MissingExtraError as exc:
+            log.warning("running the fp32 embedder: %s", exc)
+            quantized = False
+    return OnnxEmbedder(model_dir, quantized=quantized, threads=settings.threads,
+                        max_length=settings.max_length, batch_size=settings.batch_size)
 
 
 def available_embedder(settings: EmbedderSettings) -> OnnxEmbedder | None:

@@ -26,10 +26,19 @@ class EmbedderSettings(BaseModel):
     model_dir: Path | None = Field(
         default=None, description="Exported embedder; default: the user cache directory."
     )
-    quantized: bool = False
+    quantized: bool = Field(
+        default=True, description="Run the int8 model (per-channel dynamic quantisation; cosine "
+                                  "to fp32 ≥ 0.99 on average, same detections, 2-2.5× faster).")
     sampling_rate: float = Field(
         default=0.25, ge=0.0, le=1.0,
         description="Share of events embedded; bounds embedding cost on busy streams.",
     )
-    batch_size: int = Field(default=32, ge=1)
-    threads: int = Field(default=1, ge=1)
+    batch_size: int = Field(
+        default=8, ge=1, description="Texts per ONNX Runtime call of the fp32 model, after "
+                                     "sorting a poll's texts by length (int8: one per call).")
+    threads: int = Field(
+        default=1, ge=1, description="ONNX Runtime intra-op threads (one leaves the other cores "
+                                     "to the consumer loop and other replicas).")
+    max_length: int = Field(
+        default=128, ge=8, le=512, description="Word pieces embedded per output; the rest is "
+                                               "cut (the model was trained on 256).")
