@@ -83,7 +83,7 @@ def cusum_pass(inc: FloatArray, start: FloatArray) -> FloatArray:
     p = np.empty((rows, k + 1))
     p[:, 0] = start
     p[:, 1:] = inc
-    np.cumsum(p, axis=1, out=p)
+    p.cumsum(axis=1, out=p)
     low = np.minimum.accumulate(np.minimum(p, 0.0), axis=1)
     pre: FloatArray = p[:, 1:] - low[:, :-1]
     return pre
@@ -96,7 +96,7 @@ def _seq_sum(first: float, rest: FloatArray) -> float:
         for x in rest.tolist():
             s += x
         return s
-    return float(np.cumsum(np.concatenate(([first], rest)))[-1])
+    return float(np.concatenate(([first], rest)).cumsum()[-1])
 
 
 def _side_state(reset: BoolArray, inc: FloatArray, vals: FloatArray, idx: IntArray,

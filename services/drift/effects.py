@@ -194,8 +194,10 @@ class EffectGate:
             m, q = cur.size, window.appended - self._at
             last = self._last
             if last is not None and last.size == m and 0 < q < m:
-                d = np.sort(cur[m - q :])
-                d -= np.sort(last[:q])  # each difference within one rounding of its value
+                d, gone = cur[m - q :].copy(), last[:q].copy()
+                d.sort()
+                gone.sort()
+                d -= gone  # each difference within one rounding of its value
                 bound = self._bound + float(np.abs(d, out=d).sum()) / m * (1.0 + 1e-9) + (
                     1e-9 * self._span)
                 if bound < self._limit:

@@ -16,7 +16,7 @@ window with fewer than ``min_window`` values is not tested; a signal whose refer
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -284,6 +284,11 @@ class StreamMonitor:
                 start: int) -> tuple[Any, IntArray] | None:
         """Take a checked scalar column's counts and its reference phase (value by value);
         return the values (and their batch offsets) left for monitoring, if any."""
+        if sig.window is not None:  # monitoring already: nothing to interleave
+            for reason in (MISSING, NON_FINITE, INVALID):
+                sig.counts[reason] += col.counts[reason]
+            sig.counts["observed"] += len(col.offsets)
+            return (col.values, col.offsets) if len(col.offsets) else None
         sig.counts[MISSING] += col.counts[MISSING]
         offsets = col.offsets.tolist()
         sig.counts["observed"] += len(offsets)
@@ -327,11 +332,13 @@ class StreamMonitor:
         as :meth:`observe` does."""
         window = sig.window
         assert window is not None
-        offsets = indices - start
         ids, ts = batch.event_ids, batch.ts
-        offs, idx = offsets.tolist(), indices.tolist()
-        k, cur, a = len(offs), 0, 0
-        contiguous = offs[-1] - offs[0] == k - 1  # no gaps: ids are a slice of the batch's
+        idx = indices.tolist()
+        k, cur, a = len(idx), 0, 0
+        first = idx[0] - start
+        contiguous = idx[-1] - idx[0] == k - 1  # no gaps: offsets are first, first + 1, ...
+        offs: Sequence[int] = (range(first, first + k) if contiguous
+                               else (indices - start).tolist())
         while cur < k:
             stop = k - 1
             if sig.tests:  # the value after which the next test round is due

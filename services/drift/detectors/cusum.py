@@ -132,11 +132,11 @@ class NormalScoreCusum(TwoSidedCusum):
         """:meth:`_score` of many values: rank positions by one binary search over the whole
         array, ties broken by the same hashes :meth:`_score` draws."""
         r = self._ref_array
-        lo = np.searchsorted(r, values, side="left")
+        lo = r.searchsorted(values, side="left")
         # a value equal to the reference value at its left position is tied (lo < n there)
-        tied = np.flatnonzero(r.take(lo, mode="clip") == values)
+        tied = (r.take(lo, mode="clip") == values).nonzero()[0]
         if tied.size > 12:
-            hi = np.searchsorted(r, values[tied], side="right")
+            hi = r.searchsorted(values[tied], side="right")
             span = (hi - lo[tied] + 1).astype(np.float64)
             lo[tied] += (uniform_hashes(self._seed, indices[tied]) * span).astype(np.int64)
         elif tied.size:  # a few ties: the scalar draw is cheaper than the array one
