@@ -151,7 +151,11 @@ def test_nested_drift_settings_refuse_with_config_error(doc: Any, drift: dict[st
         path = Path(tmp) / "settings.yaml"
         path.write_text(json.dumps({"drift": drift, "cooldown_s": doc}))
         with contextlib.suppress(ConfigError):
-            load_settings(CollectorSettings, path)
+            loaded = load_settings(CollectorSettings, path)
+            # accepted: the drift scalars written are the ones loaded, the others default
+            for name in ("window_size", "min_window", "test_every"):
+                want = drift.get(name, getattr(DriftSettings(), name))
+                assert getattr(loaded.drift, name) == want, name
 
 
 @FUZZ
