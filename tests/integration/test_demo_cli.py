@@ -57,7 +57,9 @@ def test_demo_on_defaults_tells_the_story_readme_promises(tmp_path: Path) -> Non
     verdicts = {name.split()[0]: (run["verdict"], run["exit_code"])
                 for name, run in gate["runs"].items()}
     assert verdicts == {"v2": ("regression", 1), "v3": ("pass", 0)}
-    assert set(gate["removed"]) >= {f"{PLANTED_PREFIX}{n:02d}" for n in range(16)}
+    planted = {f"{PLANTED_PREFIX}{n:02d}" for n in range(16)}
+    # the cleaned corpus lost the planted examples (measured: all 16, nothing else)
+    assert len(planted & set(gate["removed"])) >= MIN_RECALL * len(planted), gate["removed"]
     assert (out / "gate.html").stat().st_size > 0
 
     err = " ".join(res.stderr.split())  # rich wraps lines; compare on single spaces
