@@ -153,7 +153,8 @@ class EffectGate:
     window still filling, have no pre-check.
     """
 
-    __slots__ = ("_at", "_bound", "_config", "_grid", "_last", "_limit", "_reference", "_span")
+    __slots__ = ("_at", "_bound", "_config", "_grid", "_last", "_limit", "_plan", "_reference",
+                 "_span")
 
     def __init__(self, config: SignalConfig, reference: SignalReference) -> None:
         self._config = config
@@ -166,6 +167,8 @@ class EffectGate:
         self._bound = math.inf  # an upper bound of W₁(that window, reference)
         self._limit = math.nan
         self._span = 0.0
+        # a batch's rounds: append count → (round, carried steps so far, window at the round)
+        self._plan: dict[int, tuple[int, float, FloatArray]] = {}
         if isinstance(reference, ContinuousReference) and reference.n:
             scale = continuous_scale(config, reference)
             if scale > 0:
@@ -184,12 +187,48 @@ class EffectGate:
         _, a, rb, lens = self._grid
         return float(np.abs(ws[a] - rb) @ lens)
 
+    def plan(self, window: SignalWindow, upcoming: FloatArray, first: int, every: int) -> None:
+        """Carried-bound steps for the test rounds a batch will reach, all at once.
+
+        ``upcoming`` will be appended to the (full) ``window``, and test rounds fall after
+        values ``first``, ``first + every``, …; between two rounds the ``every`` oldest values
+        leave and ``every`` new ones come, so the rounds' steps are two sorts of a
+        ``(rounds, every)`` array instead of two per round. :meth:`certainly_below` uses them for
+        rounds after the first, whether or not the rounds between were tested.
+        """
+        self._plan = {}
+        m = window.capacity
+        if not self._limit > 0 or len(window) < m or not 0 < every < m:
+            return
+        at = np.arange(first, upcoming.size, every)
+        if at.size < 4:  # the plan's dozen array operations pay off from a few rounds on
+            return
+        c = np.concatenate((window.floats(), upcoming))
+        ends = at + (m + 1)  # the window at round r is c[ends[r] - m : ends[r]]
+        cells = (ends[:-1] - m)[:, None] + np.arange(every)
+        gone, came = c[cells], c[cells + m]
+        gone.sort(axis=1)
+        came.sort(axis=1)
+        came -= gone  # each difference within one rounding of its value
+        steps = np.abs(came, out=came).sum(axis=1) / m * (1.0 + 1e-9) + 1e-9 * self._span
+        carried = np.concatenate(([0.0], steps.cumsum())).tolist()
+        base = window.appended + 1
+        for r, (pos, end) in enumerate(zip(at.tolist(), ends.tolist(), strict=True)):
+            self._plan[base + pos] = (r, carried[r], c[end - m : end])
+
     def certainly_below(self, view: WindowView) -> bool:
         """True when the window's effect certainly does not reach the signal's minimum."""
         ref, window = self._reference, view.window
         if isinstance(ref, ContinuousReference):
             if not self._limit > 0 or len(window) < window.capacity:
                 return False
+            now, then = self._plan.get(window.appended), self._plan.get(self._at)
+            if now is not None and then is not None and then[0] < now[0]:
+                moved = now[1] - then[1]
+                bound = self._bound + moved * (1.0 + 1e-9) + 1e-12 * now[1]
+                if bound < self._limit:
+                    self._last, self._at, self._bound = now[2], window.appended, bound
+                    return True
             cur = view.floats()
             m, q = cur.size, window.appended - self._at
             last = self._last

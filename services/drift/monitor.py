@@ -339,6 +339,9 @@ class StreamMonitor:
         contiguous = idx[-1] - idx[0] == k - 1  # no gaps: offsets are first, first + 1, ...
         offs: Sequence[int] = (range(first, first + k) if contiguous
                                else (indices - start).tolist())
+        if sig.gate is not None and sig.tests and window.numeric and k >= 4 * self._test_every:
+            sig.gate.plan(window, values, max(self._test_every - window.new_since_test, 1) - 1,
+                          self._test_every)
         while cur < k:
             stop = k - 1
             if sig.tests:  # the value after which the next test round is due
