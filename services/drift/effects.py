@@ -149,12 +149,13 @@ class EffectGate:
     of any of these sums (a relative ``1e-9`` and ``1e-9`` of the values' magnitude per round,
     against ``~1e-13``; sums of non-negative terms are accurate relative to their value), so
     the monitor raises and records exactly what it would without it; otherwise the full effect
-    is computed as before. Booleans: the true count gives the rate exactly. Other kinds, and a
-    window still filling, have no pre-check.
+    is computed as before. Booleans: the true count gives the rate exactly. Categories: the
+    total variation from the window's running counts (in another summation order, so with the
+    same margin). Embeddings, and a continuous window still filling, have no pre-check.
     """
 
     __slots__ = ("_at", "_bound", "_config", "_grid", "_last", "_limit", "_plan", "_reference",
-                 "_span")
+                 "_shares", "_span")
 
     def __init__(self, config: SignalConfig, reference: SignalReference) -> None:
         self._config = config
@@ -169,6 +170,10 @@ class EffectGate:
         self._span = 0.0
         # a batch's rounds: append count → (round, carried steps so far, window at the round)
         self._plan: dict[int, tuple[int, float, FloatArray]] = {}
+        self._shares: dict[Any, float] = {}
+        if isinstance(reference, CategoricalReference) and reference.n:
+            n_ref = reference.n
+            self._shares = {c: k / n_ref for c, k in reference.counts.items()}
         if isinstance(reference, ContinuousReference) and reference.n:
             scale = continuous_scale(config, reference)
             if scale > 0:
@@ -253,6 +258,15 @@ class EffectGate:
             delta = window.count_nonzero() / n - ref.rate
             rel = abs(delta) / ref.rate if ref.rate > 0 else (math.inf if delta else 0.0)
             return not (abs(delta) >= config.min_effect and rel >= config.min_relative_effect)
+        if self._shares and len(window):  # the total variation, summed in another order
+            shares, n, tv = self._shares, len(window), 0.0
+            counts = window.live_category_counts()
+            for c, k in counts.items():
+                tv += abs(k / n - shares.get(c, 0.0))
+            for c, share in shares.items():
+                if c not in counts:
+                    tv += share
+            return 0.5 * tv + 1e-9 < self._config.min_effect
         return False
 
 

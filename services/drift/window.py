@@ -158,6 +158,12 @@ class SignalWindow:
             raise TypeError("category counts are kept for categorical windows only")
         return dict(self._counts)
 
+    def live_category_counts(self) -> Counter[Any]:
+        """Categorical windows: the running counts themselves (read them, never change them)."""
+        if self._counts is None:
+            raise TypeError("category counts are kept for categorical windows only")
+        return self._counts
+
     def count_nonzero(self) -> int:
         """Numeric windows: how many values are not 0 (a boolean window's true count)."""
         return int(np.count_nonzero(self._vals[: self._size]))

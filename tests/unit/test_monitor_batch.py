@@ -31,7 +31,11 @@ from driftscope_llm.services.drift.calibration import Budget
 from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
 from driftscope_llm.services.drift.effects import EffectGate, WindowView
-from driftscope_llm.services.drift.reference import BooleanReference, ContinuousReference
+from driftscope_llm.services.drift.reference import (
+    BooleanReference,
+    CategoricalReference,
+    ContinuousReference,
+)
 from driftscope_llm.services.drift.sequential import TwoSidedCusum
 from driftscope_llm.services.drift.window import SignalWindow
 
@@ -347,3 +351,24 @@ def test_the_boolean_gate_is_the_rate_rule() -> None:
         window.extend((rng.random(50) < rate).astype(np.float64), ["e"] * 50, [i] * 50)
         view = WindowView(config, ref, window)
         assert gate.certainly_below(view) == (not WindowView(config, ref, window).effect.passes)
+
+
+def test_the_category_gate_never_skips_a_window_whose_effect_passes() -> None:
+    config = DEFAULT_SIGNALS["finish_reason"]
+    ref = CategoricalReference({"stop": 950, "length": 40, "content_filter": 10})
+    rng = np.random.default_rng(10)
+    gate = EffectGate(config, ref)
+    window = SignalWindow(SignalKind.CATEGORICAL, 500)
+    said, close = Counter[bool](), 0
+    for i, share in enumerate(np.concatenate((np.linspace(0.04, 0.2, 80),
+                                              np.linspace(0.2, 0.0, 80)))):
+        cats = np.where(rng.random(50) < share, "length",
+                        np.where(rng.random(50) < 0.02, "tool_call", "stop")).tolist()
+        window.extend(cats, ["e"] * 50, [i] * 50)
+        below = gate.certainly_below(WindowView(config, ref, window))
+        effect = WindowView(config, ref, window).effect
+        assert not (below and effect.passes), (i, effect)
+        said[below] += 1
+        close += abs(effect.size / config.min_effect - 1) < 0.05
+        assert below or effect.size > config.min_effect * 0.999
+    assert said[True] > 20 and said[False] > 20 and close > 3, (said, close)

@@ -135,7 +135,7 @@ class NormalScoreCusum(TwoSidedCusum):
         lo = r.searchsorted(values, side="left")
         # a value equal to the reference value at its left position is tied (lo < n there)
         tied = (r.take(lo, mode="clip") == values).nonzero()[0]
-        if tied.size > 12:
+        if tied.size > 6:
             hi = r.searchsorted(values[tied], side="right")
             span = (hi - lo[tied] + 1).astype(np.float64)
             lo[tied] += (uniform_hashes(self._seed, indices[tied]) * span).astype(np.int64)
