@@ -32,9 +32,10 @@ from driftscope_llm.services.drift.detector import (
     WindowDetector,
     detector_class,
 )
-from driftscope_llm.services.drift.effects import EffectGate, WindowView
+from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
+from driftscope_llm.services.drift.gate import EffectGate, plan_rounds
 from driftscope_llm.services.drift.records import Anomaly, Observation, ObservationBatch, StreamKey
 from driftscope_llm.services.drift.reference import (
     INVALID,
@@ -245,6 +246,9 @@ class StreamMonitor:
             rest = self._column(sig, coerce_column(sig.kind, column), batch, start)
             if rest is not None:
                 pending.append((sig, rest[0], rest[1] + start))
+        plan_rounds([(sig.gate, sig.window, values) for sig, values, _ in pending
+                     if sig.gate is not None and sig.window is not None and sig.tests
+                     and sig.kind is SignalKind.CONTINUOUS], self._test_every)
         for (sig, values, indices), alarms in zip(pending, _sequential_alarms(pending),
                                                   strict=True):
             self._walk(sig, values, indices, alarms, batch, start, raised[sig.name])
@@ -339,9 +343,6 @@ class StreamMonitor:
         contiguous = idx[-1] - idx[0] == k - 1  # no gaps: offsets are first, first + 1, ...
         offs: Sequence[int] = (range(first, first + k) if contiguous
                                else (indices - start).tolist())
-        if sig.gate is not None and sig.tests and window.numeric and k >= 4 * self._test_every:
-            sig.gate.plan(window, values, max(self._test_every - window.new_since_test, 1) - 1,
-                          self._test_every)
         while cur < k:
             stop = k - 1
             if sig.tests:  # the value after which the next test round is due

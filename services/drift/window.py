@@ -142,6 +142,14 @@ class SignalWindow:
     def indices(self) -> list[int]:
         return self._ordered(self._idx)
 
+    def ordered_parts(self) -> tuple[npt.NDArray[np.float64], ...]:
+        """Numeric windows: views whose concatenation is :meth:`floats` (no copy)."""
+        v: npt.NDArray[np.float64] = self._vals
+        if self._size < self.capacity:
+            return (v[: self._size],)
+        h = self._head
+        return (v[h:], v[:h])
+
     def floats(self) -> npt.NDArray[np.float64]:
         """Continuous/boolean windows as a (fresh) float64 array, oldest first."""
         if not self.numeric:

@@ -30,7 +30,8 @@ from driftscope_llm.services.drift import (
 from driftscope_llm.services.drift.calibration import Budget
 from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
-from driftscope_llm.services.drift.effects import EffectGate, WindowView
+from driftscope_llm.services.drift.effects import WindowView
+from driftscope_llm.services.drift.gate import EffectGate, plan_rounds
 from driftscope_llm.services.drift.reference import (
     BooleanReference,
     CategoricalReference,
@@ -326,9 +327,10 @@ def test_the_effect_gate_never_skips_a_window_whose_effect_passes(unit: str,
     values = rng.lognormal(3.0 + np.repeat(shift, 20), 0.5)
     for i in range(len(shift)):
         if planned and i % 7 == 0 and len(window) == window.capacity:  # a batch of 7 rounds
-            gate.plan(window, values[20 * i : 20 * i + 140], 19, 20)
+            plan_rounds([(gate, window, values[20 * i : 20 * i + 140])], 20)
         window.extend(values[20 * i : 20 * i + 20], [f"e{i}"] * 20,
                       list(range(20 * i, 20 * i + 20)))
+        window.new_since_test = 0  # a round (as the monitor resets it)
         if i % 5 == 3:
             continue
         view = WindowView(config, ref, window)
