@@ -61,6 +61,12 @@ STATE_FORMAT = 1
 IntArray = npt.NDArray[np.int64]
 
 
+def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
+    """A 63-bit seed specific to the stream and ``parts`` (stable across processes)."""
+    text = "\x1f".join((str(settings.seed), key.model, key.model_version, key.segment, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
 class _Signal:
     """One signal's runtime state inside a monitor."""
 
@@ -98,38 +104,15 @@ def _sequential_alarms(pending: list[tuple[_Signal, Any, IntArray]]) -> list[lis
     """Every sequential detector of every pending signal over its values, at once (detectors
     never read the window, so they can run ahead of it): per signal, its alarms in the order
     :meth:`StreamMonitor.observe` meets them."""
-    numeric = [sig.window is not None and sig.window.numeric for sig, _, _ in pending]
-    jobs = [(det, values, indices) for (sig, values, indices), num in zip(pending, numeric,
-                                                                          strict=True)
-            if num for det in sig.seq]
-    found = iter(update_all(jobs))
+    found = iter(update_all([(det, values, indices) for sig, values, indices in pending
+                             for det in sig.seq]))
     out: list[list[_Alarm]] = []
-    for (sig, values, indices), num in zip(pending, numeric, strict=True):
-        alarms: list[_Alarm] = []
-        for order, det in enumerate(sig.seq):
-            hits = next(found) if num else _update_each(det, values, indices)
-            alarms.extend((j, order, det, f) for j, f in hits)
+    for sig, _, _ in pending:
+        alarms = [(j, order, det, f) for order, det in enumerate(sig.seq)
+                  for j, f in next(found)]
         alarms.sort(key=lambda a: (a[0], a[1]))
         out.append(alarms)
     return out
-
-
-def _update_each(det: SequentialDetector, values: list[Any],
-                 indices: IntArray) -> list[tuple[int, Finding]]:
-    """``det.update`` on each (non-numeric) value, re-arming after each finding."""
-    found: list[tuple[int, Finding]] = []
-    for j, (x, i) in enumerate(zip(values, indices.tolist(), strict=True)):
-        finding = det.update(x, i)
-        if finding is not None:
-            det.rearm()
-            found.append((j, finding))
-    return found
-
-
-def derived_seed(settings: DriftSettings, key: StreamKey, *parts: str) -> int:
-    """A 63-bit seed specific to the stream and ``parts`` (stable across processes)."""
-    text = "\x1f".join((str(settings.seed), key.model, key.model_version, key.segment, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 class StreamMonitor:

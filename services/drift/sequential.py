@@ -30,20 +30,23 @@ __all__ = ["TwoSidedCusum", "calibrate_sides", "update_all"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-def update_all(jobs: list[tuple[SequentialDetector, FloatArray, IntArray]],
+def update_all(jobs: list[tuple[SequentialDetector, Any, IntArray]],
                ) -> list[list[tuple[int, Finding]]]:
-    """``det.update`` on each of its values, re-arming after each finding, for every job:
-    :class:`TwoSidedCusum` detectors with the same number of values share one array pass
-    (:func:`~driftscope_llm.services.drift.cusum_batch.advance_together`); any other sequential
-    detector is called once per value. Returns each job's ``(position, finding)`` pairs."""
+    """``det.update`` on each of its values, re-arming after each finding, for every job
+    (values: a float array, or a list of categories): :class:`TwoSidedCusum` detectors on float
+    arrays of the same length share one array pass
+    (:func:`~driftscope_llm.services.drift.cusum_batch.advance_together`); any other is called
+    once per value. Returns each job's ``(position, finding)`` pairs."""
     out: list[list[tuple[int, Finding]]] = [[] for _ in jobs]
     groups: dict[int, list[int]] = {}
     for n, (det, values, indices) in enumerate(jobs):
-        if isinstance(det, TwoSidedCusum):
+        arrays = isinstance(values, np.ndarray)
+        if arrays and isinstance(det, TwoSidedCusum):
             if det.disabled is None and values.size:
                 groups.setdefault(values.size, []).append(n)
             continue
-        for j, (x, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
+        seq = values.tolist() if arrays else values
+        for j, (x, i) in enumerate(zip(seq, indices.tolist(), strict=True)):
             finding = det.update(x, i)
             if finding is not None:
                 det.rearm()
