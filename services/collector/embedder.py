@@ -262,7 +262,7 @@ class OnnxEmbedder:
         quantized: bool = False,
         max_length: int = 128,
         threads: int = 1,
-        batch_size: int = 64,
+        batch_size: int = 8,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer

@@ -174,11 +174,6 @@ class Collector:
                            fatal=DEFAULT_FATAL)  # BusError is a ServiceError
         for rejected in out.rejected:
             self._dead_letter(tp, rejected)
-        for key in {self.pipeline.key_for(ev) for _, ev in out.observed}:
-            if key not in self._seen_streams:
-                self._seen_streams.add(key)
-                self.metrics.init_stream((key.model, key.model_version, key.segment),
-                                         list(self.pipeline.drift.signals.items()))
         self.metrics.embedded.inc(out.embedded)
         for r in out.raised:
             self._publish_anomaly(r)
@@ -210,6 +205,10 @@ class Collector:
 
     def _observe_metrics(self, ev: OutputEvent, now: float) -> None:
         key = self.pipeline.key_for(ev)  # model and version past the caps fold into 'other'
+        if key not in self._seen_streams:  # its series start at 0, before the first increment
+            self._seen_streams.add(key)
+            self.metrics.init_stream((key.model, key.model_version, key.segment),
+                                     list(self.pipeline.drift.signals.items()))
         processed, length, logprob, refusals = self.metrics.event_series(
             (key.model, key.model_version, key.segment))
         processed.inc()
