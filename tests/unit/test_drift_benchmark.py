@@ -103,8 +103,8 @@ def test_lorden_bound_is_log_arl_over_kl_in_model_events() -> None:
     # KL against an independent computation: scipy's relative entropy
     assert bernoulli_kl(0.06, 0.02) == pytest.approx(
         float(stats.entropy([0.06, 0.94], [0.02, 0.98])), rel=1e-12)
-    # a stream with a sixth of the model's budget that sees a quarter of its events: whole
-    # budget on one signal gives ARL 600 000 stream events
+    # a stream that sees a quarter of the model's events: the model's whole budget (1 per
+    # 100 000 model events) on it is an ARL of 25 000 stream events
     whole, split = lorden_bound(0.02, 0.06, 1 / 6, 0.25)
-    assert whole == pytest.approx(math.log(600_000) / bernoulli_kl(0.06, 0.02) * 4)
+    assert whole == pytest.approx(math.log(25_000) / bernoulli_kl(0.06, 0.02) * 4)
     assert split > whole  # sharing the budget between pairs can only slow detection
