@@ -55,12 +55,18 @@ def uniform_hash(seed: int, index: int) -> float:
 def uniform_hashes(seed: int, indices: IntArray) -> FloatArray:
     """:func:`uniform_hash` of many (non-negative) indices: the same numbers, bit for bit
     (uint64 arithmetic wraps modulo 2⁶⁴ as the masked Python integers do)."""
-    z = indices.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(
-        (seed * 0x9E3779B97F4A7C15 + 0x94D049BB133111EB) & _MASK)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    out: FloatArray = ((z ^ (z >> np.uint64(31))) >> np.uint64(11)).astype(np.float64)
-    return out / float(1 << 53)
+    z = indices.astype(np.uint64)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z += np.uint64((seed * 0x9E3779B97F4A7C15 + 0x94D049BB133111EB) & _MASK)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    z >>= np.uint64(11)
+    out: FloatArray = z.astype(np.float64)
+    out *= 1.0 / float(1 << 53)  # a power of two: exactly the scalar division
+    return out
 
 
 def shifted(config: SignalConfig, ref: ContinuousReference, values: FloatArray,
@@ -137,7 +143,7 @@ class NormalScoreCusum(TwoSidedCusum):
         tied = (r.take(lo, mode="clip") == values).nonzero()[0]
         if tied.size > 6:
             hi = r.searchsorted(values[tied], side="right")
-            span = (hi - lo[tied] + 1).astype(np.float64)
+            span = hi - lo[tied] + 1
             lo[tied] += (uniform_hashes(self._seed, indices[tied]) * span).astype(np.int64)
         elif tied.size:  # a few ties: the scalar draw is cheaper than the array one
             ref, seed = self._ref, self._seed
