@@ -5,9 +5,10 @@ list (``None`` where the signal was not measured) or a numpy array. :func:`coerc
 the same rules as :func:`~driftscope_llm.services.drift.reference.coerce` does value by value, and
 counts the same ``missing`` / ``non_finite`` / ``invalid`` values, so a batch leaves exactly the
 counts and values that observing its events one by one would. Float and bool arrays (and lists
-holding only floats, or only bools) take the array path; anything else is checked value by value
-with the scalar rule. Embeddings are not columns here: their rule depends on the reference's
-dimension, which can be fixed in the middle of a batch.
+holding only floats, only bools or only strings, once their ``None`` are set aside) take the
+array path; anything else is checked value by value with the scalar rule. Embeddings are not
+columns here: their rule depends on the reference's dimension, which can be fixed in the middle
+of a batch.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ def _one_by_one(kind: SignalKind, column: Any) -> Column:
 
 def coerce_column(kind: SignalKind, column: Any) -> Column:
     """Check one signal's column of a batch (module docstring); never raises on bad values."""
+    if isinstance(column, list) and any(v is None for v in column):
+        # not measured on some events: check the others, then put them back in place
+        present = [j for j, v in enumerate(column) if v is not None]
+        inner = coerce_column(kind, [column[j] for j in present])
+        where = np.asarray(present, dtype=np.int64)
+        counts = {**inner.counts, MISSING: len(column) - len(present)}
+        return Column(inner.values, where[inner.offsets], counts,
+                      [(present[j], reason) for j, reason in inner.rejected])
     if kind is SignalKind.CONTINUOUS or kind is SignalKind.BOOLEAN:
         if isinstance(column, np.ndarray) and column.ndim == 1:
             if column.dtype.kind in "fiu":
