@@ -11,6 +11,12 @@ share the budget).
 The event at which a side last left zero estimates the change point; the mean of the raw values
 since then estimates the changed level, and an alarm also needs that estimate to differ from the
 reference by at least the minimum effect, in the direction of the side.
+
+:meth:`TwoSidedCusum.update` takes one value; :meth:`TwoSidedCusum.update_batch` and
+:func:`update_all` take arrays (the recursion in cumulative-sum form, with the same state bit for
+bit: :mod:`driftscope_llm.services.drift.cusum_batch`). A subclass gives :meth:`score` (or
+:meth:`increments`) for the first and, to be fast on arrays, :meth:`scores_batch` (or
+:meth:`increments_batch`) for the second; without them arrays go value by value.
 """
 
 from __future__ import annotations
