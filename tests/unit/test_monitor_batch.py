@@ -374,3 +374,20 @@ def test_the_category_gate_never_skips_a_window_whose_effect_passes() -> None:
         close += abs(effect.size / config.min_effect - 1) < 0.05
         assert below or effect.size > config.min_effect * 0.999
     assert said[True] > 20 and said[False] > 20 and close > 3, (said, close)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"test_every": 1, "cooldown_events": 0},  # a round after every value; alarms never silenced
+    {"test_every": 7, "window_size": 64, "min_window": 64, "cooldown_events": 40},
+    {"test_every": 300, "cooldown_events": 500},  # rounds further apart than the window is long
+])
+def test_odd_settings_batches_match_one_by_one(overrides: dict[str, Any]) -> None:
+    s = settings(**overrides)
+    events = stream(1800, 21)
+    ref = StreamMonitor(s, KEY)
+    mon = StreamMonitor(s, KEY)
+    expected = one_by_one(ref, events)
+    got = batched(mon, events, np.random.default_rng(21))
+    assert len(expected) >= 5
+    assert same(got, expected)
+    assert same(mon.state_dict(), ref.state_dict())
