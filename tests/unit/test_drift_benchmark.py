@@ -76,14 +76,14 @@ def test_markdown_table_has_every_label_the_budget_rows_and_the_verdict() -> Non
             "driftscope": 0, BASELINES[0]: 3, BASELINES[1]: 12, BASELINES[2]: 0}, events=LENGTH),
     ]
     args = argparse.Namespace(length=LENGTH, change_at=CHANGE_AT, runs=1, nodrift_runs=1)
-    text = markdown(results, scen, args, {"ours": 1000.0, "adwin": 2000.0})
+    text = markdown(results, scen, args, {"ours": 1000.0, "ours_batch": 3000.0, "adwin": 2000.0})
     for label in LABELS:
         assert label in text
     # faster than ADWIN and the α=0.05 windows, slower than the same-budget windows (30)
     assert ("| length +30% | 40 (0/1) | 1–1 | 70 (0/1) | never (1/1) | 30 (0/1) | yes | **no** |"
             in text)
     assert f"| driftscope | {LENGTH} | 0 | 0.00 | {poisson_upper(0) * 1e5 / LENGTH:.2f} |" in text
-    assert "(ratio 0.50)" in text
+    assert "(ratios 0.50 and 1.50)" in text
 
 
 def test_poisson_upper_bound_matches_the_exact_value() -> None:
