@@ -68,6 +68,7 @@ from driftscope_llm.services.drift import (
     StreamKey,
     StreamMonitor,
 )
+from driftscope_llm.services.drift.calibration import split_budget
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.store import MemoryStore
 
@@ -104,8 +105,6 @@ def lorden_bound(p0: float, p1: float, share: float, route_share: float,
     (signal, detector) pair of a stream that holds ``share`` of the budget under the default
     split (one budget over every signal and detector of the stream; two sides share a pair's)."""
     s = settings or DriftSettings()
-    from driftscope_llm.services.drift.calibration import split_budget
-
     kl = bernoulli_kl(p1, p0)
     per_model_event = s.max_false_alarms_per_100k / 100_000.0
     whole = math.log(1.0 / (per_model_event / route_share)) / kl / route_share

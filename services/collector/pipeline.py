@@ -158,6 +158,14 @@ def _observe_rows(mon: StreamMonitor, rows: Sequence[Row]) -> list[Anomaly]:
         values={n: [r.values[n] for r in rows] for n in names}))
 
 
+def _remember(ring: OrderedDict[str, tuple[str | None, str]], event_id: str,
+              texts: tuple[str | None, str], limit: int) -> None:
+    """Put an event's redacted texts in its stream's ring, dropping the oldest past ``limit``."""
+    ring[event_id] = texts
+    while len(ring) > limit:
+        ring.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class RaisedAnomaly:
     """An anomaly as the pipeline reports it: the detector's finding plus its incident."""
@@ -411,10 +419,7 @@ class Pipeline:
         for pos, row in enumerate(chunk):
             eid = row.event.event_id
             for sid in row.sids:
-                ring = recent[sid]
-                ring[eid] = row.texts
-                while len(ring) > limit:
-                    ring.popitem(last=False)
+                _remember(recent[sid], eid, row.texts, limit)
             while i < len(found) and found[i][0] == pos:
                 _, rank, a = found[i]
                 raised.append(self._incident(a, recent[row.sids[rank]]))
@@ -435,9 +440,7 @@ class Pipeline:
             anomalies = mon.observe(obs)
             state.totals[sid] = state.totals.get(sid, 0) + 1
             ring = state.recent[sid]
-            ring[row.event.event_id] = row.texts
-            while len(ring) > self._ring:
-                ring.popitem(last=False)
+            _remember(ring, row.event.event_id, row.texts, self._ring)
             if not was_ready and mon.is_reference_ready:
                 self._store_reference(mon, row.ts)
             raised.extend(self._incident(a, ring) for a in anomalies)
