@@ -161,16 +161,6 @@ def _sample(c: CollectorProcess, t0: float, *, timeout: float = 10.0) -> Sample:
     return Sample(time.monotonic() - t0, rss, len(text) / 1024, len(lines), consumed)
 
 
-def _metrics(c: CollectorProcess) -> dict[str, float]:
-    text = urllib.request.urlopen(c.metrics_url, timeout=120).read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def _total(metrics: dict[str, float], name: str) -> float:
     return sum(v for k, v in metrics.items() if k.startswith(name + "{") or k == name)
 
@@ -223,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(2)
         time.sleep(args.sample_s)  # let a checkpoint and the gauges catch up
         samples.append(_sample(collector, t0, timeout=60))
-        metrics = _metrics(collector)
+        metrics = collector.metrics(timeout=120)  # a loaded collector answers slowly
         processed = _total(metrics, "driftscope_events_processed_total")
         invalid = _total(metrics, "driftscope_events_invalid_total")
         folded = _total(metrics, "driftscope_streams_folded_total")

@@ -130,9 +130,9 @@ class CollectorProcess:
                 time.sleep(0.2)
         raise AssertionError(f"collector metrics never answered:\n{self.log_text()}")
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, timeout: float = 5.0) -> dict[str, float]:
         """Every sample on /metrics, keyed by its exposition line's name+labels."""
-        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        text = urllib.request.urlopen(self.metrics_url, timeout=timeout).read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
