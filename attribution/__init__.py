@@ -22,8 +22,8 @@ from driftscope_llm.attribution.data import Example, load_corpus, load_queries
 from driftscope_llm.attribution.settings import DEFAULT_METHOD, AttributionSettings
 
 if TYPE_CHECKING:
-    from driftscope_llm.attribution.evaluate import EvalRow, evaluate, evaluate_tasks
-    from driftscope_llm.attribution.index import Hit, Index, QueryResult, build_index, open_index
+    from driftscope_llm.attribution.eval.evaluate import EvalRow, evaluate, evaluate_tasks
+    from driftscope_llm.attribution.index.feature_index import Hit, Index, QueryResult, build_index, open_index
     from driftscope_llm.attribution.methods.base import available_methods, get_method
     from driftscope_llm.attribution.modeling import LoadedModel, load_model
     from driftscope_llm.attribution.tinymodel import build_tiny_model, finetune
@@ -53,14 +53,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "EvalRow": "driftscope_llm.attribution.evaluate",
-    "evaluate": "driftscope_llm.attribution.evaluate",
-    "evaluate_tasks": "driftscope_llm.attribution.evaluate",
-    "Hit": "driftscope_llm.attribution.index",
-    "Index": "driftscope_llm.attribution.index",
-    "QueryResult": "driftscope_llm.attribution.index",
-    "build_index": "driftscope_llm.attribution.index",
-    "open_index": "driftscope_llm.attribution.index",
+    "EvalRow": "driftscope_llm.attribution.eval.evaluate",
+    "evaluate": "driftscope_llm.attribution.eval.evaluate",
+    "evaluate_tasks": "driftscope_llm.attribution.eval.evaluate",
+    "Hit": "driftscope_llm.attribution.index.feature_index",
+    "Index": "driftscope_llm.attribution.index.feature_index",
+    "QueryResult": "driftscope_llm.attribution.index.feature_index",
+    "build_index": "driftscope_llm.attribution.index.feature_index",
+    "open_index": "driftscope_llm.attribution.index.feature_index",
     "available_methods": "driftscope_llm.attribution.methods.base",
     "get_method": "driftscope_llm.attribution.methods.base",
     "LoadedModel": "driftscope_llm.attribution.modeling",

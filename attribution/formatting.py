@@ -1,6 +1,6 @@
 """Turn (prompt, response) pairs into token ids with a response mask.
 
-Rule (DESIGN.md, "Formatting"):
+Rule (docs/attribution.md, "Formatting"):
 
 * the tokenizer has a chat template: the example is rendered as a user turn (``prompt``) followed
   by an assistant turn (``response``); the prompt part is the rendering of the user turn with the

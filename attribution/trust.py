@@ -3,14 +3,16 @@
 Two pieces of evidence, both cheap at report time:
 
 1. **Measured accuracy on the closest task family.** The family suite
-   (:mod:`driftscope_llm.attribution.suite`, table in docs/attribution.md) measured each method's
+   (:mod:`driftscope_llm.attribution.eval.suite`, table in docs/attribution.md) measured each method's
    Cover (share of the behaviour's training examples in its top-k) and QLD (loss rise on
    retraining without its picks, over random picks) on families that differ in where the
    behaviour lives. The incident's drifted signal says which family it resembles: a shift in
    the outputs' *embedding* is a new topic; a change in *refusals* is a behaviour flipped by
-   something in the prompt (a trigger); a change in *length*, *confidence* or *latency* is a
-   change in how the model answers the same kind of prompt (style). Other signals use the
-   method's worst family.
+   something in the prompt (a trigger); a change in length (characters or tokens), confidence
+   (logprobs, entropy, the gateway's score), finish reasons or latency is a change in how the
+   model answers the same kind of prompt (style). Every signal the collector emits
+   (:class:`~driftscope_llm.services.vocabulary.Signal`) has a family; a name it does not emit
+   (a signal added by a settings file) uses the method's worst family.
 2. **Agreement between methods** on this incident (mean overlap@k of their top-k lists), when
    more than one method ran: methods that see different evidence (hidden states vs gradients)
    and still agree are rarely both wrong.
@@ -26,11 +28,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from driftscope_llm.services.vocabulary import Signal, signal_or_none
+
 __all__ = ["MEASURED", "SIGNAL_FAMILY", "Measured", "TrustAssessment", "assess"]
 
-#: the family an incident on each drift signal resembles (module docstring)
-SIGNAL_FAMILY = {"embedding": "topic", "refusal": "trigger", "length": "style",
-                 "confidence": "style", "latency": "style"}
+#: the family an incident on each drift signal resembles (module docstring); every
+#: :class:`Signal` has one (``tests/unit/test_vocabulary.py``)
+SIGNAL_FAMILY: dict[Signal, str] = {
+    Signal.EMBEDDING: "topic",
+    Signal.REFUSAL: "trigger",
+    Signal.LENGTH_CHARS: "style",
+    Signal.LENGTH_TOKENS: "style",
+    Signal.LOGPROB_MEAN: "style",
+    Signal.LOGPROB_MIN: "style",
+    Signal.LOW_LOGPROB_SHARE: "style",
+    Signal.ENTROPY_MEAN: "style",
+    Signal.CONFIDENCE: "style",
+    Signal.FINISH_REASON: "style",
+    Signal.LATENCY_MS: "style",
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,8 @@ def _level(cover_lo: float | None, agreement: float | None) -> str:
 def assess(method: str, signal: str | None, agreement: float | None) -> TrustAssessment:
     """Trust in ``method``'s ranking for an incident on ``signal`` (module docstring)."""
     table = MEASURED.get(method, {})
-    family = SIGNAL_FAMILY.get(signal or "")
+    known = signal_or_none(signal)
+    family = SIGNAL_FAMILY[known] if known is not None else None
     figures = table.get(family) if family else None
     if figures is None and table:
         family, figures = min(table.items(), key=lambda kv: kv[1].cover_lo)

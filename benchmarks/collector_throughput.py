@@ -161,7 +161,7 @@ def collector_rates(bootstrap: str, topic: str, redis_url: str, *, warmup: int,
                   checkpoint_every=2000, decoder=decoder)
     marks: list[tuple[float, float, int, int]] = []  # wall, cpu, records done, events done
     handle, events = c.handle, [0]
-    original = isolation.handle_batch
+    original = isolation.process_batch
 
     def counted(*args: Any, **kwargs: Any) -> isolation.BatchOutcome:
         out = original(*args, batched=batched, **kwargs)
@@ -175,11 +175,11 @@ def collector_rates(bootstrap: str, topic: str, redis_url: str, *, warmup: int,
         return done
 
     c.handle = timed  # type: ignore[method-assign]
-    collector_service.handle_batch = counted  # type: ignore[assignment]
+    collector_service.process_batch = counted  # type: ignore[assignment]
     try:
         c.run(max_idle_s=2.0)
     finally:
-        collector_service.handle_batch = original
+        collector_service.process_batch = original
         client.close()
     first = next(m for m in marks if m[2] >= warmup)
     last = marks[-1]

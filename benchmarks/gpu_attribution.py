@@ -16,7 +16,7 @@ the words as prompt, half as response, EOS). In one run it measures:
 * a bare **forward + backward** of the whole model (every parameter requires grad, loss on the
   response tokens, ``backward()``, no optimizer step);
 * ``index build`` with **repsim** and with **gradsim** (projected per-example gradients of the
-  last 2 blocks, k = 16 per side) through :func:`driftscope_llm.attribution.index.build_index`:
+  last 2 blocks, k = 16 per side) through :func:`driftscope_llm.attribution.index.feature_index.build_index`:
   tokenisation, featurizing, float16 shards with sha256, manifest — examples/s and tokens/s and
   the ratio to the matching bare pass.
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from driftscope_llm.attribution.formatting import collate
-    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.methods.gradients import response_loss
     from driftscope_llm.attribution.methods.repsim import backbone
     from driftscope_llm.attribution.modeling import LoadedModel, pick_device

@@ -44,7 +44,7 @@ def write_synthetic(out: Path, rows: int, dim: int, *, shard_rows: int = 65536,
     """A float16 repsim-style index of ``rows`` random rows, written shard by shard."""
     import torch
 
-    from driftscope_llm.attribution.index import index_from_features
+    from driftscope_llm.attribution.index.feature_index import index_from_features
     from driftscope_llm.attribution.methods.base import Block
     from driftscope_llm.attribution.settings import AttributionSettings
 
@@ -66,7 +66,7 @@ def child(path: str, mode: str, dim: int, repeat: int, block_rows: int,
     """Open and query the index in this process; latency, peak and steady memory."""
     import torch
 
-    from driftscope_llm.attribution.index import open_index
+    from driftscope_llm.attribution.index.feature_index import open_index
 
     torch.set_num_threads(1)
     queries = {q: torch.randn(q, dim, generator=torch.Generator().manual_seed(q))

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from driftscope_llm.services.alerts.settings import ReceiverSettings, WebhookSettings
+from driftscope_llm.services.alerts.settings import AlertReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings, TopicSettings
 from driftscope_llm.services.collector.cardinality import CardinalitySettings
 from driftscope_llm.services.collector.segments import SegmentSettings
@@ -38,7 +38,7 @@ from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError
 from driftscope_llm.services.ingest.settings import IngestSettings
 from driftscope_llm.services.otlp_receiver.settings import (
-    ReceiverSettings as OtlpReceiverSettings,
+    OtlpReceiverSettings,
 )
 from driftscope_llm.services.security.redaction import RedactionSettings
 from driftscope_llm.services.store.settings import RedisSettings
@@ -101,7 +101,7 @@ class CollectorSettings(DriftscopeSettings):
         description="Caps on models and versions monitored; past them traffic folds into "
                     "'other' (collector/cardinality.py).")
     drift: DriftSettings = Field(default_factory=DriftSettings,
-                                 description="Detector settings (services.drift.DriftSettings).")
+                                 description="Detector settings (driftscope_llm.services.drift.DriftSettings).")
     cooldown_s: float = Field(
         default=3600.0, ge=0,
         description="A repeated anomaly within this many seconds (event time) updates the live "
@@ -110,11 +110,11 @@ class CollectorSettings(DriftscopeSettings):
     redaction: RedactionSettings = Field(
         default_factory=RedactionSettings,
         description="Personal data and credentials removed from exemplar prompts and outputs "
-                    "before they are stored or sent (services.security.RedactionSettings).")
+                    "before they are stored or sent (driftscope_llm.services.security.RedactionSettings).")
     ingest: IngestSettings = Field(
         default_factory=IngestSettings,
         description="Input formats per topic (OutputEvent, OpenAI, OTLP; auto-detected by "
-                    "default) and the span mapping (services.ingest; docs/ingestion.md).")
+                    "default) and the span mapping (driftscope_llm.services.ingest; docs/ingestion.md).")
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)
@@ -146,7 +146,7 @@ class WorkerSettings(DriftscopeSettings):
 class AlertsSettings(DriftscopeSettings):
     """The alert receiver: Alertmanager webhooks in, relayed to the configured webhooks."""
 
-    receiver: ReceiverSettings | None = Field(
+    receiver: AlertReceiverSettings | None = Field(
         default=None, description="Required by `alerts receive`: at least its credentials. "
         "`alerts dead-letters` needs only redis and webhooks.dead_letter_key.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

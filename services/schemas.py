@@ -69,7 +69,7 @@ INVALID_REASONS = (
     "no_output",
 )
 """Every dead-letter reason. ``processing_failed`` is a valid-looking message whose handling
-raised (see :mod:`driftscope_llm.services.collector.isolation`); ``otlp_invalid``,
+raised (see :mod:`driftscope_llm.services.collector.batch`); ``otlp_invalid``,
 ``missing_model`` and ``no_output`` are OTLP spans and OpenAI choices that cannot be mapped
 (:mod:`driftscope_llm.services.ingest`, ``docs/ingestion.md``); the others are parse failures."""
 

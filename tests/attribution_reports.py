@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AggregateRow,
     AgreementSummary,
     AttributedReport,

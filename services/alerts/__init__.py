@@ -8,7 +8,7 @@ Alertmanager-compatible receiver. The payload is documented in ``docs/webhooks.m
 
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.deadletter import (
-    DeadLetter,
+    UndeliveredWebhook,
     DeadLetterSink,
     MemoryDeadLetterSink,
     RedisDeadLetterSink,
@@ -19,7 +19,7 @@ from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier
 from driftscope_llm.services.alerts.receiver import AlertReceiver
 from driftscope_llm.services.alerts.settings import (
     EventKind,
-    ReceiverSettings,
+    AlertReceiverSettings,
     RetryPolicy,
     WebhookEndpoint,
     WebhookSettings,
@@ -31,13 +31,13 @@ __all__ = [
     "AlertReceiver",
     "AlertmanagerMessage",
     "BackgroundNotifier",
-    "DeadLetter",
+    "UndeliveredWebhook",
     "DeadLetterSink",
     "DeliveryResult",
     "EventKind",
     "MemoryDeadLetterSink",
     "Notifier",
-    "ReceiverSettings",
+    "AlertReceiverSettings",
     "RedisDeadLetterSink",
     "RetryPolicy",
     "SignatureError",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from driftscope_llm.services.alerts.deadletter import DeadLetter
+from driftscope_llm.services.alerts.deadletter import UndeliveredWebhook
 from driftscope_llm.services.alerts.settings import RetryPolicy, WebhookEndpoint
 from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, sign
 from driftscope_llm.services.alerts.transport import HttpResponse, HttpTransport, TransportError
@@ -36,7 +36,7 @@ class DeliveryResult:
     attempts: int
     status: int | None
     error: str | None
-    dead_letter: DeadLetter | None = None
+    dead_letter: UndeliveredWebhook | None = None
 
 
 def is_retryable(status: int) -> bool:
@@ -87,7 +87,7 @@ def deliver(
 
     Each attempt is signed with the clock's time at that attempt (so a slow retry is never stale
     on arrival) and carries ``X-Driftscope-Attempt``. Returns the result; a failed delivery's
-    result carries the :class:`DeadLetter` record for the caller to persist.
+    result carries the :class:`UndeliveredWebhook` record for the caller to persist.
     """
     policy = endpoint.retry
     first = clock()
@@ -109,7 +109,7 @@ def deliver(
         if attempts < policy.max_attempts:
             retry_after = got.response.retry_after_s if got.response is not None else None
             sleep(backoff_delay(policy, attempts, rng, retry_after))
-    record = DeadLetter(
+    record = UndeliveredWebhook(
         endpoint=endpoint.name, event=event, delivery_id=delivery_id, subject=subject,
         reason=reason, attempts=attempts, last_status=status, last_error=error,
         first_attempt_at=datetime.fromtimestamp(first, UTC),

@@ -2,7 +2,7 @@
 attributed (or that Prometheus alerts fired), and record what could not be delivered.
 
 The collector and worker call ``notify(event, incident)``; delivery to each endpoint retries with
-backoff (see :mod:`services.alerts.delivery`), so a call can take as long as the slowest
+backoff (see :mod:`driftscope_llm.services.alerts.delivery`), so a call can take as long as the slowest
 endpoint's retry budget. A process that must not stall on a dead endpoint wraps the notifier in
 :class:`BackgroundNotifier`, which delivers from a thread of its own through a bounded queue.
 """
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
-from driftscope_llm.services.alerts.deadletter import DeadLetter, DeadLetterSink
+from driftscope_llm.services.alerts.deadletter import UndeliveredWebhook, DeadLetterSink
 from driftscope_llm.services.alerts.delivery import DeliveryResult, deliver
 from driftscope_llm.services.alerts.payload import (
     Notification,
@@ -137,7 +137,7 @@ class Notifier:
         )
         self._dead_letter(result.dead_letter)
 
-    def _dead_letter(self, record: DeadLetter) -> None:
+    def _dead_letter(self, record: UndeliveredWebhook) -> None:
         try:
             self.dead_letters.write(record)
         except StoreError as exc:
@@ -183,7 +183,7 @@ class BackgroundNotifier:
             body = render(n, endpoint.format, now, endpoint.include_text).decode()
             log.warning("webhook %s: queue full; %s dead-lettered unsent",
                         endpoint.name, n.delivery_id)
-            self.notifier._dead_letter(DeadLetter(
+            self.notifier._dead_letter(UndeliveredWebhook(
                 endpoint=endpoint.name, event=n.event.value, delivery_id=n.delivery_id,
                 subject=n.subject, reason="queue_full", attempts=0, last_status=None,
                 last_error=None, first_attempt_at=now, failed_at=now,

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.errors import SignatureError
-from driftscope_llm.services.alerts.settings import ReceiverSettings
+from driftscope_llm.services.alerts.settings import AlertReceiverSettings
 from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
 from driftscope_llm.services.errors import InvalidEventError
 from driftscope_llm.services.schemas import loads_bounded
@@ -60,7 +60,7 @@ class AlertReceiver:
     port; :attr:`port` tells which. Use as a context manager or call :meth:`start`/:meth:`close`.
     """
 
-    def __init__(self, settings: ReceiverSettings, handler: Handler, *,
+    def __init__(self, settings: AlertReceiverSettings, handler: Handler, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.handler = handler

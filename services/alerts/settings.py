@@ -1,7 +1,7 @@
 """Settings of webhook delivery and of the Alertmanager-compatible receiver.
 
 :class:`WebhookSettings` is what a deployable's settings include (``webhooks:`` in the YAML file,
-``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[...]'`` as JSON in the environment); :class:`ReceiverSettings`
+``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[...]'`` as JSON in the environment); :class:`AlertReceiverSettings`
 configures the receiver. Secrets (HMAC keys, bearer tokens, and endpoint URLs, which for Slack
 carry the token in the path) are :class:`pydantic.SecretStr`: they print as ``**********`` and are
 only unwrapped at the moment they are used.
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 __all__ = [
     "EventKind",
-    "ReceiverSettings",
+    "AlertReceiverSettings",
     "RetryPolicy",
     "WebhookEndpoint",
     "WebhookSettings",
@@ -116,7 +116,7 @@ class WebhookSettings(BaseModel):
         return v
 
 
-class ReceiverSettings(BaseModel):
+class AlertReceiverSettings(BaseModel):
     """The Alertmanager-compatible webhook receiver.
 
     A request is accepted when it carries ``Authorization: Bearer <bearer_token>`` (what
@@ -135,7 +135,7 @@ class ReceiverSettings(BaseModel):
     allow_unauthenticated: bool = False
 
     @model_validator(mode="after")
-    def _some_auth(self) -> ReceiverSettings:
+    def _some_auth(self) -> AlertReceiverSettings:
         unauthenticated = self.bearer_token is None and not self.signing_secrets
         if unauthenticated and not self.allow_unauthenticated:
             raise ValueError(

@@ -19,7 +19,7 @@ from driftscope_llm.services.cli.errors import EXIT_FOUND, friendly_errors
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
-    open_store,
+    open_service_store,
     run_until_stopped,
     serve_metrics,
     setup_logging,
@@ -169,7 +169,7 @@ def collector_cmd(
     setup_logging(log_level)
     s = load_settings(CollectorSettings, config)
     check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
-    client, store = open_store(s.redis)
+    client, store = open_service_store(s.redis)
     registry = CollectorRegistry()
     metrics = CollectorMetrics(registry)
     server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.collector"))

@@ -31,7 +31,7 @@ from rich.table import Table
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import quiet_transformers
 from driftscope_llm.services.cli.render import escape_text
-from driftscope_llm.services.store.report import AttributedReport, Verification
+from driftscope_llm.services.store.attribution_report import AttributedReport, Verification
 
 __all__ = ["register"]
 
@@ -146,7 +146,7 @@ def demo_cmd(
                   f"{_ratio(ver.ratio if ver else None)}x more than random examples · "
                   f"{summary['seconds']}s")
 
-    from driftscope_llm.services.demo.gate import run_last_act  # fix the data, retrain, gate
+    from driftscope_llm.services.demo.last_act import run_last_act  # fix the data, retrain, gate
 
     run_last_act(console, out, inc, report, clean + planted, versions, stream, settings,
                  top_k=top_k)

@@ -1,8 +1,8 @@
 """``driftscope incidents probes ID``: turn an incident into a probe suite for ``regress``.
 
 The suite holds the incident's drifted prompts and their nearest prompts in the fine-tuning
-corpus and in the reference traffic (:mod:`services.regress.incident_probes`), optionally with
-seeded perturbations (:func:`services.regress.probes.perturb`). It is written as JSONL (``--out``)
+corpus and in the reference traffic (:mod:`driftscope_llm.services.regress.incident_probes`), optionally with
+seeded perturbations (:func:`driftscope_llm.services.regress.probes.perturb`). It is written as JSONL (``--out``)
 for the user to keep under version control; the command prints a summary on stderr, or with
 ``--json`` one object on stdout.
 """

@@ -21,7 +21,7 @@ from driftscope_llm.services.cli.incidents import register as register_incidents
 from driftscope_llm.services.cli.ingest import register as register_ingest
 from driftscope_llm.services.cli.probes import register as register_probe_suites
 from driftscope_llm.services.cli.regress import register as register_regress
-from driftscope_llm.services.cli.report import register_report
+from driftscope_llm.services.cli.incident_report import register_report
 from driftscope_llm.services.cli.status import register as register_status
 from driftscope_llm.services.cli.trace import register as register_trace
 from driftscope_llm.services.cli.worker import register as register_worker
@@ -84,7 +84,7 @@ _mount_alerts()
 
 def _mount_optional() -> None:
     try:
-        from driftscope_llm.attribution.cli import app as attribution_app
+        from driftscope_llm.services.cli.attribution import app as attribution_app
     except ImportError:  # the attribution library is not importable in this install
         return
     app.add_typer(attribution_app, name="attribution")

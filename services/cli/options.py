@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from driftscope_llm.services.config import MetricsSettings, RedisSettings
     from driftscope_llm.services.store.base import StateStore
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_store",
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_service_store",
            "quiet_transformers", "run_until_stopped", "serve_metrics", "setup_logging"]
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
@@ -40,7 +40,7 @@ class _Service(Protocol):
     def stop(self) -> None: ...
 
 
-def open_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
+def open_service_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
     """The Redis client (for the webhook dead-letter sink) and the retrying state store of a
     long-running service, sharing one connection pool."""
     from driftscope_llm.services.store.connect import connect

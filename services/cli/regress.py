@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from driftscope_llm.services.regress.gate import GateResult
     from driftscope_llm.services.regress.generation import GenerationSettings, Generator, Sample
     from driftscope_llm.services.regress.probes import Probe
-    from driftscope_llm.services.regress.report import RunInfo
+    from driftscope_llm.services.regress.rendering import RunInfo
 
 __all__ = ["register", "run_side"]
 
@@ -88,7 +88,7 @@ def regress_cmd(
     from driftscope_llm.services.regress.gate import FAIL_ON, GateSettings, run_gate
     from driftscope_llm.services.regress.generation import GenerationSettings, open_generator
     from driftscope_llm.services.regress.probes import read_suite
-    from driftscope_llm.services.regress.report import (
+    from driftscope_llm.services.regress.rendering import (
         RunInfo,
         exit_code,
         render_html,

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     FailedReport,
     Verification,

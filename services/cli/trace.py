@@ -19,7 +19,7 @@ from driftscope_llm.services.errors import ConfigError
 if TYPE_CHECKING:
     from driftscope_llm.services.store.base import StateStore
     from driftscope_llm.services.store.model import Incident
-    from driftscope_llm.services.store.report import AttributedReport
+    from driftscope_llm.services.store.attribution_report import AttributedReport
     from driftscope_llm.services.worker.settings import ModelTarget
 
 __all__ = ["register"]

@@ -12,7 +12,7 @@ from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
-    open_store,
+    open_service_store,
     run_until_stopped,
     serve_metrics,
     setup_logging,
@@ -47,7 +47,7 @@ def worker_cmd(
     setup_logging(log_level)
     s = load_settings(WorkerSettings, config)
     check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
-    client, store = open_store(s.redis)
+    client, store = open_service_store(s.redis)
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     log = logging.getLogger("driftscope.worker")
@@ -64,7 +64,7 @@ def worker_cmd(
     run_until_stopped(worker, max_idle, server, notifier)
 
 
-if __name__ == "__main__":  # ``python -m services.cli.worker`` runs the command on its own
+if __name__ == "__main__":  # ``python -m driftscope_llm.services.cli.worker`` runs the command on its own
     _app = typer.Typer(pretty_exceptions_enable=False)
     register(_app)
     _app()

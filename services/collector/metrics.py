@@ -2,7 +2,7 @@
 
 Label cardinality is bounded: ``model`` and ``model_version`` come from the events (one series set
 per deployed version), ``segment`` only from the allow-list in
-:class:`~services.config.SegmentSettings`, ``signal``/``detector`` from the drift settings, and
+:class:`~driftscope_llm.services.config.SegmentSettings`, ``signal``/``detector`` from the drift settings, and
 ``reason`` from the fixed list of invalid-event reasons. Raw text never becomes a label.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from driftscope_llm.services.schemas import INVALID_REASONS
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["CollectorMetrics"]
 
@@ -159,7 +160,7 @@ class CollectorMetrics:
             ref = _headline(info.get("reference", {}))
             if cur is not None:
                 self.window_value.labels(*labels, signal).set(cur)
-                if signal == "refusal":
+                if signal == Signal.REFUSAL:
                     self.refusal_rate.labels(*labels).set(cur)
             if ref is not None:
                 self.reference_value.labels(*labels, signal).set(ref)

@@ -1,6 +1,6 @@
 """The collector's core: events in, per-stream drift monitors, incidents out.
 
-Pure of Kafka: the Kafka service (:mod:`services.collector.service`) and the embedded ``replay``
+Pure of Kafka: the Kafka service (:mod:`driftscope_llm.services.collector.service`) and the embedded ``replay``
 both drive this class, so the two raise the same anomalies on the same events.
 
 Streams are keyed by (model, model_version, segment). Every event feeds its model version's
@@ -12,7 +12,7 @@ key messages by model so that one stream lives in one partition; when they do no
 partition monitors its share of a stream on its own, which stays correct but detects later.
 
 Batches: :meth:`Pipeline.process` (and the collector, through
-:func:`~driftscope_llm.services.collector.isolation.handle_batch`) takes a poll's events at once.
+:func:`~driftscope_llm.services.collector.batch.process_batch`) takes a poll's events at once.
 Each event is prepared on its own (signals, redacted exemplar texts, stream keys: a
 :class:`Row`), then the rows are cut into *chunks* that no stream boundary crosses: a chunk ends
 before an event that opens a new stream (opening one may freeze another version's reference and
@@ -70,6 +70,7 @@ from driftscope_llm.services.store.model import (
     IncidentState,
     incident_id_for,
 )
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["Embedder", "PartitionState", "Pipeline", "RaisedAnomaly", "Row", "stream_id"]
 
@@ -84,7 +85,7 @@ class Embedder(Protocol):
 
 
 def stream_id(key: StreamKey) -> str:
-    """The stream's id in checkpoints: unambiguous whatever the names hold (services.keys)."""
+    """The stream's id in checkpoints: unambiguous whatever the names hold (driftscope_llm.services.keys)."""
     return join_key(key.model, key.model_version, key.segment, sep="|")
 
 
@@ -296,7 +297,7 @@ class Pipeline:
         embedding, if any), its redacted exemplar texts and the streams it feeds. Raises what
         a signal raises; the caller isolates the event (collector/isolation.py)."""
         values: dict[str, SignalValue] = dict(self.extractor.extract(event))
-        values["embedding"] = embedding
+        values[Signal.EMBEDDING] = embedding
         return self.prepare_values(state, offset, event, values)
 
     def prepare_values(self, state: PartitionState, offset: int, event: OutputEvent,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from driftscope_llm.services.collector.isolation import handle_batch
+from driftscope_llm.services.collector.batch import process_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.ingest.results import Decoded
@@ -49,7 +49,7 @@ def replay_file(
     """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``.
 
     Lines go through the collector's own per-message isolation
-    (:func:`~driftscope_llm.services.collector.isolation.handle_batch`): a line that fails to
+    (:func:`~driftscope_llm.services.collector.batch.process_batch`): a line that fails to
     parse, or whose handling fails later, is counted by reason and the replay moves on.
     """
     if fmt == "otlp_proto":
@@ -89,7 +89,7 @@ def _flush(
 ) -> Iterator[RaisedAnomaly]:
     if not batch:
         return
-    out = handle_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode)
+    out = process_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode)
     for rejected in out.rejected:
         stats.invalid[rejected.reason] += 1
         if len(stats.first_invalid) < 20:

@@ -6,7 +6,7 @@ Delivery is at least once with idempotent effects. For each assigned partition t
    seeks there, so events a crashed predecessor already checkpointed are not observed twice;
 2. validates each message; an invalid one, or one whose handling fails at any later stage,
    goes to the dead-letter topic with its raw bytes, its source topic/partition/offset and a
-   reason (:mod:`~driftscope_llm.services.collector.isolation`), and the partition moves on;
+   reason (:mod:`~driftscope_llm.services.collector.batch`), and the partition moves on;
 3. observes valid events; anomalies become incidents (deterministic ids, deduplicated in the
    store across replicas) and AnomalyEvents;
 4. every ``checkpoint_every`` events (and on partition revocation and shutdown) flushes the
@@ -34,11 +34,11 @@ from typing import Any
 from driftscope_llm.services.bus.base import Bus, Message, Partition
 from driftscope_llm.services.bus.loop import ConsumerLoop
 from driftscope_llm.services.bus.settings import TopicSettings
-from driftscope_llm.services.collector.isolation import (
+from driftscope_llm.services.collector.batch import (
     DEFAULT_FATAL,
     Rejected,
     dead_letter_for,
-    handle_batch,
+    process_batch,
 )
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
@@ -57,7 +57,7 @@ class Collector:
     """One collector replica. ``run()`` loops until ``stop()``, or until it has been caught up
     with every assigned partition for ``max_idle_s`` (batch runs and tests).
 
-    Give it a store wrapped in :class:`~services.store.retry.RetryingStore` (the pipeline too),
+    Give it a store wrapped in :class:`~driftscope_llm.services.store.retry.RetryingStore` (the pipeline too),
     so a Redis restart pauses the loop instead of stopping it.
     """
 
@@ -167,7 +167,7 @@ class Collector:
         self.metrics.consumed.labels(tp.topic).inc(len(records))
         now = self.clock()
         # one message's failure, at any stage, costs that message alone (collector/isolation.py)
-        out = handle_batch(self.pipeline, state, [(rec.offset, rec.value) for rec in records],
+        out = process_batch(self.pipeline, state, [(rec.offset, rec.value) for rec in records],
                            max_bytes=self.max_event_bytes,
                            decode=lambda raw: self.decoder.decode(tp.topic, raw),
                            on_valid=lambda ev: self._observe_metrics(ev, now),

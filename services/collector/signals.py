@@ -1,6 +1,6 @@
 """Per-event signals: what the collector measures on every output before any drift test.
 
-Pure functions of one :class:`~services.schemas.OutputEvent` (plus the optional embedding, which
+Pure functions of one :class:`~driftscope_llm.services.schemas.OutputEvent` (plus the optional embedding, which
 is computed in batches elsewhere). Names match the signal names in
 :class:`driftscope_llm.services.drift.DriftSettings`:
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["DEFAULT_REFUSAL_PATTERNS", "SignalExtractor", "SignalSettings", "Signals"]
 
@@ -80,14 +81,14 @@ class SignalExtractor:
 
     def extract(self, event: OutputEvent) -> dict[str, float | bool | str | None]:
         values: dict[str, float | bool | str | None] = {
-            "length_chars": float(len(event.output)),
-            "refusal": self.is_refusal(event.output),
-            "confidence": event.confidence,
-            "latency_ms": event.latency_ms,
-            "finish_reason": event.finish_reason,
+            Signal.LENGTH_CHARS: float(len(event.output)),
+            Signal.REFUSAL: self.is_refusal(event.output),
+            Signal.CONFIDENCE: event.confidence,
+            Signal.LATENCY_MS: event.latency_ms,
+            Signal.FINISH_REASON: event.finish_reason,
         }
         values.update(logprob_features(event.token_logprobs, self.settings.low_logprob_threshold))
-        values["entropy_mean"] = mean_entropy(event.top_logprobs)
+        values[Signal.ENTROPY_MEAN] = mean_entropy(event.top_logprobs)
         return values
 
 
@@ -96,14 +97,14 @@ def logprob_features(
 ) -> dict[str, float | None]:
     """Mean, minimum, low-confidence share and count of the generated tokens' logprobs."""
     if not logprobs:
-        return {"logprob_mean": None, "logprob_min": None, "low_logprob_share": None,
-                "length_tokens": None}
+        return {Signal.LOGPROB_MEAN: None, Signal.LOGPROB_MIN: None,
+                Signal.LOW_LOGPROB_SHARE: None, Signal.LENGTH_TOKENS: None}
     n = len(logprobs)
     return {
-        "logprob_mean": math.fsum(logprobs) / n,
-        "logprob_min": min(logprobs),
-        "low_logprob_share": sum(1 for x in logprobs if x < low_threshold) / n,
-        "length_tokens": float(n),
+        Signal.LOGPROB_MEAN: math.fsum(logprobs) / n,
+        Signal.LOGPROB_MIN: min(logprobs),
+        Signal.LOW_LOGPROB_SHARE: sum(1 for x in logprobs if x < low_threshold) / n,
+        Signal.LENGTH_TOKENS: float(n),
     }
 
 

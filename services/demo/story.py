@@ -33,7 +33,8 @@ from driftscope_llm.services.report import (
 )
 from driftscope_llm.services.store import MemoryStore
 from driftscope_llm.services.store.model import Incident
-from driftscope_llm.services.store.report import AttributedReport
+from driftscope_llm.services.store.attribution_report import AttributedReport
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["DEMO_DRIFT", "SEGMENTS", "Detection", "attribute", "detect", "pick_incident",
            "recall_at_k", "write_report"]
@@ -74,7 +75,7 @@ def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], co
               out: Path, *, top_k: int,
               on_step: Callable[[str], None]) -> AttributedReport:
     """Index the v2 corpus with v2 (repsim, gradsim), run the worker's job with verification."""
-    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.settings import AttributionSettings
     from driftscope_llm.services.worker.job import Attributor
@@ -116,7 +117,7 @@ def write_report(path: Path, incident: Incident, stream: Path, raised: Sequence[
     seg_key = f"{where[0]}={where[1]}"
     same = [r for r in raised if r.incident.id == incident.id and r.anomaly.key.segment == seg_key]
     signals = list(dict.fromkeys(r.anomaly.signal for r in same if r.anomaly.signal
-                                 != "embedding"))
+                                 != Signal.EMBEDDING))
     changes = {r.anomaly.signal: r.anomaly.change_index for r in same
                if r.anomaly.change_index is not None}
     events = read_events(stream)

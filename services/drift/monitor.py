@@ -8,7 +8,7 @@ alarm on (signal, detector) re-arms that detector (sequential statistic reset) a
 
 Rules for odd input (never an exception from :meth:`StreamMonitor.observe`): ``None`` = not
 measured (counted as missing); values breaking the kind's rule (see
-:mod:`services.drift.reference`) are counted as ``non_finite`` or ``invalid`` and skipped; a
+:mod:`driftscope_llm.services.drift.reference`) are counted as ``non_finite`` or ``invalid`` and skipped; a
 window with fewer than ``min_window`` values is not tested; a signal whose reference is degenerate
 (e.g. constant) has detectors that stay off and say so in :meth:`StreamMonitor.summary`.
 
@@ -16,7 +16,7 @@ Two doors, one meaning: :meth:`StreamMonitor.observe` takes one event (the refer
 :meth:`StreamMonitor.observe_batch` takes a poll's consecutive events in columns and raises the
 same anomalies in the same order and leaves the same state, several times faster (array checks
 of columns, every CUSUM in one array pass, windows extended slice by slice; see
-``docs/drift.md`` "Performance"). Both share the effect gate of :mod:`services.drift.gate`.
+``docs/drift.md`` "Performance"). Both share the effect gate of :mod:`driftscope_llm.services.drift.effect_precheck`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from driftscope_llm.services.drift.detector import (
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
-from driftscope_llm.services.drift.gate import EffectGate, plan_rounds
+from driftscope_llm.services.drift.effect_precheck import EffectGate, plan_rounds
 from driftscope_llm.services.drift.records import Anomaly, Observation, ObservationBatch, StreamKey
 from driftscope_llm.services.drift.reference import (
     INVALID,

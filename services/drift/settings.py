@@ -7,7 +7,7 @@ The false-alarm budget
 ----------------------
 ``max_false_alarms_per_100k`` (default 1) is the expected number of false alarms per 100 000
 events of one model, all signals, detectors and segments together. It is split Bonferroni-style
-(see :func:`services.drift.calibration.split_budget`): each of the ``J`` (signal, detector) pairs
+(see :func:`driftscope_llm.services.drift.calibration.split_budget`): each of the ``J`` (signal, detector) pairs
 of a stream gets ``b = budget / (100 000 · streams_per_event · J)`` expected false alarms per stream
 event. Streams partition a model's events (one segment per event), so per-event rates add up to
 the model-level rate without dividing by the number of segments; ``streams_per_event`` covers
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from driftscope_llm.services.drift.kinds import SignalKind
 from driftscope_llm.services.drift.registry import available_detectors
 from driftscope_llm.services.errors import ConfigError
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -92,21 +93,21 @@ def _continuous(min_effect: float, unit: EffectUnit) -> SignalConfig:
                         min_effect=min_effect, effect_unit=unit)
 
 
-DEFAULT_SIGNALS: dict[str, SignalConfig] = {
-    "logprob_mean": _continuous(0.25, EffectUnit.STD),
-    "logprob_min": _continuous(0.25, EffectUnit.STD),
-    "low_logprob_share": _continuous(0.25, EffectUnit.STD),
-    "entropy_mean": _continuous(0.25, EffectUnit.STD),
-    "confidence": _continuous(0.25, EffectUnit.STD),
-    "length_chars": _continuous(0.15, EffectUnit.RELATIVE),
-    "length_tokens": _continuous(0.15, EffectUnit.RELATIVE),
-    "latency_ms": _continuous(0.20, EffectUnit.RELATIVE),
-    "refusal": SignalConfig(kind=SignalKind.BOOLEAN,
+DEFAULT_SIGNALS: dict[str, SignalConfig] = {  # keys: every Signal
+    Signal.LOGPROB_MEAN: _continuous(0.25, EffectUnit.STD),
+    Signal.LOGPROB_MIN: _continuous(0.25, EffectUnit.STD),
+    Signal.LOW_LOGPROB_SHARE: _continuous(0.25, EffectUnit.STD),
+    Signal.ENTROPY_MEAN: _continuous(0.25, EffectUnit.STD),
+    Signal.CONFIDENCE: _continuous(0.25, EffectUnit.STD),
+    Signal.LENGTH_CHARS: _continuous(0.15, EffectUnit.RELATIVE),
+    Signal.LENGTH_TOKENS: _continuous(0.15, EffectUnit.RELATIVE),
+    Signal.LATENCY_MS: _continuous(0.20, EffectUnit.RELATIVE),
+    Signal.REFUSAL: SignalConfig(kind=SignalKind.BOOLEAN,
                             detectors=("two_proportion", "bernoulli_cusum"),
                             min_effect=0.02, min_relative_effect=0.5),
-    "finish_reason": SignalConfig(kind=SignalKind.CATEGORICAL, detectors=("chi_square",),
+    Signal.FINISH_REASON: SignalConfig(kind=SignalKind.CATEGORICAL, detectors=("chi_square",),
                                   min_effect=0.05),
-    "embedding": SignalConfig(kind=SignalKind.EMBEDDING,
+    Signal.EMBEDDING: SignalConfig(kind=SignalKind.EMBEDDING,
                               detectors=("embedding_projection", "embedding_clusters",
                                          "embedding_novelty"),
                               min_effect=0.05, window_size=500, min_reference_values=600),
@@ -123,7 +124,7 @@ cluster shares to ±2 points) and their window holds 500."""
 
 
 class DriftSettings(BaseModel):
-    """Settings of a :class:`~services.drift.StreamMonitor` (one per model, version, segment).
+    """Settings of a :class:`~driftscope_llm.services.drift.StreamMonitor` (one per model, version, segment).
 
     Why the default sizes (``reference_size`` 1000, ``window_size`` 500, ``test_every`` 50): LLM
     traffic is counted in thousands of events per day per model, and a segment may see a tenth of
@@ -232,7 +233,7 @@ class DriftSettings(BaseModel):
     def from_file(cls, path: str | Path) -> DriftSettings:
         """Read settings from a YAML (``.yaml``/``.yml``) or JSON file.
 
-        Raises :class:`~services.errors.ConfigError` with ``path`` and, for invalid values, the
+        Raises :class:`~driftscope_llm.services.errors.ConfigError` with ``path`` and, for invalid values, the
         dotted ``field`` that failed.
         """
         p = Path(path)

@@ -6,6 +6,6 @@ point), and serves ``POST /v1/traces``; ``driftscope ingest`` runs it. The serve
 live in :mod:`.server` (which loads protobuf); this package exports only the settings.
 """
 
-from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
 
-__all__ = ["ReceiverSettings"]
+__all__ = ["OtlpReceiverSettings"]

@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.ingest.results import Decoded
 from driftscope_llm.services.ingest.settings import RecordFormat
-from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
 from driftscope_llm.services.schemas import DeadLetter, OutputEvent
 
 __all__ = ["EventSink", "KafkaSink", "OtlpReceiver", "ReceiverMetrics"]
@@ -118,7 +118,7 @@ class _Refused(Exception):
 class OtlpReceiver:
     """The HTTP server. ``start()`` serves on a thread; ``serve_forever()`` on the caller's."""
 
-    def __init__(self, settings: ReceiverSettings, decoder: RecordDecoder, sink: EventSink,
+    def __init__(self, settings: OtlpReceiverSettings, decoder: RecordDecoder, sink: EventSink,
                  metrics: ReceiverMetrics | None = None) -> None:
         self.settings = settings
         self.decoder = decoder

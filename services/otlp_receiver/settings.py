@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr
 
-__all__ = ["ReceiverSettings"]
+__all__ = ["OtlpReceiverSettings"]
 
 
-class ReceiverSettings(BaseModel):
+class OtlpReceiverSettings(BaseModel):
     """Where the receiver listens and what it accepts."""
 
     host: str = Field(default="127.0.0.1", description="Bind address; loopback unless exposed.")

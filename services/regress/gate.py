@@ -2,14 +2,14 @@
 
 How a verdict is reached (``docs/regression.md`` has the long form):
 
-1. Both sides' generations become :class:`~services.schemas.OutputEvent` s and go through the
-   collector's :class:`~services.collector.signals.SignalExtractor` — the same per-event signals
+1. Both sides' generations become :class:`~driftscope_llm.services.schemas.OutputEvent` s and go through the
+   collector's :class:`~driftscope_llm.services.collector.signals.SignalExtractor` — the same per-event signals
    production is monitored on (logprob mean/min/low share, entropy, lengths, refusal, finish
    reason). A signal is *tested* when the baseline measured it on at least
    :data:`MIN_REFERENCE` generations and the candidate on at least :data:`MIN_WINDOW`.
 2. For each tested signal the baseline's values are frozen into a reference
-   (:class:`~services.drift.reference.ReferenceCollector`) that seeds a
-   :class:`~services.drift.StreamMonitor` running that signal's configured detectors (KS and the
+   (:class:`~driftscope_llm.services.drift.reference.ReferenceCollector`) that seeds a
+   :class:`~driftscope_llm.services.drift.StreamMonitor` running that signal's configured detectors (KS and the
    rank CUSUM for continuous signals, Fisher's exact test and the Bernoulli CUSUM for refusals,
    the exact chi-square test for finish reasons). The candidate's values enter it in a seeded
    random order — the sequential detectors assume exchangeable arrivals, and probes come in
@@ -20,7 +20,7 @@ How a verdict is reached (``docs/regression.md`` has the long form):
    the ``J`` (signal, detector) pairs tested: each window test runs at ``α/J``, and each
    sequential detector gets the in-control run length ``J·n/α`` for its ``n`` values, so it alarms
    with probability at most about ``α/J`` over the run. The monitor's own budget arithmetic
-   (:func:`~services.drift.split_budget`) does this once the per-monitor budget is set to
+   (:func:`~driftscope_llm.services.drift.split_budget`) does this once the per-monitor budget is set to
    ``α/J · J_s · 100 000 / n`` (``J_s`` pairs on the signal). Pooling every probe's samples into
    one sample makes the tests conservative (probes are strata of equal size on both sides).
 4. **Minimum effect.** A window test raises only when the effect (Wasserstein-1 in reference
@@ -74,6 +74,7 @@ from driftscope_llm.services.regress.errors import GateInputError
 from driftscope_llm.services.regress.generation import Sample
 from driftscope_llm.services.regress.probes import Probe
 from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = [
     "FAIL_ON",
@@ -91,7 +92,7 @@ MIN_REFERENCE = 20
 MIN_WINDOW = 10
 """Fewest candidate values a signal needs to be tested (the monitor's smallest window)."""
 
-_NOT_COMPARABLE = ("latency_ms", "confidence", "embedding")
+_NOT_COMPARABLE = (Signal.LATENCY_MS, Signal.CONFIDENCE, Signal.EMBEDDING)
 GATE_SIGNALS: dict[str, SignalConfig] = {
     k: v for k, v in DEFAULT_SIGNALS.items() if k not in _NOT_COMPARABLE}
 """Production's default signals and minimum effects, less latency (it measures the machine the
@@ -101,9 +102,10 @@ carry one — the gate computes none)."""
 
 
 FAIL_ON: dict[str, Literal["increase", "decrease", "any"]] = {
-    "logprob_mean": "decrease", "logprob_min": "decrease", "low_logprob_share": "increase",
-    "entropy_mean": "increase", "refusal": "increase", "length_chars": "any",
-    "length_tokens": "any", "finish_reason": "any",
+    Signal.LOGPROB_MEAN: "decrease", Signal.LOGPROB_MIN: "decrease",
+    Signal.LOW_LOGPROB_SHARE: "increase", Signal.ENTROPY_MEAN: "increase",
+    Signal.REFUSAL: "increase", Signal.LENGTH_CHARS: "any", Signal.LENGTH_TOKENS: "any",
+    Signal.FINISH_REASON: "any",
 }
 """The direction in which a significant change of each signal is a regression (unlisted: any)."""
 

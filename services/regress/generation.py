@@ -5,7 +5,7 @@ command-line spec by :func:`open_generator`:
 
 * a **directory** with a ``config.json`` — a Hugging Face causal LM, optionally with a PEFT (LoRA)
   adapter directory (:class:`LocalGenerator`). Prompts are rendered as the attribution library
-  renders training examples (DESIGN.md "Formatting"): the tokenizer's chat template with the
+  renders training examples (docs/attribution.md, "Formatting"): the tokenizer's chat template with the
   generation prompt when it has one, else ``prompt + "\\n"``. Sampling is ancestral at
   ``temperature`` with a ``torch.Generator`` seeded per call, on one CPU thread (or the GPU), so a
   run is reproducible; each sampled token's natural-log probability and the top-5 alternatives
@@ -14,7 +14,7 @@ command-line spec by :func:`open_generator`:
   a ``#name`` fragment sets the request's ``model`` field (:class:`EndpointGenerator`). Every
   sample is one ``POST {base}/chat/completions`` with ``logprobs: true, top_logprobs: 5``,
   ``temperature``, ``max_tokens`` and a per-sample ``seed``. A server that answers without token
-  logprobs is refused (:class:`~services.regress.errors.EndpointError`): the logprob signals are
+  logprobs is refused (:class:`~driftscope_llm.services.regress.errors.EndpointError`): the logprob signals are
   half of what the gate compares.
 
 Generations with no tokens (the model ended at once) are kept: an empty answer is behaviour too.

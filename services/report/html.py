@@ -23,7 +23,7 @@ from driftscope_llm.services.report.svg import (
     rolling_mean,
     scatter_chart,
 )
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     FailedReport,
     VerificationFailure,

@@ -11,7 +11,7 @@ from driftscope_llm.services.store.lease import Lease
 from driftscope_llm.services.store.lifecycle import OPEN_STATES, LifecycleError, advance, is_open
 from driftscope_llm.services.store.memory import MemoryStore
 from driftscope_llm.services.store.model import Checkpoint, Exemplar, Incident, IncidentState
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     AttributionReport,
     FailedReport,

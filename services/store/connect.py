@@ -3,7 +3,7 @@
 Every entrypoint (collector, worker, CLI commands, the alert receiver) calls :func:`open_store`
 with its ``redis`` settings, so credentials, TLS, timeouts, the key prefix and the retention
 apply everywhere alike. :func:`connect` gives the bare client, for the webhook dead-letter list
-(:mod:`~driftscope_llm.services.store.deadletters`) beside the store.
+(:mod:`~driftscope_llm.services.store.undelivered`) beside the store.
 """
 
 from __future__ import annotations

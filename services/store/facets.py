@@ -29,13 +29,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from driftscope_llm.services.keys import join_key
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["SIGNAL_ORDER", "Facet", "facet_rows", "group_key", "headline", "merge_facets",
            "ordered_exemplar_ids", "severity_of"]
 
-SIGNAL_ORDER: tuple[str, ...] = (
-    "refusal", "embedding", "confidence", "logprob_mean", "logprob_min", "low_logprob_share",
-    "entropy_mean", "finish_reason", "length_tokens", "length_chars", "latency_ms",
+SIGNAL_ORDER: tuple[Signal, ...] = (
+    Signal.REFUSAL, Signal.EMBEDDING, Signal.CONFIDENCE, Signal.LOGPROB_MEAN, Signal.LOGPROB_MIN,
+    Signal.LOW_LOGPROB_SHARE, Signal.ENTROPY_MEAN, Signal.FINISH_REASON, Signal.LENGTH_TOKENS,
+    Signal.LENGTH_CHARS, Signal.LATENCY_MS,
 )
 """Exemplar preference: behavioural signals first, operational last (unknown signals between
 finish reasons and lengths)."""
@@ -130,7 +132,7 @@ def _rank(f: Facet) -> tuple[int, float]:
     try:
         pos = SIGNAL_ORDER.index(f.signal)
     except ValueError:
-        pos = SIGNAL_ORDER.index("length_tokens") - 1  # between behaviour and operations
+        pos = SIGNAL_ORDER.index(Signal.LENGTH_TOKENS) - 1  # between behaviour and operations
     return (pos, -f.relative_effect)
 
 

@@ -17,7 +17,7 @@ from driftscope_llm.services.store.facets import (
     ordered_exemplar_ids,
     severity_of,
 )
-from driftscope_llm.services.store.report import AttributionReport
+from driftscope_llm.services.store.attribution_report import AttributionReport
 
 __all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
 
@@ -49,7 +49,7 @@ class Incident(BaseModel):
     ones first. An incident without facets (saved before they existed) is one facet's worth.
 
     ``state`` moves only through :func:`driftscope_llm.services.store.lifecycle.advance`;
-    ``attribution`` is the worker's typed report (:mod:`driftscope_llm.services.store.report`),
+    ``attribution`` is the worker's typed report (:mod:`driftscope_llm.services.store.attribution_report`),
     validated on assignment too, so a report in its JSON form becomes the typed one.
     """
 
@@ -134,7 +134,7 @@ class Checkpoint(BaseModel):
 
 
 def dedup_key(model: str, version: str, segment: str, signal: str, detector: str) -> str:
-    """One key per (stream, signal, detector); unambiguous (:func:`services.keys.join_key`)."""
+    """One key per (stream, signal, detector); unambiguous (:func:`driftscope_llm.services.keys.join_key`)."""
     return join_key(model, version, segment, signal, detector, sep="|")
 
 

@@ -1,7 +1,7 @@
 """One attribution job: an incident's exemplars → a report (pure of Kafka and Redis).
 
 :class:`Attributor` holds the loaded models (cached per model+adapter directory, loaded on first
-use) and runs, for a :class:`~services.worker.settings.ModelTarget`, every configured method's
+use) and runs, for a :class:`~driftscope_llm.services.worker.settings.ModelTarget`, every configured method's
 index over the exemplars. Indexes are opened afresh for each job, so each job re-checks the
 manifest against the model and every shard's sha256: a swapped or corrupted index fails the job
 with a reason instead of silently scoring garbage.
@@ -30,7 +30,7 @@ from driftscope_llm.attribution.errors import (
 )
 from driftscope_llm.services.store.facets import headline
 from driftscope_llm.services.store.model import Incident
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AggregateRow,
     AgreementSummary,
     AttributedReport,
@@ -42,11 +42,11 @@ from driftscope_llm.services.store.report import (
     VerificationFailure,
 )
 from driftscope_llm.services.worker.errors import JobFailedError
-from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id
+from driftscope_llm.services.worker.aggregate import aggregate_mrr, manifest_id
 from driftscope_llm.services.worker.settings import ModelTarget
 
 if TYPE_CHECKING:
-    from driftscope_llm.attribution.index import Index, QueryResult
+    from driftscope_llm.attribution.index.feature_index import Index, QueryResult
     from driftscope_llm.attribution.modeling import LoadedModel
 
 __all__ = ["Attributor", "behaviour_queries", "exemplar_queries"]
@@ -130,7 +130,7 @@ class Attributor:
 
     @staticmethod
     def _open(method: str, path: Path, model: LoadedModel) -> Index:
-        from driftscope_llm.attribution.index import open_index
+        from driftscope_llm.attribution.index.feature_index import open_index
 
         if not (path / "manifest.json").is_file():
             raise JobFailedError("index_missing", f"no index for {method!r} at {path}")
@@ -216,7 +216,7 @@ class Attributor:
             target=target_key, model_dir=str(target.model_dir),
             adapter_dir=str(target.adapter_dir) if target.adapter_dir else None,
             model_fingerprint=model.fingerprint, primary_method=primary, top_k=target.top_k,
-            aggregation="mean reciprocal rank over exemplars (services.worker.report)",
+            aggregation="mean reciprocal rank over exemplars (driftscope_llm.services.worker.aggregate)",
             aggregate=methods[primary].aggregate, methods=methods,
             index_manifest_ids={m: v.manifest_id for m, v in methods.items()},
             agreement=summary, trust=_trust(methods[primary].spec, incident.signal, summary),

@@ -7,7 +7,7 @@ Per anomaly event (one at a time; ``max_poll_records=1``):
 2. take the incident's job lease from the store (``StateStore.job_lease``). While a live worker
    holds it, wait (its heartbeat keeps it alive); a killed worker's lease expires after
    ``lease_ttl_s`` and the job passes here;
-3. move the incident to ``attributing``, run the job (:class:`~services.worker.job.Attributor`),
+3. move the incident to ``attributing``, run the job (:class:`~driftscope_llm.services.worker.job.Attributor`),
    and store the report with the incident, state ``attributed`` or ``failed`` with a reason;
 4. publish an AttributionEvent (flushed), mark it published in the store, notify webhooks if a
    notifier is given;
@@ -48,7 +48,7 @@ from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.lease import Lease
 from driftscope_llm.services.store.lifecycle import advance, can_advance
 from driftscope_llm.services.store.model import Incident, IncidentState
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     FailedReport,
     attribution_event,

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.tasks import make_task
+from driftscope_llm.attribution.eval.tasks import make_task
 
 #: Score tolerances, named once. Features stored in float32 vs float16 (unit rows rounded).
 SCORE_ATOL_FP32 = 1e-4

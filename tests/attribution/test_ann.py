@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from driftscope_llm.attribution.ann import FaissSearcher
-from driftscope_llm.attribution.index import index_from_features
+from driftscope_llm.attribution.index.ann import FaissSearcher
+from driftscope_llm.attribution.index.feature_index import index_from_features
 from driftscope_llm.attribution.methods.base import Block
 from driftscope_llm.attribution.settings import parse_method_spec
 

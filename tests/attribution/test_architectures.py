@@ -24,7 +24,7 @@ from transformers.pytorch_utils import Conv1D
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.formatting import collate
-from driftscope_llm.attribution.index import build_index
+from driftscope_llm.attribution.index.feature_index import build_index
 from driftscope_llm.attribution.methods.base import available_methods
 from driftscope_llm.attribution.methods.gradients import (
     GradientFeaturizer,
@@ -93,7 +93,7 @@ FAMILIES: dict[str, tuple[Callable[[Any], Any], set[str], list[str]]] = {
 
 @pytest.fixture(scope="module")
 def corpus() -> list[Example]:
-    from driftscope_llm.attribution.tasks import make_task
+    from driftscope_llm.attribution.eval.tasks import make_task
 
     return make_task("backdoor", 0).corpus[:8]
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from driftscope_llm.attribution.cli import app
+from driftscope_llm.services.cli.attribution import app
 from driftscope_llm.attribution.data import write_jsonl
 
 from .conftest import PLANTED_QUERY

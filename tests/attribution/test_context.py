@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.formatting import collate, encode_example
-from driftscope_llm.attribution.index import build_index, featurize
+from driftscope_llm.attribution.index.feature_index import build_index, featurize
 from driftscope_llm.attribution.methods.base import get_method
 from driftscope_llm.attribution.modeling import load_model
 from driftscope_llm.attribution.settings import AttributionSettings

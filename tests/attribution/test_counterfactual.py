@@ -7,8 +7,8 @@ import torch
 
 from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.stats import bootstrap_mean
-from driftscope_llm.attribution.tasks import make_task
+from driftscope_llm.attribution.eval.stats import bootstrap_mean
+from driftscope_llm.attribution.eval.tasks import make_task
 
 
 class LinearRetrainer:
@@ -73,7 +73,7 @@ def test_real_retrain_without_the_trigger_examples_forgets_the_trigger(tmp_path)
 def test_retraining_verification_supports_the_true_examples_on_lora(tmp_path) -> None:
     from driftscope_llm.attribution.counterfactual import verify_by_retraining
     from driftscope_llm.attribution.tinymodel import build_tiny_model
-    from driftscope_llm.services.store.report import Verification
+    from driftscope_llm.services.store.attribution_report import Verification
 
     task = make_task("trigger", 0)
     words = [t for q in task.queries for t in (q.prompt, q.response)]

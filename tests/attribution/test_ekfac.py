@@ -15,11 +15,11 @@ import torch
 
 from driftscope_llm.attribution.errors import IndexCorruptError, IndexError_
 from driftscope_llm.attribution.formatting import collate
-from driftscope_llm.attribution.index import build_index, open_index
+from driftscope_llm.attribution.index.feature_index import build_index, open_index
 from driftscope_llm.attribution.methods.gradients import response_loss, select_layers
 from driftscope_llm.attribution.methods.trackstar import EPS_REL
 from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.tasks import make_task
+from driftscope_llm.attribution.eval.tasks import make_task
 
 from .conftest import SCORE_ATOL_FP32
 

@@ -24,8 +24,8 @@ import pytest
 from scipy import stats
 
 from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.stats import bootstrap_mean
-from driftscope_llm.attribution.tasks import TASKS, make_task
+from driftscope_llm.attribution.eval.stats import bootstrap_mean
+from driftscope_llm.attribution.eval.tasks import TASKS, make_task
 
 ACC_TARGET = 0.95
 COVER_TARGET = 0.90
@@ -53,7 +53,7 @@ def per_query(arch: str, seed: int) -> dict[str, list[tuple[float, float, float]
     them (same fine-tune, same scores; kept per query instead of averaged)."""
     if (arch, seed) in _RUNS:
         return _RUNS[(arch, seed)]
-    from driftscope_llm.attribution.evaluate import query_metrics, score_matrices
+    from driftscope_llm.attribution.eval.evaluate import query_metrics, score_matrices
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.tinymodel import build_tiny_model, cpu_threads
 

@@ -17,9 +17,9 @@ def table(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_levels_follow_family_accuracy_and_agreement(table) -> None:
-    assert assess("m", "length", None).level == "high"
-    assert assess("m", "length", 0.8).level == "high"
-    assert assess("m", "length", 0.1).level == "low"  # the methods disagree
+    assert assess("m", "length_tokens", None).level == "high"
+    assert assess("m", "length_chars", 0.8).level == "high"
+    assert assess("m", "latency_ms", 0.1).level == "low"  # the methods disagree
     assert assess("m", "embedding", 0.9).level == "medium"
     low = assess("m", "refusal", 0.9)
     assert low.level == "low" and low.family == "trigger"
@@ -34,5 +34,22 @@ def test_unknown_signal_uses_the_worst_family(table) -> None:
 def test_the_default_method_has_measurements_for_every_family() -> None:
     default = AttributionSettings().spec
     assert set(trust.MEASURED[default]) >= set(trust.SIGNAL_FAMILY.values())
-    a = assess(default, "length", 0.6)
+    a = assess(default, "length_tokens", 0.6)
     assert a.measured_cover is not None and a.advice.startswith(a.level)
+
+
+@pytest.mark.parametrize("signal", ["length_tokens", "length_chars", "logprob_mean",
+                                    "entropy_mean", "confidence", "latency_ms", "finish_reason"])
+def test_the_signals_the_collector_emits_for_style_use_the_style_family(table, signal) -> None:
+    """The names the collector emits, not the short names a person would say: on 44e8acf
+    ``length_tokens`` fell back to the worst family (rule) and said low trust."""
+    a = assess("m", signal, 0.6)
+    assert (a.family, a.level, a.measured_cover) == ("style", "high", 0.97)
+
+
+def test_a_length_incident_on_the_default_method_reads_the_style_figures() -> None:
+    default = AttributionSettings().spec
+    style = trust.MEASURED[default]["style"]
+    a = assess(default, "length_tokens", 0.6)
+    assert (a.family, a.measured_cover, a.measured_cover_lo) == ("style", style.cover,
+                                                                 style.cover_lo)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from driftscope_llm.attribution.errors import IndexCorruptError, IndexError_, IndexMismatchError
-from driftscope_llm.attribution.index import build_index, open_index
+from driftscope_llm.attribution.index.feature_index import build_index, open_index
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
 
 from .conftest import SCORE_ATOL_FP16, SCORE_ATOL_FP32

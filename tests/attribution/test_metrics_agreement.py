@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from driftscope_llm.attribution.agreement import agreement_for_query
-from driftscope_llm.attribution.metrics import average_precision, cover, top1_accuracy
+from driftscope_llm.attribution.eval.metrics import average_precision, cover, top1_accuracy
 
 
 def test_metrics_on_a_hand_ranking() -> None:

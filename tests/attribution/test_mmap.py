@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.index_mmap import measure, write_synthetic
-from driftscope_llm.attribution.index import index_from_features, open_index
+from driftscope_llm.attribution.index.feature_index import index_from_features, open_index
 from driftscope_llm.attribution.methods.base import Block
 from driftscope_llm.attribution.settings import parse_method_spec
 

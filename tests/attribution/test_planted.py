@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driftscope_llm.attribution.index import build_index, open_index
+from driftscope_llm.attribution.index.feature_index import build_index, open_index
 from driftscope_llm.attribution.settings import AttributionSettings
 
 from .conftest import PLANTED, PLANTED_QUERY

@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError, SettingsError
-from driftscope_llm.attribution.index import build_index, open_index
-from driftscope_llm.attribution.manifest import part_manifest_name
+from driftscope_llm.attribution.index.feature_index import build_index, open_index
+from driftscope_llm.attribution.index.manifest import part_manifest_name
 from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.sharding import build_part, merge_parts, parse_part
+from driftscope_llm.attribution.index.parts import build_part, merge_parts, parse_part
 from driftscope_llm.services.cli.main import app
 
 from .conftest import SCORE_ATOL_FP16

@@ -31,7 +31,7 @@ import torch
 from driftscope_llm.attribution import modeling
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.services.store.model import Exemplar, Incident
-from driftscope_llm.services.store.report import AttributedReport
+from driftscope_llm.services.store.attribution_report import AttributedReport
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget
@@ -72,7 +72,7 @@ class FakeDevice:
 @pytest.fixture(scope="module")
 def indexes(tmp_path_factory: pytest.TempPathFactory, gpt2_model: Any,
             planted_corpus: list[Example]) -> dict[str, Path]:
-    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.settings import AttributionSettings
 
     root = tmp_path_factory.mktemp("oom-indexes")

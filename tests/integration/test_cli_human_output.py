@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from driftscope_llm.services.alerts.deadletter import DeadLetter, RedisDeadLetterSink
+from driftscope_llm.services.alerts.deadletter import UndeliveredWebhook, RedisDeadLetterSink
 from driftscope_llm.services.cli.main import app
 from driftscope_llm.services.store import Incident, IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
-from driftscope_llm.services.store.report import AttributedReport, FailedReport
+from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget
 from tests.integration.test_worker import (  # the module's tiny model and indexes
@@ -292,7 +292,7 @@ def test_dead_letters_prints_newest_first(redis_url: str, redis_client: redis.Re
     sink = RedisDeadLetterSink(redis_client)
     at = datetime(2026, 3, 1, tzinfo=UTC)
     for n, reason in enumerate(("exhausted", "rejected")):
-        sink.write(DeadLetter(endpoint=f"hook-{n}", event="incident.opened",
+        sink.write(UndeliveredWebhook(endpoint=f"hook-{n}", event="incident.opened",
                               delivery_id=f"d-{n}", subject="inc-1", reason=reason,
                               attempts=3, last_status=500 - n * 100, last_error=None,
                               first_attempt_at=at, failed_at=at,

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from driftscope_llm.services.bus import TopicSettings
 from driftscope_llm.services.bus.kafka import KafkaBus
 from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings
-from driftscope_llm.services.collector.isolation import handle_batch
+from driftscope_llm.services.collector.batch import process_batch
 from driftscope_llm.services.collector.metrics import CollectorMetrics
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
 from driftscope_llm.services.collector.service import Collector
@@ -68,7 +68,7 @@ def test_batched_collector_on_kafka_matches_the_event_by_event_path(
 
     reference = Pipeline(SMALL, SignalExtractor(SignalSettings()), ROUTES, MemoryStore())
     state = PartitionState(topic=topic, partition=0)
-    out = handle_batch(reference, state, list(enumerate(raw)), max_bytes=1_000_000,
+    out = process_batch(reference, state, list(enumerate(raw)), max_bytes=1_000_000,
                        batched=False)
     expected = state.to_checkpoint(datetime.now(UTC))
 

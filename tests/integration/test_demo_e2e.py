@@ -32,7 +32,7 @@ def test_drift_from_a_planted_fine_tune_is_traced_to_the_planted_examples(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from driftscope_llm.attribution.data import write_jsonl
-    from driftscope_llm.attribution.index import build_index
+    from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.settings import AttributionSettings
 

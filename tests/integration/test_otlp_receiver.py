@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from driftscope_llm.services.ingest import RecordDecoder
 from driftscope_llm.services.otlp_receiver.server import KafkaSink, OtlpReceiver
-from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
 from tests.collector_harness import SMALL_WINDOWS, CollectorProcess, consume_all, free_port
 from tests.fixtures.ingest.spans import (
     export_request,
@@ -155,7 +155,7 @@ def receiver(kafka_bootstrap: str, new_topic: Callable[..., str]
     """An in-process receiver with a bearer token and a small body limit, on the real broker."""
     topic = new_topic(partitions=1)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    settings = ReceiverSettings(port=0, max_body_bytes=64 * 1024,
+    settings = OtlpReceiverSettings(port=0, max_body_bytes=64 * 1024,
                                 bearer_token=SecretStr("s3cret"))
     rx = OtlpReceiver(settings, RecordDecoder(), KafkaSink(producer, topic, f"{topic}.dlq"))
     rx.start()
@@ -226,7 +226,7 @@ def test_kafka_unavailable_is_503_with_retry_after(kafka_bootstrap: str) -> None
                              max_block_ms=2000, request_timeout_ms=2000)
     # a topic name Kafka refuses: the send fails, so the receiver must not answer 200
     sink = KafkaSink(producer, "bad topic name!", "bad topic name!.dlq", timeout_s=3)
-    rx = OtlpReceiver(ReceiverSettings(port=0), RecordDecoder(), sink).start()
+    rx = OtlpReceiver(OtlpReceiverSettings(port=0), RecordDecoder(), sink).start()
     try:
         raw = export_request([genai_span(e) for e in generate_events(StreamSpec(n=1, seed=1))])
         status, _, headers = post(rx.url, raw.SerializeToString(),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from driftscope_llm.services.collector.isolation import MAX_DEAD_LETTER_RAW
+from driftscope_llm.services.collector.batch import MAX_DEAD_LETTER_RAW
 from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
 from tests.collector_harness import CollectorProcess, consume_all, produce
 

@@ -18,8 +18,8 @@ import pytest
 pytest.importorskip("torch")
 
 from driftscope_llm.services.demo import scenario as sc
-from driftscope_llm.services.demo.gate import close_the_loop, story_lines
-from driftscope_llm.services.regress.report import exit_code
+from driftscope_llm.services.demo.last_act import close_the_loop, story_lines
+from driftscope_llm.services.regress.rendering import exit_code
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.store.model import Exemplar, Incident
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from driftscope_llm.services.cli.main import app
 from driftscope_llm.services.store import IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
-from driftscope_llm.services.store.report import AttributedReport
+from driftscope_llm.services.store.attribution_report import AttributedReport
 from tests.integration.test_worker import (  # the module's tiny model and indexes
     PLANTED,
     PLANTED_QUERY,

@@ -10,7 +10,7 @@ import redis
 from pydantic import SecretStr
 
 from driftscope_llm.services.alerts import (
-    DeadLetter,
+    UndeliveredWebhook,
     Notifier,
     RedisDeadLetterSink,
     UrllibTransport,
@@ -21,9 +21,9 @@ from driftscope_llm.services.store.model import Incident
 from tests.unit._webhook_sink import WebhookSink
 
 
-def _record(i: int) -> DeadLetter:
+def _record(i: int) -> UndeliveredWebhook:
     at = datetime(2024, 5, 1, tzinfo=UTC)
-    return DeadLetter(endpoint="ops", event="incident.opened", delivery_id=f"dlv-{i}",
+    return UndeliveredWebhook(endpoint="ops", event="incident.opened", delivery_id=f"dlv-{i}",
                       subject=f"inc-{i}", reason="exhausted", attempts=3, last_status=503,
                       last_error=None, first_attempt_at=at, failed_at=at,
                       content_type="application/json", body="{}")

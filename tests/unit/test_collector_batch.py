@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pytest
 
 from benchmarks.scenarios import Change, generate, make_world
-from driftscope_llm.services.collector.isolation import handle_batch
+from driftscope_llm.services.collector.batch import process_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
@@ -140,7 +140,7 @@ def test_handle_batch_equals_one_by_one_with_poison_messages(poll: int) -> None:
         rejected: list[tuple[int, str]] = []
         observed = 0
         for i in range(0, len(records), poll):
-            out = handle_batch(pipeline, state, records[i:i + poll], max_bytes=1_000_000,
+            out = process_batch(pipeline, state, records[i:i + poll], max_bytes=1_000_000,
                                batched=batched)
             raised += out.raised
             rejected += [(r.offset, r.reason) for r in out.rejected]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftscope_llm.services.alerts.receiver import AlertReceiver, _Refused
-from driftscope_llm.services.alerts.settings import ReceiverSettings
+from driftscope_llm.services.alerts.settings import AlertReceiverSettings
 from driftscope_llm.services.config import CollectorSettings, load_settings
 from driftscope_llm.services.drift import DriftSettings
 from driftscope_llm.services.errors import ConfigError, InvalidEventError
@@ -82,7 +82,7 @@ def test_parse_output_event_refuses_cleanly(raw: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def receiver() -> AlertReceiver:
-    r = AlertReceiver(ReceiverSettings(port=0, allow_unauthenticated=True), lambda m: None).start()
+    r = AlertReceiver(AlertReceiverSettings(port=0, allow_unauthenticated=True), lambda m: None).start()
     yield r  # type: ignore[misc]
     r.close()
 
@@ -163,7 +163,7 @@ def test_nested_drift_settings_refuse_with_config_error(doc: Any, drift: dict[st
 def test_index_manifests_refuse_with_index_error(doc: Any, raw: bytes, pick: int) -> None:
     pytest.importorskip("safetensors")
     from driftscope_llm.attribution.errors import IndexError_
-    from driftscope_llm.attribution.manifest import FORMAT, read_manifest
+    from driftscope_llm.attribution.index.manifest import FORMAT, read_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

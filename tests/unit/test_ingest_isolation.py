@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from driftscope_llm.services.collector.isolation import handle_batch
+from driftscope_llm.services.collector.batch import process_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
@@ -56,18 +56,18 @@ def _observed(state: PartitionState) -> int:
 def test_every_span_of_every_record_is_observed_once() -> None:
     records, n = _records()
     state = PartitionState(topic="t", partition=0)
-    out = handle_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
+    out = process_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
     assert len(out.observed) == n and not out.rejected
     assert sorted({off for off, _ in out.observed}) == [off for off, _ in records]
     assert _observed(state) == n and state.next_offset == len(records)
-    again = handle_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
+    again = process_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
     assert not again.observed and _observed(state) == n  # a redelivered batch: nothing twice
 
 
 def test_one_span_failing_costs_that_span_alone() -> None:
     records, n = _records(poison_at=11)  # the fourth span of the second record
     state = PartitionState(topic="t", partition=0)
-    out = handle_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
+    out = process_batch(_pipeline(), state, records, max_bytes=1_000_000, decode=_decode)
     assert len(out.observed) == n - 1
     [rejected] = out.rejected
     assert rejected.offset == 1 and rejected.reason == "processing_failed"

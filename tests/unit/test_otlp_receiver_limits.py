@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
 from driftscope_llm.services.ingest import RecordDecoder
 from driftscope_llm.services.otlp_receiver.server import OtlpReceiver
-from driftscope_llm.services.otlp_receiver.settings import ReceiverSettings
+from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
 from driftscope_llm.services.schemas import DeadLetter, OutputEvent
 from tests.fixtures.ingest.spans import export_request, genai_span
 
@@ -42,7 +42,7 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, str]]:
 
 def test_requests_over_the_limit_get_429_and_deliver_nothing() -> None:
     sink = GatedSink()
-    rx = OtlpReceiver(ReceiverSettings(port=0, max_concurrent_requests=1, retry_after_s=2),
+    rx = OtlpReceiver(OtlpReceiverSettings(port=0, max_concurrent_requests=1, retry_after_s=2),
                       RecordDecoder(), sink).start()
     events = list(generate_events(StreamSpec(n=2, seed=9)))
     first = export_request([genai_span(events[0])]).SerializeToString()

@@ -1,5 +1,5 @@
 """Fuzz the collector's per-message path (issue 19): arbitrary bytes, mutated events and known
-poison shapes through :func:`~driftscope_llm.services.collector.isolation.handle_batch` with a
+poison shapes through :func:`~driftscope_llm.services.collector.batch.process_batch` with a
 real pipeline on the in-memory store.
 
 Invariants, for every batch: no exception escapes; every message ends either observed or
@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftscope_llm.services.collector.isolation import handle_batch
+from driftscope_llm.services.collector.batch import process_batch
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
@@ -93,7 +93,7 @@ def test_every_message_is_observed_or_dead_lettered_and_nothing_escapes(
             records.append(VALID[i % len(VALID)])
         records.append(raw)
     state = PartitionState(topic="t", partition=0)
-    out = handle_batch(_pipeline(), state, list(enumerate(records)), max_bytes=100_000)
+    out = process_batch(_pipeline(), state, list(enumerate(records)), max_bytes=100_000)
 
     observed = {off for off, _ in out.observed}
     rejected = {r.offset for r in out.rejected}

@@ -1,4 +1,4 @@
-"""Poison isolation on the collector's per-message path (:mod:`services.collector.isolation`).
+"""Poison isolation on the collector's per-message path (:mod:`driftscope_llm.services.collector.batch`).
 
 The batch that stopped the collector on ec31e46: 200 valid events, then a message that fails.
 Here the failure comes from every stage in turn (decoding, measuring, embedding, observing); the
@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from driftscope_llm.services.collector.isolation import (
+from driftscope_llm.services.collector.batch import (
     MAX_DEAD_LETTER_RAW,
     Rejected,
     dead_letter_for,
-    handle_batch,
+    process_batch,
 )
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
@@ -83,7 +83,7 @@ def _with_poison(poison: bytes, position: int = 200) -> list[tuple[int, bytes | 
 def _clean_totals() -> dict[str, int]:
     """Per-stream totals after the 200 valid events alone, without any poison."""
     state = PartitionState(topic="t", partition=0)
-    handle_batch(_pipeline(), state, _records(), max_bytes=1_000_000)
+    process_batch(_pipeline(), state, _records(), max_bytes=1_000_000)
     return state.totals
 
 
@@ -111,7 +111,7 @@ def test_a_poison_message_costs_only_itself(poison: bytes, reason: str, embed: b
                                             position: int) -> None:
     state = PartitionState(topic="t", partition=0)
     records = _with_poison(poison, position)
-    out = handle_batch(_pipeline(embed=embed), state, records, max_bytes=1_000_000)
+    out = process_batch(_pipeline(embed=embed), state, records, max_bytes=1_000_000)
     assert [(r.offset, r.reason, r.raw) for r in out.rejected] == [(position, reason, poison)]
     assert len(out.observed) == 200
     assert state.totals == _clean_totals()  # every valid event counted, once
@@ -124,8 +124,8 @@ def test_redelivery_of_a_handled_batch_observes_nothing_twice() -> None:
     state = PartitionState(topic="t", partition=0)
     pipeline = _pipeline()
     records = _with_poison(_poison_event(), 50)
-    handle_batch(pipeline, state, records[:120], max_bytes=1_000_000)
-    again = handle_batch(pipeline, state, records, max_bytes=1_000_000)
+    process_batch(pipeline, state, records[:120], max_bytes=1_000_000)
+    again = process_batch(pipeline, state, records, max_bytes=1_000_000)
     assert [r.offset for r in again.rejected] == []  # offset 50 was handled before
     assert state.totals == _clean_totals() and state.next_offset == 201
 
@@ -136,7 +136,7 @@ def test_a_failing_metrics_hook_dead_letters_the_message_not_the_batch() -> None
             raise ZeroDivisionError("bad label")
 
     state = PartitionState(topic="t", partition=0)
-    out = handle_batch(_pipeline(), state, _records(20), max_bytes=1_000_000, on_valid=hook)
+    out = process_batch(_pipeline(), state, _records(20), max_bytes=1_000_000, on_valid=hook)
     assert [(r.offset, r.reason) for r in out.rejected] == [(7, "processing_failed")]
     assert "ZeroDivisionError while measuring" in out.rejected[0].detail
     assert len(out.observed) == 19 and 7 not in {off for off, _ in out.observed}
@@ -146,7 +146,7 @@ def test_an_infrastructure_error_propagates_without_moving_past_its_message() ->
     # a fresh stream's first event looks up its previous-version reference: the store fails
     state = PartitionState(topic="t", partition=0)
     with pytest.raises(StoreError):
-        handle_batch(_pipeline(_FlakyStore(fail_on=1)), state, _records(10), max_bytes=1_000_000)
+        process_batch(_pipeline(_FlakyStore(fail_on=1)), state, _records(10), max_bytes=1_000_000)
     assert state.next_offset == 0  # the failed event will be read again, not dead-lettered
 
 

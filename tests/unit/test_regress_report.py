@@ -11,7 +11,7 @@ import pytest
 from driftscope_llm.services.regress.gate import GateSettings, run_gate
 from driftscope_llm.services.regress.generation import GenerationSettings, Sample
 from driftscope_llm.services.regress.probes import Probe
-from driftscope_llm.services.regress.report import RunInfo, render_html, to_json, to_junit
+from driftscope_llm.services.regress.rendering import RunInfo, render_html, to_json, to_junit
 
 xmlschema = pytest.importorskip("xmlschema")
 JUNIT_XSD = Path(__file__).resolve().parents[1] / "data" / "junit.xsd"

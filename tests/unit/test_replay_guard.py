@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from pydantic import SecretStr
 
-from driftscope_llm.services.alerts import AlertmanagerMessage, AlertReceiver, ReceiverSettings
+from driftscope_llm.services.alerts import AlertmanagerMessage, AlertReceiver, AlertReceiverSettings
 from driftscope_llm.services.alerts.signing import compute_signature, sign
 from tests.unit.test_webhooks_receiver import am_message
 
@@ -31,7 +31,7 @@ def relayed() -> list[AlertmanagerMessage]:
 
 @pytest.fixture
 def receiver(relayed: list[AlertmanagerMessage]) -> Iterator[AlertReceiver]:
-    settings = ReceiverSettings(port=0, bearer_token=SecretStr(TOKEN),
+    settings = AlertReceiverSettings(port=0, bearer_token=SecretStr(TOKEN),
                                 signing_secrets=[KEY, OTHER_KEY], max_body_bytes=400_000)
     with AlertReceiver(settings, relayed.append, clock=lambda: float(NOW)) as rx:
         yield rx
@@ -76,7 +76,7 @@ def test_a_respelled_used_signature_is_a_replay(receiver: AlertReceiver,
 def test_every_respelling_verifies_on_a_fresh_receiver(relayed: list[AlertmanagerMessage]) -> None:
     """The variants are real signatures, not malformed ones: each is accepted the first time."""
     for variant, header in RESPELLINGS.items():
-        settings = ReceiverSettings(port=0, signing_secrets=[KEY, OTHER_KEY])
+        settings = AlertReceiverSettings(port=0, signing_secrets=[KEY, OTHER_KEY])
         with AlertReceiver(settings, relayed.append, clock=lambda: float(NOW)) as rx:
             assert _post(rx, BODY, {"X-Driftscope-Signature": header()})[0] == 200, variant
     assert len(relayed) == len(RESPELLINGS)

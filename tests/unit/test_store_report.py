@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from driftscope_llm.services.store import Incident, IncidentState
 from driftscope_llm.services.store.lifecycle import ALLOWED, OPEN_STATES, can_advance
-from driftscope_llm.services.store.report import (
+from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     FailedReport,
     VerificationFailure,
@@ -25,7 +25,7 @@ from tests.attribution_reports import attributed_report, verification
 V1_ATTRIBUTED = json.loads("""{
  "version": 1, "status": "attributed", "target": "bot@v1", "model_dir": "/m",
  "adapter_dir": null, "model_fingerprint": "abc", "primary_method": "repsim", "top_k": 2,
- "aggregation": "mean reciprocal rank over exemplars (services.worker.report)",
+ "aggregation": "mean reciprocal rank over exemplars (driftscope_llm.services.worker.aggregate)",
  "aggregate": [{"id": "x", "rank": 1, "mrr": 1.0, "hits": 1, "best_rank": 1, "mean_score": 0.9},
                {"id": "y", "rank": 2, "mrr": 0.5, "hits": 1, "best_rank": 2, "mean_score": 0.7}],
  "methods": {"repsim": {"spec": "repsim:mean_response", "index": "/i", "manifest_id": "m1",

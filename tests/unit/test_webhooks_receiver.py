@@ -17,7 +17,7 @@ from driftscope_llm.services.alerts import (
     AlertReceiver,
     MemoryDeadLetterSink,
     Notifier,
-    ReceiverSettings,
+    AlertReceiverSettings,
     UrllibTransport,
     WebhookEndpoint,
     WebhookSettings,
@@ -72,7 +72,7 @@ def got() -> Got:
 
 @pytest.fixture
 def receiver(got: Got) -> Iterator[AlertReceiver]:
-    settings = ReceiverSettings(port=0, bearer_token=SecretStr(TOKEN),
+    settings = AlertReceiverSettings(port=0, bearer_token=SecretStr(TOKEN),
                                 signing_secrets=[SecretStr(KEY)], max_body_bytes=4096)
     with AlertReceiver(settings, got, clock=lambda: NOW) as rx:
         yield rx
@@ -167,9 +167,9 @@ def test_health_endpoint(receiver: AlertReceiver) -> None:
 
 def test_settings_refuse_a_receiver_without_credentials() -> None:
     with pytest.raises(ValidationError, match="bearer_token or signing_secrets"):
-        ReceiverSettings()
-    assert ReceiverSettings(allow_unauthenticated=True).host == "127.0.0.1"
-    assert TOKEN not in repr(ReceiverSettings(bearer_token=SecretStr(TOKEN)))
+        AlertReceiverSettings()
+    assert AlertReceiverSettings(allow_unauthenticated=True).host == "127.0.0.1"
+    assert TOKEN not in repr(AlertReceiverSettings(bearer_token=SecretStr(TOKEN)))
 
 
 def test_relay_forwards_alerts_as_signed_driftscope_alert_v1() -> None:
@@ -181,7 +181,7 @@ def test_relay_forwards_alerts_as_signed_driftscope_alert_v1() -> None:
             transport=UrllibTransport(), dead_letters=MemoryDeadLetterSink(),
             clock=lambda: NOW, sleep=lambda s: None, rng=random.Random(0),
         )  # fmt: skip
-        settings = ReceiverSettings(port=0, bearer_token=SecretStr(TOKEN))
+        settings = AlertReceiverSettings(port=0, bearer_token=SecretStr(TOKEN))
         with AlertReceiver(settings, notifier.notify_alerts, clock=lambda: NOW) as rx:
             assert post(rx, json.dumps(am_message("resolved", n=2)).encode(), bearer()) == 200
     [req] = sink.received

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from driftscope_llm.services.config import WorkerSettings
 from driftscope_llm.services.store.model import Exemplar, Incident
-from driftscope_llm.services.worker.report import aggregate_mrr, manifest_id, top_ids
+from driftscope_llm.services.worker.aggregate import aggregate_mrr, manifest_id, top_ids
 from driftscope_llm.services.worker.settings import ModelTarget, find_target
 
 TOL = 1e-12

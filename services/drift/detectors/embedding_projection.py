@@ -2,7 +2,7 @@
 
 Each embedding is projected, on arrival, onto the top ``embedding_components`` principal
 directions of the reference's *fit* half and whitened by their scales (see
-:mod:`services.drift.embedding_space`); a window test then costs ``O(w · r)``. The statistic is
+:mod:`driftscope_llm.services.drift.embedding_space`); a window test then costs ``O(w · r)``. The statistic is
 Hotelling's two-sample ``T² = m (ȳ_w - ȳ_r)ᵀ S⁻¹ (ȳ_w - ȳ_r)``, ``m = wn/(w+n)``, with ``ȳ_r`` and
 ``S`` the mean and covariance of the *held-out* half's coordinates. Under no drift
 ``T² (ν-r+1)/(ν r)`` is approximately ``F(r, ν-r+1)``, ``ν = n - 1`` (Hotelling 1931). A topic

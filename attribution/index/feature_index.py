@@ -10,8 +10,8 @@ A query featurizes the queries with the same model, lets the method transform th
 (:meth:`Method.prepare_queries`), and scores them against the stored rows by blocked matrix
 products — at most ``block_rows`` × Q scores exist at a time, never N × Q — merging the top-k of
 every block. Shards are read memory-mapped one block at a time
-(:mod:`driftscope_llm.attribution.shards`), so memory stays bounded by the block, not the index.
-A build can be split across processes or machines (:mod:`driftscope_llm.attribution.sharding`).
+(:mod:`driftscope_llm.attribution.index.shard_files`), so memory stays bounded by the block, not the index.
+A build can be split across processes or machines (:mod:`driftscope_llm.attribution.index.parts`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from driftscope_llm.attribution.data import Example, corpus_hash
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError
 from driftscope_llm.attribution.formatting import ExampleLike, collate
-from driftscope_llm.attribution.manifest import (
+from driftscope_llm.attribution.index.manifest import (
     FORMAT,
     MANIFEST,
     check_identity,
@@ -38,7 +38,7 @@ from driftscope_llm.attribution.manifest import (
 from driftscope_llm.attribution.methods.base import Block, Method, get_method
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-from driftscope_llm.attribution.shards import MappedShard, write_shard
+from driftscope_llm.attribution.index.shard_files import MappedShard, write_shard
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
@@ -237,7 +237,7 @@ def build_index(
     Resumes a partial build of the same identity; an existing index of another model, corpus or
     feature settings is refused unless ``overwrite``. ``progress(done, total)`` is called after
     every batch. Batch and shard size change speed only, not scores. To split a build across
-    processes or machines see :func:`driftscope_llm.attribution.sharding.build_part`.
+    processes or machines see :func:`driftscope_llm.attribution.index.parts.build_part`.
     """
     settings = settings or AttributionSettings()
     out = Path(out_dir)
@@ -451,7 +451,7 @@ class Index:
         """Attribute each query to the ``top_k`` most responsible corpus examples.
 
         ``searcher`` replaces the exact blocked search, e.g. with an
-        :class:`driftscope_llm.attribution.ann.FaissSearcher` for very large corpora.
+        :class:`driftscope_llm.attribution.index.ann.FaissSearcher` for very large corpora.
         """
         if self.model is None:
             raise IndexError_("open the index with a model to featurize queries",

@@ -1,7 +1,7 @@
 """The aggregate ranking of an attribution report: pure functions over ranked results.
 
 The report itself is a typed record of the store
-(:class:`~driftscope_llm.services.store.report.AttributedReport`); this module computes its
+(:class:`~driftscope_llm.services.store.attribution_report.AttributedReport`); this module computes its
 ``aggregate`` rows.
 
 Aggregate ranking across exemplars — **mean reciprocal rank** (MRR). For training example ``x``
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from driftscope_llm.services.store.report import AggregateRow
+from driftscope_llm.services.store.attribution_report import AggregateRow
 
 __all__ = ["AggregateRow", "aggregate_mrr", "manifest_id", "top_ids"]
 

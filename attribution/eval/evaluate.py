@@ -2,8 +2,8 @@
 
 :func:`evaluate` scores every method on a labelled corpus and labelled queries with a given
 model; :func:`evaluate_tasks` does it for the generated miniature tasks of
-:mod:`attribution.tasks`, fine-tuning a tiny model per task first. Metrics are those of
-:mod:`driftscope_llm.attribution.metrics` (Acc, Cover, auPRC), averaged over queries.
+:mod:`attribution.eval.tasks`, fine-tuning a tiny model per task first. Metrics are those of
+:mod:`driftscope_llm.attribution.eval.metrics` (Acc, Cover, auPRC), averaged over queries.
 
 ``seconds`` per method = building its index (featurizing the corpus) + featurizing the queries +
 scoring them. Methods sharing features (``gradsim:*``, ``lissa``, ``datainf``) share one index;
@@ -11,7 +11,7 @@ each is charged the shared featurization time, so the column compares methods as
 ``bm25`` (:mod:`~driftscope_llm.attribution.methods.bm25`) and ``random`` (uniform scores) are
 baselines run beside the methods; ``fuse:A+B`` sums the per-query z-scored scores of A and B.
 The evaluation over the independent task families, with intervals and counterfactual metrics,
-is :mod:`driftscope_llm.attribution.suite`.
+is :mod:`driftscope_llm.attribution.eval.suite`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.errors import CorpusError
-from driftscope_llm.attribution.index import build_index, featurize
+from driftscope_llm.attribution.index.feature_index import build_index, featurize
 from driftscope_llm.attribution.methods.base import get_method
-from driftscope_llm.attribution.metrics import average_precision, cover, top1_accuracy
+from driftscope_llm.attribution.eval.metrics import average_precision, cover, top1_accuracy
 from driftscope_llm.attribution.modeling import LoadedModel, load_model
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-from driftscope_llm.attribution.tasks import Task, make_task
+from driftscope_llm.attribution.eval.tasks import Task, make_task
 from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
 

@@ -14,7 +14,7 @@ the worker wrote before these models existed (version 1), so records already in 
 
 Scores mean what the method says (cosine for repsim, dot products for gradsim, inverse-Hessian
 products for lissa/datainf); ranks and ``mrr`` mean the same for every method (see
-:mod:`driftscope_llm.services.worker.report` for the aggregation).
+:mod:`driftscope_llm.services.worker.aggregate` for the aggregation).
 """
 
 from __future__ import annotations

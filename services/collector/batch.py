@@ -17,7 +17,7 @@ dead-lettering every event during a Redis outage would lose them. ``MemoryError`
 ``BaseException`` subclasses (``KeyboardInterrupt``, ``SystemExit``) propagate too.
 
 The Kafka collector (:mod:`driftscope_llm.services.collector.service`) and the embedded
-``replay`` both go through :func:`handle_batch`, so they isolate the same way.
+``replay`` both go through :func:`process_batch`, so they isolate the same way.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = [
     "Rejected",
     "dead_letter_for",
     "decode_isolated",
-    "handle_batch",
+    "process_batch",
     "parse_isolated",
 ]
 
@@ -77,7 +77,7 @@ class Rejected:
 
 @dataclass
 class BatchOutcome:
-    """What :func:`handle_batch` made of a batch."""
+    """What :func:`process_batch` made of a batch."""
 
     observed: list[tuple[int, OutputEvent]] = field(default_factory=list)
     raised: list[RaisedAnomaly] = field(default_factory=list)
@@ -122,7 +122,7 @@ def decode_isolated(decode: Callable[[bytes], Decoded], raw: bytes, offset: int,
                             for r in decoded.rejects]
 
 
-def handle_batch(
+def process_batch(
     pipeline: Pipeline,
     state: PartitionState,
     records: Sequence[tuple[int, bytes | None]],

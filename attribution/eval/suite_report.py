@@ -1,4 +1,4 @@
-"""Rendering of :mod:`driftscope_llm.attribution.suite` rows: a Markdown table and a rich table.
+"""Rendering of :mod:`driftscope_llm.attribution.eval.suite` rows: a Markdown table and a rich table.
 
 Both show, per (family, method): Acc, Cover, auPRC as ``mean [lo, hi]`` (95% bootstrap over
 queries), the worst configuration's mean Cover, QLD (nats/token, minus random removal) and LDS
@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from driftscope_llm.attribution.stats import Interval
-from driftscope_llm.attribution.suite import SuiteRow
+from driftscope_llm.attribution.eval.stats import Interval
+from driftscope_llm.attribution.eval.suite import SuiteRow
 
 __all__ = ["print_suite", "suite_markdown", "summary"]
 

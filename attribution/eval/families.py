@@ -1,6 +1,6 @@
 """Evaluation task families that differ in *where* the attributed behaviour lives.
 
-The tasks of :mod:`driftscope_llm.attribution.tasks` mirror the seed paper and were written
+The tasks of :mod:`driftscope_llm.attribution.eval.tasks` mirror the seed paper and were written
 together with the default method. These four families were written afterwards, with their own
 vocabularies and templates (no word list is shared with ``tasks.py``), so that a method cannot
 win by matching one kind of surface form:
@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable
 
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.labelled_task import Task
+from driftscope_llm.attribution.eval.labelled_task import Task
 
 __all__ = ["FAMILIES", "rule_task", "style_task", "topic_task", "trigger_task"]
 
@@ -203,7 +203,7 @@ def topic_task(seed: int = 0, per_class: int = 24, queries_per_class: int = 4) -
     return Task("topic", corpus, queries, target="chess")
 
 
-#: The families by name; :func:`driftscope_llm.attribution.tasks.make_task` also finds these.
+#: The families by name; :func:`driftscope_llm.attribution.eval.tasks.make_task` also finds these.
 FAMILIES: dict[str, Callable[[int], Task]] = {
     "style": style_task,
     "rule": rule_task,

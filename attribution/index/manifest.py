@@ -14,7 +14,7 @@ stored in ``dtype``) and ``norms`` (float32 L2 norms, so raw features = features
 the row ids as JSON in the safetensors metadata (covered by the shard's sha256).
 Written atomically (temporary file + rename) after every shard, which makes builds resumable.
 
-A sharded build (:mod:`driftscope_llm.attribution.sharding`) writes one manifest per part,
+A sharded build (:mod:`driftscope_llm.attribution.index.parts`) writes one manifest per part,
 ``manifest.part-00001-of-00004.json``, with ``"part": {"index", "count"}`` and only that part's
 shards; merging the parts writes the ordinary ``manifest.json``.
 """

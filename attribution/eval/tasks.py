@@ -22,8 +22,8 @@ import random
 from collections.abc import Callable
 
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.families import FAMILIES
-from driftscope_llm.attribution.labelled_task import Task
+from driftscope_llm.attribution.eval.families import FAMILIES
+from driftscope_llm.attribution.eval.labelled_task import Task
 
 __all__ = ["TASKS", "Task", "make_task"]
 
@@ -178,7 +178,7 @@ TASKS: dict[str, Callable[[int], Task]] = {
 
 def make_task(name: str, seed: int = 0) -> Task:
     """The task called ``name`` for ``seed``: one of :data:`TASKS` or of the independent
-    families in :data:`driftscope_llm.attribution.families.FAMILIES`."""
+    families in :data:`driftscope_llm.attribution.eval.families.FAMILIES`."""
     if name in TASKS:
         return TASKS[name](seed)
     if name in FAMILIES:

@@ -1,6 +1,6 @@
 """Optional FAISS search over an index's rows, for corpora too large for exhaustive scoring.
 
-The default search (:meth:`attribution.index.Index.search`) is exact: blocked matrix products over
+The default search (:meth:`attribution.index.feature_index.Index.search`) is exact: blocked matrix products over
 every stored row. With millions of rows and many queries an approximate nearest-neighbour graph
 answers in sub-linear time; this module builds one with FAISS (``pip install
 'driftscope[faiss]'``), over the same vectors the exact search scores:
@@ -25,7 +25,7 @@ from driftscope_llm.services.errors import MissingExtraError
 if TYPE_CHECKING:
     import torch
 
-    from driftscope_llm.attribution.index import Index
+    from driftscope_llm.attribution.index.feature_index import Index
 
 __all__ = ["FaissSearcher"]
 

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from driftscope_llm.services.cli.errors import friendly_errors
-from driftscope_llm.services.store.report import AttributedReport, FailedReport
+from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["register_report"]
 
@@ -57,9 +58,9 @@ def report_cmd(
         siblings = [i for i in store.list_incidents(model=inc.model, limit=500)
                     if i.model_version == inc.model_version and i.segment == inc.segment]
         signals = list(dict.fromkeys([inc.signal] + [i.signal for i in siblings
-                                                     if i.signal != "embedding"]))
+                                                     if i.signal != Signal.EMBEDDING]))
         inputs.series = signal_series(read_events(events), inc,
-                                      [s for s in signals if s != "embedding"],
+                                      [s for s in signals if s != Signal.EMBEDDING],
                                       segment_label=segment_label, reference_n=reference_n)
     src = corpus
     if src is None and inc.attribution is not None:
@@ -74,7 +75,7 @@ def report_cmd(
 
 def _verification_corpus(report: AttributedReport | FailedReport) -> Path | None:
     """The corpus the worker verified against, when the report names a readable one."""
-    from driftscope_llm.services.store.report import Verification
+    from driftscope_llm.services.store.attribution_report import Verification
 
     v = report.verification if isinstance(report, AttributedReport) else None
     if isinstance(v, Verification) and v.corpus is not None and Path(v.corpus).is_file():

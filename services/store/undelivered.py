@@ -1,6 +1,6 @@
 """Webhook deliveries that did not get through, kept in Redis for a person to inspect or replay.
 
-A :class:`DeadLetter` holds everything needed to understand and replay the failure — endpoint
+A :class:`UndeliveredWebhook` holds everything needed to understand and replay the failure — endpoint
 *name* (never its URL), event, delivery id, the exact body, attempts, the last HTTP status or
 transport error, first and last attempt times — and nothing secret: the signature is not stored
 (a replay signs afresh, with a fresh timestamp).
@@ -21,10 +21,10 @@ from pydantic import BaseModel, ValidationError
 
 from driftscope_llm.services.errors import StoreError
 
-__all__ = ["DeadLetter", "RedisDeadLetterSink"]
+__all__ = ["UndeliveredWebhook", "RedisDeadLetterSink"]
 
 
-class DeadLetter(BaseModel):
+class UndeliveredWebhook(BaseModel):
     """One delivery that did not get through."""
 
     endpoint: str
@@ -50,7 +50,7 @@ class RedisDeadLetterSink:
         self.key = key
         self.max_len = max_len
 
-    def write(self, record: DeadLetter) -> None:
+    def write(self, record: UndeliveredWebhook) -> None:
         try:
             pipe = self.client.pipeline(transaction=True)
             pipe.lpush(self.key, record.model_dump_json())
@@ -60,11 +60,11 @@ class RedisDeadLetterSink:
             raise StoreError(f"cannot write dead-letter record: {type(exc).__name__}",
                              key=self.key) from None
 
-    def read(self, count: int = 100) -> list[DeadLetter]:
+    def read(self, count: int = 100) -> list[UndeliveredWebhook]:
         """The newest ``count`` readable records, newest first (see :meth:`read_all`)."""
         return self.read_all(count)[0]
 
-    def read_all(self, count: int = 100) -> tuple[list[DeadLetter], list[bytes]]:
+    def read_all(self, count: int = 100) -> tuple[list[UndeliveredWebhook], list[bytes]]:
         """The newest ``count`` entries, newest first: the readable records, and the raw bytes of
         any entry that is not a dead-letter record (written by hand or by another version), so
         one bad entry never hides the others."""
@@ -73,11 +73,11 @@ class RedisDeadLetterSink:
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"cannot read dead-letter records from Redis: "
                              f"{type(exc).__name__}: {exc}", key=self.key) from None
-        records: list[DeadLetter] = []
+        records: list[UndeliveredWebhook] = []
         unreadable: list[bytes] = []
         for entry in raw:
             try:
-                records.append(DeadLetter.model_validate_json(entry))
+                records.append(UndeliveredWebhook.model_validate_json(entry))
             except ValidationError:
                 unreadable.append(entry)
         return records, unreadable

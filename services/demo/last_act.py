@@ -12,7 +12,7 @@ After the v2 incident is attributed, the loop closes the way a team would close 
 2. **Retrain.** v3 starts from v1's weights and is fine-tuned on the cleaned corpus with v2's
    recipe (same epochs and learning rate) — the refresh v2 should have been.
 3. **Gate.** The incident becomes a probe suite (its drifted prompts, their nearest corpus and
-   reference-traffic prompts: :func:`~services.regress.incident_probes.incident_suite`), written
+   reference-traffic prompts: :func:`~driftscope_llm.services.regress.incident_probes.incident_suite`), written
    as ``probes-incident.jsonl``; v1, v2 and v3 each sample every probe, and the regression gate
    compares v2 with v1 and v3 with v1 (one v1 sample set serves as the baseline of both). v2 must
    fail, v3 must pass; ``gate.html`` shows both runs and ``gate.json`` their verdicts and exit
@@ -36,9 +36,10 @@ from driftscope_llm.services.regress.gate import GateResult, GateSettings, run_g
 from driftscope_llm.services.regress.generation import GenerationSettings, LocalGenerator
 from driftscope_llm.services.regress.incident_probes import Candidate, incident_suite
 from driftscope_llm.services.regress.probes import write_suite
-from driftscope_llm.services.regress.report import RunInfo, exit_code, render_html, to_json
+from driftscope_llm.services.regress.rendering import RunInfo, exit_code, render_html, to_json
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.store.model import Incident
+from driftscope_llm.services.vocabulary import Signal
 
 __all__ = ["GateStory", "attributed_ids", "behaviour_exemplars", "close_the_loop", "retrain",
            "run_last_act", "story_lines"]
@@ -65,7 +66,7 @@ def behaviour_exemplars(incident: Incident) -> set[str]:
     from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 
     ids = {e.event_id for e in incident.exemplars}
-    if incident.signal != "refusal":
+    if incident.signal != Signal.REFUSAL:
         return ids
     extractor = SignalExtractor(SignalSettings())
     showing = {e.event_id for e in incident.exemplars if extractor.is_refusal(e.output or "")}
@@ -165,7 +166,7 @@ def run_last_act(console: Console, out: Path, incident: Incident,
                  versions: Any, stream: Path, settings: ScenarioSettings, *,
                  top_k: int) -> GateStory:
     """The demo CLI's call: :func:`close_the_loop` with a status line on ``console`` (stderr),
-    then the story lines. ``versions`` is :class:`~services.demo.scenario.Versions`."""
+    then the story lines. ``versions`` is :class:`~driftscope_llm.services.demo.scenario.Versions`."""
     from driftscope_llm.services.report import read_events
     from driftscope_llm.services.textsafety import terminal
 

@@ -1,10 +1,11 @@
-"""``driftscope attribution …``: build indexes, query them, evaluate methods (DESIGN.md).
+"""``driftscope attribution …``: build indexes, query them, evaluate methods (docs/attribution.md).
 
 Mounted by the main CLI with ``app.add_typer(attribution_app, name="attribution")``. Heavy
 imports (torch, transformers) happen inside the commands so ``driftscope --help`` stays fast.
 ``--json`` prints only JSON lines on stdout; otherwise progress bars go to stderr and results
 are a table. A user mistake (missing file, bad JSONL line, mismatched index) prints one line
-``error: …`` on stderr and exits with code 2.
+``error: …`` on stderr and exits with the README's code (2 for a usage or input error, 4 for
+an unknown id), through the CLI's shared :func:`~driftscope_llm.services.cli.errors.user_errors`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from driftscope_llm.services.cli.errors import user_errors
+from driftscope_llm.services.cli.options import quiet_transformers
+from driftscope_llm.services.cli.render import escape_text
 from driftscope_llm.services.errors import DriftscopeError
 
 __all__ = ["app", "eval_markdown"]
@@ -34,37 +36,6 @@ index_app = typer.Typer(name="index", help="Build attribution indexes.", no_args
 app.add_typer(index_app, name="index")
 
 _err = Console(stderr=True)
-#: control characters shown as escapes, so a path or name cannot rewrite the terminal
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def _safe(value: object) -> str:
-    """``value`` printable through rich: markup shown literally, control characters escaped."""
-    return escape(str(value).translate(_CONTROL))
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn driftscope's own errors into one line on stderr and exit code 2."""
-    try:
-        yield
-    except DriftscopeError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-    except ValidationError as exc:  # settings out of range
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        _err.print(f"[red]error:[/red] {where}: {first['msg']}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
-
 @contextmanager
 def _progress(enabled: bool, description: str) -> Iterator[Callable[[int, int], None]]:
     if not enabled:
@@ -117,18 +88,18 @@ def index_build(
     json_out: JsonOpt = False,
 ) -> None:
     """Featurize a corpus into an index directory (resumes an interrupted build)."""
-    with _user_errors():
+    with user_errors():
         from driftscope_llm.attribution.data import load_corpus
-        from driftscope_llm.attribution.index import build_index
+        from driftscope_llm.attribution.index.feature_index import build_index
         from driftscope_llm.attribution.modeling import load_model
         from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-        from driftscope_llm.attribution.sharding import build_part, parse_part
+        from driftscope_llm.attribution.index.parts import build_part, parse_part
 
         base = AttributionSettings(proj_dim=proj_dim, storage_dtype=storage_dtype)
         settings = parse_method_spec(method, base=base) if method else base
         part = parse_part(shard) if shard is not None else None
         examples = load_corpus(corpus)
-        _quiet_transformers()
+        quiet_transformers()
         loaded = load_model(model, adapter, device=device)
         t0 = time.perf_counter()
         if part is not None:
@@ -161,7 +132,7 @@ def _part_summary(res: Any, out: Path, spec: str, secs: float, json_out: bool) -
         return
     merged = "; all parts done, merged" if res.merged else ""
     Console().print(f"indexed part {res.index}/{res.count}: {res.rows} examples in "
-                    f"{res.shards} shards with {_safe(spec)} into {_safe(out)} in "
+                    f"{res.shards} shards with {escape_text(spec)} into {escape_text(out)} in "
                     f"{secs:.1f}s{merged}", highlight=False)
 
 
@@ -174,9 +145,9 @@ def index_merge(
     json_out: JsonOpt = False,
 ) -> None:
     """Merge the parts of a sharded build (index build --shard i/N) into one index."""
-    with _user_errors():
-        from driftscope_llm.attribution.manifest import read_manifest
-        from driftscope_llm.attribution.sharding import merge_parts
+    with user_errors():
+        from driftscope_llm.attribution.index.manifest import read_manifest
+        from driftscope_llm.attribution.index.parts import merge_parts
 
         path = merge_parts(parts, out)
         manifest = read_manifest(path)
@@ -186,7 +157,7 @@ def index_merge(
             _emit(summary)
         else:
             Console().print(f"merged {summary['parts']} parts ({summary['examples']} examples, "
-                            f"{summary['shards']} shards) into {_safe(path)}",
+                            f"{summary['shards']} shards) into {escape_text(path)}",
                             highlight=False)
 
 
@@ -209,15 +180,15 @@ def query(
         "large corpora; flat: FAISS exhaustive (needs the 'faiss' extra).")] = "exact",
 ) -> None:
     """Attribute each query to its most responsible corpus examples."""
-    with _user_errors():
+    with user_errors():
         from driftscope_llm.attribution.agreement import agreement
         from driftscope_llm.attribution.data import load_queries
-        from driftscope_llm.attribution.index import open_index
-        from driftscope_llm.attribution.manifest import read_manifest
+        from driftscope_llm.attribution.index.feature_index import open_index
+        from driftscope_llm.attribution.index.manifest import read_manifest
         from driftscope_llm.attribution.modeling import load_model
 
         qs = load_queries(queries)
-        _quiet_transformers()
+        quiet_transformers()
         per_method: dict[str, list[Any]] = {}
         loaded: dict[tuple[str, str | None], Any] = {}
         for path in index:
@@ -234,7 +205,7 @@ def query(
                 name = f"{name}#{len(per_method)}"
             searcher = None
             if ann != "exact":
-                from driftscope_llm.attribution.ann import FaissSearcher
+                from driftscope_llm.attribution.index.ann import FaissSearcher
 
                 if ann not in ("flat", "hnsw"):
                     raise _usage(f"--ann must be exact, flat or hnsw, not {ann!r}")
@@ -303,15 +274,15 @@ def eval_(
         help="--suite: retrain for QLD and LDS.")] = True,
     lds_subsets: Annotated[int, typer.Option(min=2, help="--suite: LDS retrains.")] = 32,
 ) -> None:
-    """Measure Acc, Cover and auPRC of every method (DESIGN.md, "Attribution")."""
+    """Measure Acc, Cover and auPRC of every method (docs/attribution.md, "Evaluation")."""
     if suite:
         _eval_suite(families, configs, seeds, methods, epochs, counterfactual, lds_subsets,
                     workdir, markdown, json_out)
         return
-    with _user_errors():
-        from driftscope_llm.attribution.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
+    with user_errors():
+        from driftscope_llm.attribution.eval.evaluate import DEFAULT_EVAL_METHODS, evaluate_tasks
 
-        _quiet_transformers()
+        quiet_transformers()
         specs = [m.strip() for m in methods.split(",")] if methods else list(DEFAULT_EVAL_METHODS)
         log = None if json_out else (lambda s: _err.print(s, highlight=False))
         with tempfile.TemporaryDirectory(prefix="driftscope-eval-") as tmp:
@@ -339,11 +310,11 @@ def eval_(
 def _eval_suite(families: str, configs: str, seeds: str, methods: str | None, epochs: int,
                 counterfactual: bool, lds_subsets: int, workdir: Path | None, markdown: bool,
                 json_out: bool) -> None:
-    with _user_errors():
-        from driftscope_llm.attribution.families import FAMILIES
-        from driftscope_llm.attribution.suite import SUITE_METHODS, Config, run_suite
-        from driftscope_llm.attribution.suite_report import print_suite, suite_markdown
-        from driftscope_llm.attribution.tasks import TASKS
+    with user_errors():
+        from driftscope_llm.attribution.eval.families import FAMILIES
+        from driftscope_llm.attribution.eval.suite import SUITE_METHODS, Config, run_suite
+        from driftscope_llm.attribution.eval.suite_report import print_suite, suite_markdown
+        from driftscope_llm.attribution.eval.tasks import TASKS
 
         fams = [f.strip() for f in families.split(",") if f.strip()]
         unknown = [f for f in fams if f not in FAMILIES and f not in TASKS]
@@ -361,7 +332,7 @@ def _eval_suite(families: str, configs: str, seeds: str, methods: str | None, ep
         except ValueError:
             raise _usage(f"--seeds must be comma-separated integers, not {seeds!r}") from None
         specs = [m.strip() for m in methods.split(",")] if methods else list(SUITE_METHODS)
-        _quiet_transformers()
+        quiet_transformers()
         log = None if json_out else (lambda s: _err.print(s, highlight=False, markup=False))
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="driftscope-suite-") as tmp:
@@ -388,7 +359,7 @@ def _eval_user(corpus: Path, queries: Path | None, label_field: str, model: Path
                adapter: Path | None, device: str | None, specs: list[str], work: Path,
                arch: str, lora: bool, seed: int, epochs: int, log: Any) -> list[Any]:
     from driftscope_llm.attribution.data import load_corpus, load_queries
-    from driftscope_llm.attribution.evaluate import evaluate
+    from driftscope_llm.attribution.eval.evaluate import evaluate
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.tinymodel import build_tiny_model
 

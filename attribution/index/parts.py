@@ -34,8 +34,8 @@ from typing import Any
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError, SettingsError
-from driftscope_llm.attribution.index import Progress, build_shards
-from driftscope_llm.attribution.manifest import (
+from driftscope_llm.attribution.index.feature_index import Progress, build_shards
+from driftscope_llm.attribution.index.manifest import (
     MANIFEST,
     part_manifest_name,
     read_manifest,
