@@ -23,7 +23,13 @@ from driftscope_llm.attribution.settings import DEFAULT_METHOD, AttributionSetti
 
 if TYPE_CHECKING:
     from driftscope_llm.attribution.eval.evaluate import EvalRow, evaluate, evaluate_tasks
-    from driftscope_llm.attribution.index.feature_index import Hit, Index, QueryResult, build_index, open_index
+    from driftscope_llm.attribution.index.feature_index import (
+        Hit,
+        Index,
+        QueryResult,
+        build_index,
+        open_index,
+    )
     from driftscope_llm.attribution.methods.base import available_methods, get_method
     from driftscope_llm.attribution.modeling import LoadedModel, load_model
     from driftscope_llm.attribution.tinymodel import build_tiny_model, finetune

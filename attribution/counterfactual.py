@@ -42,7 +42,7 @@ from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.formatting import collate
 from driftscope_llm.attribution.methods.gradients import response_loss
 from driftscope_llm.attribution.modeling import pick_device
-from driftscope_llm.attribution.eval.stats import Interval, bootstrap_mean
+from driftscope_llm.attribution.stats import Interval, bootstrap_mean
 from driftscope_llm.attribution.tinymodel import cpu_threads, finetune
 from driftscope_llm.services.errors import MissingExtraError
 

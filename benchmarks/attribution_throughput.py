@@ -26,13 +26,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from driftscope_llm.attribution.eval.tasks import make_task
 from driftscope_llm.attribution.formatting import collate
-from driftscope_llm.attribution.index.feature_index import build_index, featurize, index_from_features
+from driftscope_llm.attribution.index.feature_index import (
+    build_index,
+    featurize,
+    index_from_features,
+)
 from driftscope_llm.attribution.methods.base import Block, get_method
 from driftscope_llm.attribution.methods.gradients import response_loss
 from driftscope_llm.attribution.modeling import load_model
 from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.eval.tasks import make_task
 from driftscope_llm.attribution.tinymodel import _config, build_tokenizer
 
 

@@ -21,8 +21,9 @@ imports them, they never import it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -199,6 +200,10 @@ def load_settings(cls: type[S], path: Path | None = None) -> S:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping", path=str(path))
         data = loaded or {}
+    unknown = _unknown_key(cls, data)
+    if unknown is not None:
+        raise ConfigError(f"unknown setting {unknown!r}{f' in {path}' if path else ''}",
+                          path=str(path) if path else None, field=unknown)
     try:
         return cls(**data)
     except ValidationError as exc:
@@ -208,3 +213,45 @@ def load_settings(cls: type[S], path: Path | None = None) -> S:
             f"invalid setting {loc!r}{f' in {path}' if path else ''}: {first['msg']}",
             path=str(path) if path else None, field=loc,
         ) from None
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The settings model an annotation holds, and whether it is the values of a mapping
+    (``dict[str, Model]``); ``(None, False)`` for plain values."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if get_origin(annotation) is dict:
+        args = get_args(annotation)
+        inner, _ = _model_in(args[1]) if len(args) == 2 else (None, False)
+        return inner, inner is not None
+    for arg in get_args(annotation):  # Optional[Model], Model | None
+        inner, mapped = _model_in(arg)
+        if inner is not None:
+            return inner, mapped
+    return None, False
+
+
+def _unknown_key(model: type[BaseModel], data: Mapping[Any, Any],
+                 prefix: tuple[str, ...] = ()) -> str | None:
+    """The dotted path of the first key in ``data`` that ``model`` (or a nested settings model)
+    does not define, or ``None``. Sub-models ignore unknown keys by default, so without this a
+    typo such as ``kafka.bootstrap_server`` would silently keep the default."""
+    if model.model_config.get("extra") == "allow":
+        return None
+    fields = {**{f.alias: f for f in model.model_fields.values() if f.alias},
+              **model.model_fields}
+    for key, value in data.items():
+        info = fields.get(key)
+        if info is None:
+            return ".".join((*prefix, str(key)))
+        sub, mapped = _model_in(info.annotation)
+        if sub is None or not isinstance(value, Mapping):
+            continue
+        items = value.items() if mapped else [(None, value)]
+        for name, item in items:
+            if isinstance(item, Mapping):
+                where = (*prefix, str(key)) if name is None else (*prefix, str(key), str(name))
+                found = _unknown_key(sub, item, where)
+                if found is not None:
+                    return found
+    return None

@@ -25,12 +25,12 @@ from typing import Any
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.errors import CorpusError
+from driftscope_llm.attribution.eval.metrics import average_precision, cover, top1_accuracy
+from driftscope_llm.attribution.eval.tasks import Task, make_task
 from driftscope_llm.attribution.index.feature_index import build_index, featurize
 from driftscope_llm.attribution.methods.base import get_method
-from driftscope_llm.attribution.eval.metrics import average_precision, cover, top1_accuracy
 from driftscope_llm.attribution.modeling import LoadedModel, load_model
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-from driftscope_llm.attribution.eval.tasks import Task, make_task
 from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
 

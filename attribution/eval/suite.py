@@ -8,7 +8,7 @@ fine-tune or LoRA — and scores every method and baseline
 (:func:`driftscope_llm.attribution.eval.evaluate.score_matrices`):
 
 * **Acc / Cover / auPRC** per query, pooled over seeds and configurations, with a bootstrap 95%
-  interval over those queries (:mod:`driftscope_llm.attribution.eval.stats`); ``worst`` is the lowest
+  interval over those queries (:mod:`driftscope_llm.attribution.stats`); ``worst`` is the lowest
   per-configuration mean Cover (a method good on average but broken on LoRA shows here);
 * **QLD and LDS** (:mod:`driftscope_llm.attribution.counterfactual`) on the first configuration
   and first seed's model, for the family's *target* queries: QLD removes each method's top-k
@@ -29,9 +29,9 @@ from typing import Any
 
 from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
 from driftscope_llm.attribution.eval.evaluate import canonical_spec, query_metrics, score_matrices
-from driftscope_llm.attribution.modeling import load_model
-from driftscope_llm.attribution.eval.stats import Interval, bootstrap_mean
 from driftscope_llm.attribution.eval.tasks import make_task
+from driftscope_llm.attribution.modeling import load_model
+from driftscope_llm.attribution.stats import Interval, bootstrap_mean
 from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
 

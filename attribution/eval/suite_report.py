@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from driftscope_llm.attribution.eval.stats import Interval
 from driftscope_llm.attribution.eval.suite import SuiteRow
+from driftscope_llm.attribution.stats import Interval
 
 __all__ = ["print_suite", "suite_markdown", "summary"]
 

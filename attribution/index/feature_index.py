@@ -35,10 +35,10 @@ from driftscope_llm.attribution.index.manifest import (
     verify_shard,
     write_manifest,
 )
+from driftscope_llm.attribution.index.shard_files import MappedShard, write_shard
 from driftscope_llm.attribution.methods.base import Block, Method, get_method
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-from driftscope_llm.attribution.index.shard_files import MappedShard, write_shard
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
