@@ -56,7 +56,7 @@ def test_every_services_package_has_a_small_explicit_surface(name: str) -> None:
 
 def test_the_services_namespace_holds_only_packages_and_modules() -> None:
     assert {"bus", "collector", "config", "drift", "errors", "schemas", "store",
-            "worker"} <= {m.name for m in pkgutil.iter_modules(driftscope_llm.services.__path__)}
+            "worker"} <= {m.name for m in pkgutil.iter_modules(services.__path__)}
     # nothing re-exported: its public attributes are its imported sub-modules only
     assert not [n for n, v in vars(services).items()
                 if not n.startswith("_") and not isinstance(v, types.ModuleType)]
