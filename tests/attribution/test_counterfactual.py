@@ -7,8 +7,8 @@ import torch
 
 from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.attribution.eval.stats import bootstrap_mean
 from driftscope_llm.attribution.eval.tasks import make_task
+from driftscope_llm.attribution.stats import bootstrap_mean
 
 
 class LinearRetrainer:

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.eval.stats import bootstrap_mean
 from driftscope_llm.attribution.eval.tasks import TASKS, make_task
+from driftscope_llm.attribution.settings import AttributionSettings
+from driftscope_llm.attribution.stats import bootstrap_mean
 
 ACC_TARGET = 0.95
 COVER_TARGET = 0.90
