@@ -140,10 +140,10 @@ def _print_facets(con: Console, inc: Incident) -> None:
                 "first at", "alarms", "exemplars"):
         table.add_column(col)
     for row in facet_rows(inc.facets):
-        table.add_row(e(row["segment"]), e(row["signal"]), e(row["detector"]),
-                      f"{row['effect_size']:.3g} {e(row['effect_unit'])}".strip(),
-                      f"{row['relative_effect']:.1f}", e(row["first_event_id"]),
-                      row["first_at"][:19], str(row["alarms"]), str(len(row["exemplars"])))
+        table.add_row(e(row.segment), e(row.signal), e(row.detector),
+                      f"{row.effect_size:.3g} {e(row.effect_unit)}".strip(),
+                      f"{row.relative_effect:.1f}", e(row.first_event_id),
+                      row.first_at_text, str(row.alarms), str(len(row.exemplars)))
     con.print(table)
 
 

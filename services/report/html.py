@@ -150,12 +150,12 @@ def _facets(r: ReportInputs) -> str:
     if not inc.facets:
         return '<p class="note">One facet: the incident above.</p>'
     rows = "".join(
-        f"<tr><td>{escape(f['segment'])}</td><td>{escape(f['signal'])}</td>"
-        f"<td>{escape(f['detector'])}</td>"
-        f"<td>{f['effect_size']:.3g} {escape(f['effect_unit'])}</td>"
-        f"<td>{f['relative_effect']:.1f}</td><td>{escape(f['direction'])}</td>"
-        f"<td>{escape(f['first_event_id'])}</td><td>{escape(f['first_at'][:19])}</td>"
-        f"<td>{f['alarms']}</td><td>{escape(', '.join(f['exemplars'][:5]))}</td></tr>"
+        f"<tr><td>{escape(f.segment)}</td><td>{escape(f.signal)}</td>"
+        f"<td>{escape(f.detector)}</td>"
+        f"<td>{f.effect_size:.3g} {escape(f.effect_unit)}</td>"
+        f"<td>{f.relative_effect:.1f}</td><td>{escape(f.direction)}</td>"
+        f"<td>{escape(f.first_event_id)}</td><td>{escape(f.first_at_text)}</td>"
+        f"<td>{f.alarms}</td><td>{escape(', '.join(f.exemplars[:5]))}</td></tr>"
         for f in facet_rows(inc.facets))
     return (f'<p>Severity <b>{escape(inc.severity)}</b>; {len(inc.facets)} facets. The headline '
             "(first row) has the largest effect relative to its signal's minimum effect; "

@@ -23,16 +23,16 @@ What the incident shows first
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from driftscope_llm.services.keys import join_key
 from driftscope_llm.services.vocabulary import Signal
 
-__all__ = ["SIGNAL_ORDER", "Facet", "facet_rows", "group_key", "headline", "merge_facets",
-           "ordered_exemplar_ids", "severity_of"]
+__all__ = ["SIGNAL_ORDER", "Facet", "FacetRow", "facet_rows", "group_key", "headline",
+           "merge_facets", "ordered_exemplar_ids", "severity_of"]
 
 SIGNAL_ORDER: tuple[Signal, ...] = (
     Signal.REFUSAL, Signal.EMBEDDING, Signal.CONFIDENCE, Signal.LOGPROB_MEAN, Signal.LOGPROB_MIN,
@@ -148,13 +148,50 @@ def ordered_exemplar_ids(facets: list[Facet]) -> list[str]:
     return out
 
 
-def facet_rows(facets: list[Facet]) -> list[dict[str, Any]]:
-    """Plain rows for tables and reports, headline first then by relative effect."""
+@dataclass(frozen=True, slots=True)
+class FacetRow:
+    """One line of a facet table (the CLI's ``incidents show``, the HTML report): a facet's
+    figures, its effect in multiples of its signal's minimum effect, and whether it is the
+    incident's headline. A snapshot: later alarms of the facet do not change it."""
+
+    segment: str
+    signal: str
+    detector: str
+    effect_size: float
+    effect_unit: str
+    min_effect: float
+    relative_effect: float
+    direction: str
+    first_event_id: str
+    first_at: datetime
+    alarms: int
+    exemplars: tuple[str, ...]
+    headline: bool
+
+    @property
+    def first_at_text(self) -> str:
+        """``first_at`` to the second, without its zone (``2025-01-06T10:00:00``)."""
+        return self.first_at.isoformat()[:19]
+
+
+def facet_rows(facets: list[Facet]) -> list[FacetRow]:
+    """The rows of a facet table, headline first then by relative effect.
+
+    >>> from datetime import UTC, datetime
+    >>> at = datetime(2025, 1, 6, 10, tzinfo=UTC)
+    >>> def facet(signal: str, effect: float) -> Facet:
+    ...     return Facet(segment="billing", signal=signal, detector="ks", effect_size=effect,
+    ...                  min_effect=0.1, statistic=1.0, threshold=0.5, first_event_id="e1",
+    ...                  first_at=at, last_at=at)
+    >>> [(r.signal, r.relative_effect, r.headline)
+    ...  for r in facet_rows([facet("latency_ms", 0.2), facet("refusal", 0.5)])]
+    [('refusal', 5.0, True), ('latency_ms', 2.0, False)]
+    """
     top = headline(facets)
     rows = sorted(facets, key=lambda f: (f is not top, -f.relative_effect))
-    return [{"segment": f.segment, "signal": f.signal, "detector": f.detector,
-             "effect_size": f.effect_size, "effect_unit": f.effect_unit,
-             "min_effect": f.min_effect, "relative_effect": f.relative_effect,
-             "direction": f.direction, "first_event_id": f.first_event_id,
-             "first_at": f.first_at.isoformat(), "alarms": f.alarms,
-             "exemplars": list(f.exemplars), "headline": f is top} for f in rows]
+    return [FacetRow(segment=f.segment, signal=f.signal, detector=f.detector,
+                     effect_size=f.effect_size, effect_unit=f.effect_unit,
+                     min_effect=f.min_effect, relative_effect=f.relative_effect,
+                     direction=f.direction, first_event_id=f.first_event_id,
+                     first_at=f.first_at, alarms=f.alarms, exemplars=tuple(f.exemplars),
+                     headline=f is top) for f in rows]

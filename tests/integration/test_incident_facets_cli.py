@@ -62,6 +62,6 @@ def test_list_and_show_present_one_incident_with_every_facet(redis_url: str,
     assert f"severity {inc.severity}; {len(inc.facets)} facets" in shown.stdout
     facets = _rows(shown.stdout, "segment")
     assert [(r[0], r[1], r[2], r[5]) for r in facets] == [
-        (f["segment"], f["signal"], f["detector"], f["first_event_id"])
+        (f.segment, f.signal, f.detector, f.first_event_id)
         for f in facet_rows(inc.facets)]
     assert (facets[0][0], facets[0][1], facets[0][2]) == (inc.segment, inc.signal, inc.detector)
