@@ -2,19 +2,24 @@
 
 Label cardinality is bounded: ``model`` and ``model_version`` come from the events (one series set
 per deployed version), ``segment`` only from the allow-list in
-:class:`~driftscope_llm.services.config.SegmentSettings`, ``signal``/``detector`` from the drift settings, and
-``reason`` from the fixed list of invalid-event reasons. Raw text never becomes a label.
+:class:`~driftscope_llm.services.config.SegmentSettings`, ``signal``/``detector`` from the drift
+settings, and ``reason`` from the fixed list of invalid-event reasons. Raw text never becomes a
+label.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from driftscope_llm.services.collector.clock import SKEW_DIRECTIONS
 from driftscope_llm.services.schemas import INVALID_REASONS
 from driftscope_llm.services.vocabulary import Signal
+
+if TYPE_CHECKING:
+    from driftscope_llm.services.drift import MonitorSummary
 
 __all__ = ["CollectorMetrics"]
 
@@ -38,10 +43,19 @@ class CollectorMetrics:
             ["reason"], registry=registry)
         self.streams_folded = Counter(
             "driftscope_streams_folded_total",
-            "Events monitored as model or version 'other' because the cap on models or "
-            "versions was reached (cardinality.max_*).", ["dimension"], registry=registry)
-        for dimension in ("model", "version"):
-            self.streams_folded.labels(dimension)
+            "Events monitored as model, version or segment value 'other': kind 'model' or "
+            "'version' past the cardinality caps (cardinality.max_*, label empty), kind "
+            "'segment' past segments.max_values or outside segments.allowed (label: the "
+            "segment label whose value was folded).", ["kind", "label"], registry=registry)
+        for kind in ("model", "version"):
+            self.streams_folded.labels(kind, "")
+        self.clock_skew = Counter(
+            "driftscope_events_clock_skew_total",
+            "Events whose ts lies too far behind or ahead of their broker time "
+            "(clock.max_behind_s / clock.max_ahead_s): kept, timed by the broker instead, never "
+            "used for ordering.", ["direction"], registry=registry)
+        for direction in SKEW_DIRECTIONS:
+            self.clock_skew.labels(direction)
         self.embedded = Counter(
             "driftscope_embeddings_computed_total", "Outputs embedded for the embedding signal.",
             registry=registry)
@@ -113,6 +127,12 @@ class CollectorMetrics:
         for outcome in ("ok", "failed"):
             self.checkpoints.labels(outcome)
 
+    def count_fold(self, kind: str, label: str = "") -> None:
+        """One event folded into ``other`` (:class:`~driftscope_llm.services.collector.
+        cardinality.StreamCaps` for models and versions, :class:`~driftscope_llm.services.
+        collector.segments.SegmentKeyer` for segment values)."""
+        self.streams_folded.labels(kind, label).inc()
+
     def event_series(self, labels: tuple[str, str, str]) -> tuple[Any, Any, Any, Any]:
         """The per-event series of one (folded) stream: processed, output length, mean logprob,
         refusals. Looked up once per stream, not once per event (``labels()`` costs a lock and
@@ -151,35 +171,32 @@ class CollectorMetrics:
             self.incidents_open.labels(*labels).set(n)
         self._open_labels |= set(counts)
 
-    def export_summary(self, labels: tuple[str, str, str], summary: dict[str, Any]) -> None:
+    def export_summary(self, labels: tuple[str, str, str], summary: MonitorSummary) -> None:
         """Copy a :meth:`driftscope_llm.services.drift.StreamMonitor.summary` into the gauges."""
-        for signal, info in summary.get("signals", {}).items():
-            if info.get("state") != "monitoring":
+        for signal, info in summary.signals.items():
+            if info.state != "monitoring":
                 continue
-            cur = _headline(info.get("window", {}))
-            ref = _headline(info.get("reference", {}))
+            cur = _finite(info.window_level)
+            ref = _finite(info.reference_level)
             if cur is not None:
                 self.window_value.labels(*labels, signal).set(cur)
                 if signal == Signal.REFUSAL:
                     self.refusal_rate.labels(*labels).set(cur)
             if ref is not None:
                 self.reference_value.labels(*labels, signal).set(ref)
-            for det, d in info.get("detectors", {}).items():
-                if d.get("disabled"):
+            for det, d in info.detectors.items():
+                if d.disabled:
                     continue
-                stat, thr = d.get("statistic"), d.get("threshold")
+                stat, thr = d.statistic, d.threshold
                 if stat is not None and math.isfinite(stat):
                     self.detector_statistic.labels(*labels, signal, det).set(stat)
                 if thr is not None and math.isfinite(thr):
                     self.detector_threshold.labels(*labels, signal, det).set(thr)
                 self.detector_alarm.labels(*labels, signal, det).set(
-                    1 if d.get("cooling_down") and d.get("alarms") else 0)
+                    1 if d.cooling_down and d.alarms else 0)
 
 
-def _headline(summary: dict[str, Any]) -> float | None:
-    """The one number a dashboard plots for a window or reference: its mean, or its rate."""
-    for key in ("mean", "rate"):
-        v = summary.get(key)
-        if isinstance(v, int | float) and math.isfinite(v):
-            return float(v)
-    return None
+def _finite(level: float | None) -> float | None:
+    """The one number a dashboard plots for a window or reference (its mean, or its rate),
+    when it has one."""
+    return level if level is not None and math.isfinite(level) else None

@@ -17,6 +17,7 @@ from driftscope_llm.services.drift.detector import (
     WindowDetector,
 )
 from driftscope_llm.services.drift.monitor import StreamMonitor
+from driftscope_llm.services.drift.monitor_summary import MonitorSummary, SignalSummary
 from driftscope_llm.services.drift.records import (
     Anomaly,
     Observation,
@@ -43,12 +44,14 @@ __all__ = [
     "DriftSettings",
     "EffectUnit",
     "Finding",
+    "MonitorSummary",
     "Observation",
     "ObservationBatch",
     "ReferenceSnapshot",
     "SequentialDetector",
     "SignalConfig",
     "SignalKind",
+    "SignalSummary",
     "SignalValue",
     "StreamKey",
     "StreamMonitor",

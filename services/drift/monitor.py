@@ -38,10 +38,16 @@ from driftscope_llm.services.drift.detector import (
     WindowDetector,
     detector_class,
 )
+from driftscope_llm.services.drift.effect_precheck import EffectGate, plan_rounds
 from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.embedding_space import EmbeddingReference
 from driftscope_llm.services.drift.exemplars import select_exemplars
-from driftscope_llm.services.drift.effect_precheck import EffectGate, plan_rounds
+from driftscope_llm.services.drift.monitor_summary import (
+    DetectorSummary,
+    EffectSummary,
+    MonitorSummary,
+    SignalSummary,
+)
 from driftscope_llm.services.drift.records import Anomaly, Observation, ObservationBatch, StreamKey
 from driftscope_llm.services.drift.reference import (
     INVALID,
@@ -519,35 +525,31 @@ class StreamMonitor:
 
     # -- metrics --------------------------------------------------------------------------------
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> MonitorSummary:
         """Per signal: state, counts, reference vs window summary, and per detector its latest
         statistic, threshold, p-value, alarm count and whether it is cooling down."""
-        out: dict[str, Any] = {"key": self.key.to_dict(), "events": self._n_events,
-                               "reference_ready": self.is_reference_ready, "signals": {}}
-        for name, sig in self._signals.items():
-            entry: dict[str, Any] = {"kind": sig.kind.value, "counts": dict(sig.counts)}
-            if sig.reference is None or sig.window is None:
-                entry["state"] = "collecting"
-                entry["reference_values"] = 0 if sig.collector is None else sig.collector.n
-            else:
-                entry["state"] = "monitoring"
-                entry["reference"] = sig.reference.summary()
-                entry["window"] = {"n": 0}
-                if len(sig.window):
-                    view = WindowView(sig.config, sig.reference, sig.window)
-                    entry["window"] = view.summary()
-                    entry["effect"] = {"size": view.effect.size, "unit": view.effect.unit,
-                                       "min_effect": sig.config.min_effect}
-                    for t in sig.tests:
-                        t.refresh(view)
-                entry["detectors"] = {
-                    d.name: {**d.status(), "alarms": sig.alarms[d.name],
-                             "cooling_down": self._n_events <= sig.cooldown_until[d.name],
-                             "disabled": d.calibration.get("disabled")}
-                    for d in sig.detectors
-                }
-            out["signals"][name] = entry
-        return out
+        return MonitorSummary(self.key, self._n_events, self.is_reference_ready,
+                              {name: self._signal_summary(sig)
+                               for name, sig in self._signals.items()})
+
+    def _signal_summary(self, sig: _Signal) -> SignalSummary:
+        if sig.reference is None or sig.window is None:
+            return SignalSummary(sig.kind, "collecting", dict(sig.counts),
+                                 0 if sig.collector is None else sig.collector.n)
+        window: dict[str, Any] = {"n": 0}
+        effect = None
+        if len(sig.window):
+            view = WindowView(sig.config, sig.reference, sig.window)
+            window = view.summary()
+            effect = EffectSummary(view.effect.size, view.effect.unit, sig.config.min_effect)
+            for t in sig.tests:
+                t.refresh(view)
+        detectors = {d.name: DetectorSummary(
+            **d.status(), alarms=sig.alarms[d.name],
+            cooling_down=self._n_events <= sig.cooldown_until[d.name],
+            disabled=d.calibration.get("disabled")) for d in sig.detectors}
+        return SignalSummary(sig.kind, "monitoring", dict(sig.counts), 0,
+                             sig.reference.summary(), window, effect, detectors)
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -2,27 +2,28 @@
 
 How a verdict is reached (``docs/regression.md`` has the long form):
 
-1. Both sides' generations become :class:`~driftscope_llm.services.schemas.OutputEvent` s and go through the
-   collector's :class:`~driftscope_llm.services.collector.signals.SignalExtractor` — the same per-event signals
-   production is monitored on (logprob mean/min/low share, entropy, lengths, refusal, finish
+1. Both sides' generations become :class:`~driftscope_llm.services.schemas.OutputEvent` s and
+   go through the collector's
+   :class:`~driftscope_llm.services.collector.signals.SignalExtractor` — the same per-event
+   signals production is monitored on (logprob mean/min/low share, entropy, lengths, refusal, finish
    reason). A signal is *tested* when the baseline measured it on at least
    :data:`MIN_REFERENCE` generations and the candidate on at least :data:`MIN_WINDOW`.
 2. For each tested signal the baseline's values are frozen into a reference
    (:class:`~driftscope_llm.services.drift.reference.ReferenceCollector`) that seeds a
-   :class:`~driftscope_llm.services.drift.StreamMonitor` running that signal's configured detectors (KS and the
-   rank CUSUM for continuous signals, Fisher's exact test and the Bernoulli CUSUM for refusals,
-   the exact chi-square test for finish reasons). The candidate's values enter it in a seeded
-   random order — the sequential detectors assume exchangeable arrivals, and probes come in
-   blocks — and the window is sized to hold all of them, so the window tests run exactly once,
-   on the last value.
+   :class:`~driftscope_llm.services.drift.StreamMonitor` running that signal's configured detectors
+   (KS and the rank CUSUM for continuous signals, Fisher's exact test and the Bernoulli CUSUM for
+   refusals, the exact chi-square test for finish reasons). The candidate's values enter it in a
+   seeded random order — the sequential detectors assume exchangeable arrivals, and probes come in
+   blocks — and the window is sized to hold all of them, so the window tests run exactly once, on
+   the last value.
 3. **False-alarm level.** The gate's level ``α`` (``false_alarm_rate``, default 0.01) is the
    probability that two models with the same behaviour fail it. It is split Bonferroni-style over
-   the ``J`` (signal, detector) pairs tested: each window test runs at ``α/J``, and each
-   sequential detector gets the in-control run length ``J·n/α`` for its ``n`` values, so it alarms
-   with probability at most about ``α/J`` over the run. The monitor's own budget arithmetic
-   (:func:`~driftscope_llm.services.drift.split_budget`) does this once the per-monitor budget is set to
-   ``α/J · J_s · 100 000 / n`` (``J_s`` pairs on the signal). Pooling every probe's samples into
-   one sample makes the tests conservative (probes are strata of equal size on both sides).
+   the ``J`` (signal, detector) pairs tested: each window test runs at ``α/J``, and each sequential
+   detector gets the in-control run length ``J·n/α`` for its ``n`` values, so it alarms with
+   probability at most about ``α/J`` over the run. The monitor's own budget arithmetic
+   (:func:`~driftscope_llm.services.drift.split_budget`) does this once the per-monitor budget is
+   set to ``α/J · J_s · 100 000 / n`` (``J_s`` pairs on the signal). Pooling every probe's samples
+   into one sample makes the tests conservative (probes are strata of equal size on both sides).
 4. **Minimum effect.** A window test raises only when the effect (Wasserstein-1 in reference
    standard deviations, rate difference, total variation) reaches the signal's ``min_effect``;
    the CUSUMs are tuned to it. So a significant but tiny change passes.
@@ -60,6 +61,7 @@ from driftscope_llm.services.drift import (
     ReferenceSnapshot,
     SignalConfig,
     SignalKind,
+    SignalSummary,
     StreamKey,
     StreamMonitor,
 )
@@ -306,17 +308,16 @@ def _test_signal(name: str, cfg: SignalConfig, base: list[tuple[str, Any]],
         obs = Observation(f"{pid}#{j}", float(i), {name: value})
         for anomaly in monitor.observe(obs):
             raised.setdefault(anomaly.detector, anomaly)
-    summary = monitor.summary()["signals"][name]
-    effect = summary.get("effect", {})
+    summary = monitor.summary().signals[name]
+    effect = summary.effect
     dets = []
-    for d, st in summary.get("detectors", {}).items():
+    for d, st in summary.detectors.items():
         a = raised.get(d)  # a raised detector re-armed: report the values it raised with
         stat, thr, p = ((a.statistic, a.threshold, a.p_value) if a is not None else
-                        (st.get("statistic"), st.get("threshold"), st.get("p_value")))
+                        (st.statistic, st.threshold, st.p_value))
         dets.append(DetectorDecision(d, a is not None, _num(stat), _num(thr), _num(p),
-                                     st.get("disabled")))
-    direction = next((a.direction for a in raised.values()), None) or _direction(
-        cfg.kind, summary.get("reference", {}), summary.get("window", {}))
+                                     st.disabled))
+    direction = next((a.direction for a in raised.values()), None) or _direction(summary)
     harmful = settings.fail_on.get(name, "any")
     decision = "pass"
     if raised:
@@ -324,25 +325,27 @@ def _test_signal(name: str, cfg: SignalConfig, base: list[tuple[str, Any]],
         decision = "regression" if ok else "changed"
         reason = "raised by " + ", ".join(sorted(raised)) + (
             "" if ok else f"; a {direction} is not a regression for this signal")
-    elif effect.get("size") is not None and effect["size"] < cfg.min_effect:
+    elif effect is not None and effect.size < cfg.min_effect:
         reason = "effect below the minimum"
     else:
         reason = "no detector rejected 'no change' at its level"
     return SignalDecision(
         name, cfg.kind.value, decision, reason, len(base), len(cand),
-        _num(effect.get("size")), effect.get("unit"), cfg.min_effect, direction,
-        summary.get("reference", {}), summary.get("window", {}), dets), ref
+        _num(None if effect is None else effect.size), None if effect is None else effect.unit,
+        cfg.min_effect, direction, dict(summary.reference or {}), dict(summary.window or {}),
+        dets), ref
 
 
 def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(float(x)) else None
 
 
-def _direction(kind: SignalKind, ref: Mapping[str, Any], win: Mapping[str, Any]) -> str:
-    key = {SignalKind.CONTINUOUS: "mean", SignalKind.BOOLEAN: "rate"}.get(kind)
-    if key is None or ref.get(key) is None or win.get(key) is None:
+def _direction(summary: SignalSummary) -> str:
+    """The window's move against the reference in mean (continuous) or rate (boolean)."""
+    ref, win = summary.reference_level, summary.window_level
+    if ref is None or win is None:
         return "shift"
-    d = float(win[key]) - float(ref[key])
+    d = win - ref
     return "increase" if d > 0 else "decrease" if d < 0 else "shift"
 
 

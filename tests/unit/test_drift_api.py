@@ -46,9 +46,9 @@ def run(mon: StreamMonitor, events: list[Observation]) -> list[dict[str, object]
 def test_public_surface() -> None:
     assert set(drift.__all__) == {
         "DEFAULT_SIGNALS", "Anomaly", "Budget", "Detector", "DetectorContext", "DriftSettings",
-        "EffectUnit", "Finding", "Observation", "ObservationBatch", "ReferenceSnapshot",
-        "SequentialDetector",
-        "SignalConfig", "SignalKind", "SignalValue", "StreamKey", "StreamMonitor",
+        "EffectUnit", "Finding", "MonitorSummary", "Observation", "ObservationBatch",
+        "ReferenceSnapshot", "SequentialDetector", "SignalConfig", "SignalKind", "SignalSummary",
+        "SignalValue", "StreamKey", "StreamMonitor",
         "WindowDetector", "available_detectors", "register_detector", "split_budget"}
     for name in drift.__all__:
         assert getattr(drift, name) is not None
@@ -133,12 +133,15 @@ def test_reference_phase_then_monitoring() -> None:
     run(mon, events[599:700])
     assert mon.is_reference_ready
     summ = mon.summary()
-    json.dumps(summ)
-    assert summ["signals"]["logprob_mean"]["state"] == "monitoring"
-    assert summ["signals"]["logprob_mean"]["reference"]["n"] == 600
-    dets = summ["signals"]["logprob_mean"]["detectors"]
-    assert set(dets) == {"ks", "cusum"}
-    assert math.isfinite(dets["cusum"]["threshold"])
+    as_json = json.loads(json.dumps(summ.to_dict()))
+    assert as_json["signals"]["logprob_mean"]["state"] == "monitoring"
+    sig = summ.signals["logprob_mean"]
+    assert sig.state == "monitoring" and sig.reference is not None
+    assert sig.reference["n"] == 600
+    assert sig.reference_level == sig.reference["mean"]
+    assert set(sig.detectors) == {"ks", "cusum"}
+    threshold = sig.detectors["cusum"].threshold
+    assert threshold is not None and math.isfinite(threshold)
 
 
 def test_state_round_trip_is_exact_at_every_stage() -> None:
@@ -266,7 +269,7 @@ def test_odd_values_are_counted_not_raised() -> None:
     assert (c["embedding"]["non_finite"], c["embedding"]["invalid"]) == (nan_rows, wrong_dim)
     assert c["embedding"]["observed"] == 400 - nan_rows - wrong_dim
     assert c["latency_ms"]["observed"] == 0  # never sent: stays collecting
-    assert mon.summary()["signals"]["latency_ms"]["state"] == "collecting"
+    assert mon.summary().signals["latency_ms"].state == "collecting"
     json.dumps(mon.state_dict())
 
 
@@ -276,8 +279,8 @@ def test_constant_reference_turns_detectors_off() -> None:
     mon = StreamMonitor(s, KEY)
     for i in range(600):
         mon.observe(Observation(str(i), float(i), {"confidence": 1.0 if i < 300 else 0.5}))
-    dets = mon.summary()["signals"]["confidence"]["detectors"]
-    assert dets["cusum"]["disabled"] == "degenerate_reference"
+    dets = mon.summary().signals["confidence"].detectors
+    assert dets["cusum"].disabled == "degenerate_reference"
 
 
 def test_cooldown_spaces_alarms_of_a_continuing_drift() -> None:

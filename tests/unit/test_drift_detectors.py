@@ -101,7 +101,7 @@ def test_odd_input_never_crashes_and_state_is_exact(name: str, kind: SignalKind,
     assert json.dumps(mon.state_dict()) == json.dumps(restored.state_dict())
     counts = mon.counts["sig"]
     assert sum(counts.values()) == len(values)
-    json.dumps(mon.summary())
+    json.dumps(mon.summary().to_dict())
     for a in first + tail_a:
         assert a["signal"] == "sig" and a["detector"] == name
         assert math.isfinite(a["statistic"]) and a["effect_size"] >= 0.01

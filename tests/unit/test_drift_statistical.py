@@ -62,9 +62,10 @@ def test_significant_but_small_change_never_raises() -> None:
     for i, v in enumerate(values.tolist()):
         raised += mon.observe(Observation(str(i), float(i), {"x": v}))
     assert raised == []
-    summary = mon.summary()["signals"]["x"]
-    assert summary["effect"]["size"] < 0.25
-    assert summary["detectors"]["ks"]["p_value"] < 1e-6  # significant, yet immaterial
+    summary = mon.summary().signals["x"]
+    assert summary.effect is not None and summary.effect.size < 0.25
+    p_value = summary.detectors["ks"].p_value
+    assert p_value is not None and p_value < 1e-6  # significant, yet immaterial
 
 
 def context(name: str, kind: SignalKind, ref: ContinuousReference | BooleanReference,
