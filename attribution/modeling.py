@@ -1,5 +1,9 @@
 """Load a Hugging Face causal-LM directory (optionally with a PEFT/LoRA adapter) for attribution.
 
+``model_dir`` may also be a GGUF file: :func:`driftscope_llm.attribution.model_cache.resolve_model`
+converts it once to a cached Hugging Face directory (float32), which is what gets loaded and
+fingerprinted, so every path that loads a model through here accepts GGUF files.
+
 The model is put in eval mode (dropout off) on CUDA when present, else CPU, with SDPA attention.
 Its *fingerprint* (:mod:`driftscope_llm.attribution.fingerprint`: config, tokenizer and adapter
 files in full, weight files by header and sampled blocks, cached by size and mtime) is what an
@@ -9,6 +13,7 @@ clamped to the model's maximum positions (:class:`LoadedModel`).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +21,7 @@ from typing import Any
 
 from driftscope_llm.attribution.errors import ModelLoadError
 from driftscope_llm.attribution.fingerprint import FingerprintCache, model_fingerprint
+from driftscope_llm.attribution.model_cache import resolve_model
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
@@ -92,6 +98,10 @@ def _dtype(name: str | None, device: torch.device) -> torch.dtype:
     return table[name]
 
 
+def _note(message: str) -> None:
+    print(f"driftscope: {message}", file=sys.stderr, flush=True)
+
+
 def load_model(
     model_dir: str | Path,
     adapter_dir: str | Path | None = None,
@@ -102,6 +112,9 @@ def load_model(
 ) -> LoadedModel:
     """Load ``model_dir`` (and the LoRA adapter in ``adapter_dir``) in eval mode.
 
+    ``model_dir`` is a Hugging Face causal-LM directory or a GGUF file (converted once and cached,
+    :mod:`driftscope_llm.attribution.model_cache`; a note goes to stderr while it converts).
+
     ``dtype`` ``auto`` (default) is float32 on CPU and bfloat16 on a CUDA device that has it.
     The fingerprint (:mod:`driftscope_llm.attribution.fingerprint`) uses ``fingerprint_cache``,
     by default the per-user cache. Raises :class:`ModelLoadError` for a directory that is
@@ -109,7 +122,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    mdir = Path(model_dir)
+    mdir = resolve_model(model_dir, on_step=_note)
     if not (mdir / "config.json").is_file():
         raise ModelLoadError(f"{mdir} is not a model directory (no config.json)", path=str(mdir))
     dev = pick_device(device)

@@ -16,12 +16,13 @@ from driftscope_llm.services.cli.collect import register as register_collect
 from driftscope_llm.services.cli.demo import register as register_demo
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.incident_probes import register_probes
+from driftscope_llm.services.cli.incident_report import register_report
 from driftscope_llm.services.cli.incidents import incidents_app
 from driftscope_llm.services.cli.incidents import register as register_incidents
 from driftscope_llm.services.cli.ingest import register as register_ingest
+from driftscope_llm.services.cli.models import register as register_models
 from driftscope_llm.services.cli.probes import register as register_probe_suites
 from driftscope_llm.services.cli.regress import register as register_regress
-from driftscope_llm.services.cli.incident_report import register_report
 from driftscope_llm.services.cli.status import register as register_status
 from driftscope_llm.services.cli.trace import register as register_trace
 from driftscope_llm.services.cli.worker import register as register_worker
@@ -34,7 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Manage the models driftscope itself runs (the output embedder).",
+models_app = typer.Typer(help="Manage the models driftscope itself runs (the output embedder, "
+                         "real chat models for attribution and the gate).",
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -60,6 +62,7 @@ def export_embedder_cmd(
     err_console.print(f"[green]embedder ready[/green] at {path}")
 
 
+register_models(models_app)
 register_collect(app)
 register_demo(app)
 register_worker(app)

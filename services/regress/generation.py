@@ -4,9 +4,11 @@ Both sides of a comparison are a :class:`Generator`; each is chosen independentl
 command-line spec by :func:`open_generator`:
 
 * a **directory** with a ``config.json`` — a Hugging Face causal LM, optionally with a PEFT (LoRA)
-  adapter directory (:class:`LocalGenerator`). Prompts are rendered as the attribution library
-  renders training examples (docs/attribution.md, "Formatting"): the tokenizer's chat template with the
-  generation prompt when it has one, else ``prompt + "\\n"``. Sampling is ancestral at
+  adapter directory (:class:`LocalGenerator`); or a **GGUF file**, converted once to a cached
+  Hugging Face directory (:mod:`driftscope_llm.attribution.model_cache`) and run the same way.
+  Prompts are rendered as the attribution library renders training examples
+  (docs/attribution.md, "Formatting"): the tokenizer's chat template with the generation prompt
+  when it has one, else ``prompt + "\\n"``. Sampling is ancestral at
   ``temperature`` with a ``torch.Generator`` seeded per call, on one CPU thread (or the GPU), so a
   run is reproducible; each sampled token's natural-log probability and the top-5 alternatives
   are recorded from the same softmax that was sampled.
@@ -14,8 +16,8 @@ command-line spec by :func:`open_generator`:
   a ``#name`` fragment sets the request's ``model`` field (:class:`EndpointGenerator`). Every
   sample is one ``POST {base}/chat/completions`` with ``logprobs: true, top_logprobs: 5``,
   ``temperature``, ``max_tokens`` and a per-sample ``seed``. A server that answers without token
-  logprobs is refused (:class:`~driftscope_llm.services.regress.errors.EndpointError`): the logprob signals are
-  half of what the gate compares.
+  logprobs is refused (:class:`~driftscope_llm.services.regress.errors.EndpointError`): the
+  logprob signals are half of what the gate compares.
 
 Generations with no tokens (the model ended at once) are kept: an empty answer is behaviour too.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urldefrag
 
+from driftscope_llm.attribution.model_cache import is_gguf
 from driftscope_llm.services.regress.errors import EndpointError, ModelSpecError
 
 __all__ = [
@@ -90,10 +93,10 @@ def open_generator(spec: str, adapter: Path | None = None, *,
                                  "endpoint", spec=spec)
         return EndpointGenerator(spec, timeout_s=timeout_s)
     path = Path(spec)
-    if not (path / "config.json").is_file():
+    if not ((path / "config.json").is_file() or is_gguf(path)):
         raise ModelSpecError(
-            f"{spec!r} is neither a Hugging Face model directory (no config.json there) nor an "
-            "http(s):// endpoint URL", spec=spec)
+            f"{spec!r} is neither a Hugging Face model directory (no config.json there), a GGUF "
+            "file nor an http(s):// endpoint URL", spec=spec)
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise ModelSpecError(f"{adapter} is not a PEFT adapter directory (no "
                              "adapter_config.json)", spec=str(adapter))
