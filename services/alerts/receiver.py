@@ -11,13 +11,17 @@ is :meth:`Notifier.notify_alerts`, which relays the alerts to driftscope's webho
 Answers: ``200`` accepted; ``400`` not JSON (or nested deeper than 64 levels, or holding an
 integer of more than 64 digits: refused before anything recurses), not an Alertmanager message,
 or a request that could not be read; ``401`` no valid credentials (no detail given);
-``404``/``405`` wrong path or method; ``409`` a replayed signed request (the same ``t`` and body,
-however its signature header is spelled); ``411`` no ``Content-Length``; ``413`` body over
-``max_body_bytes`` (refused before reading it); ``500`` the handler failed — Alertmanager retries
-on 5xx, so a passing outage of the handler loses nothing. ``GET /-/healthy`` answers 200 for probes.
+``404``/``405`` wrong path or method; ``408`` the request or its body did not arrive within its
+deadline; ``409`` a replayed signed request (the same ``t`` and body, however its signature
+header is spelled); ``411`` no ``Content-Length``; ``413`` body over ``max_body_bytes`` (refused
+before reading it); ``500`` the handler failed — Alertmanager retries on 5xx, so a passing outage
+of the handler loses nothing. ``GET /-/healthy`` answers 200 for probes. A ``Content-Length``
+that is not ASCII digits, or two that disagree, is ``400``.
 
-Standard library only (:mod:`http.server`, one thread per request). It is meant for a trusted
-network next to Alertmanager; put TLS in front of it (ingress, sidecar) when it is exposed.
+Served by :class:`~driftscope_llm.services.http_server.GuardedServer` (the standard library's
+threaded server with a listen backlog, a connection cap and read deadlines: ``limits``). It is
+meant for a trusted network next to Alertmanager; put TLS in front of it (ingress, sidecar)
+when it is exposed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +41,12 @@ from driftscope_llm.services.alerts.errors import SignatureError
 from driftscope_llm.services.alerts.settings import AlertReceiverSettings
 from driftscope_llm.services.alerts.signing import SIGNATURE_HEADER, ReplayGuard, verify
 from driftscope_llm.services.errors import InvalidEventError
+from driftscope_llm.services.http_server import (
+    GuardedHandler,
+    GuardedServer,
+    RequestRefused,
+    ServerLimits,
+)
 from driftscope_llm.services.schemas import loads_bounded
 
 __all__ = ["AlertReceiver"]
@@ -56,20 +66,21 @@ class _Refused(Exception):
 class AlertReceiver:
     """Serve ``settings.path`` until :meth:`close`; ``handler`` gets each accepted message.
 
-    ``clock`` gives Unix seconds for signature freshness. ``port=0`` in the settings binds a free
-    port; :attr:`port` tells which. Use as a context manager or call :meth:`start`/:meth:`close`.
+    ``clock`` gives Unix seconds for signature freshness; ``limits`` bound connections and read
+    times (defaults: :class:`ServerLimits`). ``port=0`` in the settings binds a free port;
+    :attr:`port` tells which. Use as a context manager or call :meth:`start`/:meth:`close`.
     """
 
     def __init__(self, settings: AlertReceiverSettings, handler: Handler, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 limits: ServerLimits | None = None) -> None:
         self.settings = settings
         self.handler = handler
         self.clock = clock
         self.replays = ReplayGuard(settings.tolerance_s)
         self.accepted = 0
         self.refused = 0
-        self._server = ThreadingHTTPServer((settings.host, settings.port), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = GuardedServer((settings.host, settings.port), _make_handler(self), limits)
         self._thread: threading.Thread | None = None
 
     @property
@@ -141,25 +152,13 @@ class AlertReceiver:
             raise _Refused(400, detail) from None
 
 
-def _read_body(request: BaseHTTPRequestHandler, max_bytes: int) -> bytes:
-    """The request's body, refused (411, 413) before reading when its length is missing or big."""
-    length_header = request.headers.get("Content-Length")
-    if length_header is None or not length_header.isdigit():
-        request.close_connection = True
-        raise _Refused(411, "Content-Length required")
-    length = int(length_header)
-    if length > max_bytes:
-        request.close_connection = True  # the unread body must not be parsed as a request
-        raise _Refused(413, f"body over {max_bytes} bytes")
-    return request.rfile.read(length)
-
-
 def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
     settings = receiver.settings
 
-    class _Handler(BaseHTTPRequestHandler):
+    class _Handler(GuardedHandler):
         server_version = "driftscope-receiver"
         sys_version = ""
+        protocol_version = "HTTP/1.0"  # one request a connection, as before
 
         def do_GET(self) -> None:
             if self.path == "/-/healthy":
@@ -192,7 +191,10 @@ def _make_handler(receiver: AlertReceiver) -> type[BaseHTTPRequestHandler]:
         def _read_message(self) -> AlertmanagerMessage:
             if self.path.split("?", 1)[0] != settings.path:
                 raise _Refused(404, "not found")
-            body = _read_body(self, settings.max_body_bytes)
+            try:  # refused (411, 413, 400) before reading when the length is missing or big
+                body = self.read_body(settings.max_body_bytes)
+            except RequestRefused as refused:
+                raise _Refused(refused.status, refused.message) from None
             receiver.authenticate(self.headers, body)
             return receiver.accept(body)
 

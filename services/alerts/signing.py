@@ -67,7 +67,9 @@ def _parse(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise SignatureError("malformed", "expected comma-separated key=value pairs")
         if key == "t":
-            if timestamp is not None or not value.isdigit() or len(value) > 12:
+            # ASCII digits only: "²" and other Unicode digits pass str.isdigit, not int()
+            if (timestamp is not None or not (value.isascii() and value.isdigit())
+                    or len(value) > 12):
                 raise SignatureError("malformed", "t must appear once, as whole Unix seconds")
             timestamp = int(value)
         elif key == "v1":

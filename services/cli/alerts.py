@@ -50,12 +50,13 @@ def receive_cmd(
     log_level: Annotated[str, typer.Option(help="Python logging level.")] = "INFO",
 ) -> None:
     """Serve the Alertmanager webhook; relay accepted alerts to the configured webhooks."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
     from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
     from driftscope_llm.services.alerts.receiver import AlertReceiver
     from driftscope_llm.services.alerts.transport import UrllibTransport
+    from driftscope_llm.services.cli.options import serve_metrics
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -66,13 +67,18 @@ def receive_cmd(
                           field="receiver")
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
-    server, _thread = start_http_server(s.metrics.port, addr=s.metrics.host, registry=registry)
+    server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.alerts"))
     sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key,
                                max_len=s.webhooks.dead_letter_max)
     notifier = Notifier(s.webhooks, transport=UrllibTransport(), dead_letters=sink,
                         metrics=metrics)
     relay = BackgroundNotifier(notifier, max_queue=s.max_queue)
-    receiver = AlertReceiver(s.receiver, relay.submit_alerts).start()
+    try:
+        receiver = AlertReceiver(s.receiver, relay.submit_alerts).start()
+    except OSError as exc:
+        server.shutdown()
+        raise ConfigError(f"cannot listen on {s.receiver.host}:{s.receiver.port}: "
+                          f"{exc.strerror or exc}", field="receiver.port") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.getLogger("driftscope.alerts").info(

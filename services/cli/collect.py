@@ -13,9 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from driftscope_llm.services.cli.errors import EXIT_FOUND, friendly_errors
+from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_USAGE, friendly_errors
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
@@ -24,7 +23,15 @@ from driftscope_llm.services.cli.options import (
     serve_metrics,
     setup_logging,
 )
-from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.cli.render import (
+    INCIDENT_COLUMNS,
+    Column,
+    WideOpt,
+    command_console,
+    escape_text,
+    incident_row,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from driftscope_llm.services.collector.pipeline import RaisedAnomaly
@@ -70,6 +77,7 @@ def replay_cmd(
              "(exported once on first use, progress on stderr); --embed makes it required, "
              "--no-embed turns it off.")] = None,
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 if any anomaly.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run the collector's pipeline over a file, with no services (embedded mode)."""
     from driftscope_llm.services.collector.build import build_pipeline
@@ -85,7 +93,7 @@ def replay_cmd(
     pipeline = build_pipeline(settings.drift, settings.signals, settings.segments, embedder,
                               MemoryStore(), cooldown_s=settings.cooldown_s,
                               redaction=settings.redaction,
-                              caps=StreamCaps(settings.cardinality))
+                              caps=StreamCaps(settings.cardinality), clock=settings.clock)
     stats = ReplayStats()
     err = Console(stderr=True)
     total_bytes = events.stat().st_size
@@ -106,7 +114,7 @@ def replay_cmd(
                                  fmt=input_format.value, ingest=settings.ingest,
                                  on_progress=lambda n: progress.advance(task, n)):
                 raised.append(r)
-        _print_summary(Console(), stats, raised)
+        _print_summary(command_console(wide=wide, highlight=True), stats, raised)
     for lineno, msg in stats.first_invalid[:5]:
         err.print(f"[yellow]line {lineno}: invalid event skipped: {escape(msg)}[/yellow]",
                   highlight=False)
@@ -114,37 +122,41 @@ def replay_cmd(
         err.print(f"{sum(stats.invalid.values())} invalid lines: {dict(stats.invalid)}")
     if stats.skipped:  # spans that are not generations (docs/ingestion.md)
         err.print(f"{sum(stats.skipped.values())} spans skipped: {dict(stats.skipped)}")
+    if stats.clock_skew:  # ts not trusted; line order decided (collector/clock.py)
+        err.print(f"{sum(stats.clock_skew.values())} events with an implausible ts, ordered by "
+                  f"their line instead: {dict(stats.clock_skew)}")
+    if stats.invalid and not stats.valid:  # nothing in the file could be read: an input error
+        err.print("no valid record in the file")
+        raise typer.Exit(EXIT_USAGE)
     if fail_on_drift and raised:
         raise typer.Exit(EXIT_FOUND)
 
 
+_ANOMALY_COLUMNS = (Column("event"), Column("model@version", key=True),
+                   Column("segment", key=True), Column("signal", key=True), Column("detector"),
+                   Column("statistic", justify="right"), Column("threshold", justify="right"),
+                   Column("effect", justify="right"), Column("incident", key=True))
+
+
 def _print_summary(console: Console, stats: ReplayStats, raised: list[RaisedAnomaly]) -> None:
+    """The counts, every anomaly in the order raised, then each incident as it ended (tables
+    of :func:`~driftscope_llm.services.cli.render.print_table`: key columns never cut)."""
     console.print(f"{stats.valid} valid events replayed, {sum(stats.invalid.values())} invalid, "
                   f"{len(raised)} anomalies.")
     if not raised:
         return
-    table = Table(title="anomalies, in the order raised")
-    for col in ("event", "model@version", "segment", "signal", "detector", "statistic",
-                "threshold", "effect", "incident"):
-        table.add_column(col)
+    e = escape_text
+    rows = []
     for r in raised:
         d = r.to_dict()
-        e = escape_text
-        table.add_row(e(d["event_id"]), f"{e(d['model'])}@{e(d['model_version'])}",
-                      e(d["segment"]), e(d["signal"]), e(d["detector"]), f"{d['statistic']:.4g}",
-                      f"{d['threshold']:.4g}", f"{d['effect_size']:.3g}",
-                      f"{d['incident_id']} ({d['incident']})")
-    console.print(table)
+        rows.append([e(d["event_id"]), e(f"{d['model']}@{d['model_version']}"),
+                     e(d["segment"]), e(d["signal"]), e(d["detector"]), f"{d['statistic']:.4g}",
+                     f"{d['threshold']:.4g}", f"{d['effect_size']:.3g}",
+                     f"{e(d['incident_id'])} ({d['incident']})"])
+    print_table(console, "anomalies, in the order raised", _ANOMALY_COLUMNS, rows)
     latest = {r.incident.id: r.incident for r in raised}  # each incident as it ended
-    console.print(f"{len(latest)} incident{'s' if len(latest) != 1 else ''}:")
-    for inc in latest.values():
-        top = max(inc.facets, key=lambda f: f.relative_effect, default=None)
-        ratio = f" = {top.relative_effect:.1f}x its minimum" if top is not None else ""
-        console.print(f"  {escape_text(inc.id)} {inc.severity}: {escape_text(inc.signal)} on "
-                      f"{escape_text(inc.segment)} ({escape_text(inc.detector)}), effect "
-                      f"{inc.effect_size:.3g}{ratio}; {len(inc.facets)} facets "
-                      f"({escape_text(inc.model)}@{escape_text(inc.model_version)})",
-                      highlight=False)
+    print_table(console, f"{len(latest)} incident{'s' if len(latest) != 1 else ''}",
+                INCIDENT_COLUMNS, [incident_row(inc) for inc in latest.values()])
 
 
 @friendly_errors
@@ -164,6 +176,7 @@ def collector_cmd(
     from driftscope_llm.services.collector.metrics import CollectorMetrics
     from driftscope_llm.services.collector.service import Collector
     from driftscope_llm.services.config import CollectorSettings, load_settings
+    from driftscope_llm.services.ingest.content_join import ContentJoin
     from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
 
     setup_logging(log_level)
@@ -173,10 +186,11 @@ def collector_cmd(
     registry = CollectorRegistry()
     metrics = CollectorMetrics(registry)
     server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.collector"))
-    caps = StreamCaps(s.cardinality,
-                      on_fold=lambda dimension: metrics.streams_folded.labels(dimension).inc())
+    caps = StreamCaps(s.cardinality, on_fold=metrics.count_fold)
     pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
-                              cooldown_s=s.cooldown_s, redaction=s.redaction, caps=caps)
+                              cooldown_s=s.cooldown_s, redaction=s.redaction, caps=caps,
+                              clock=s.clock,
+                              on_segment_fold=lambda label: metrics.count_fold("segment", label))
     notifier = build_notifier(s.webhooks, client, registry)
     bus = KafkaBus(s.kafka, group_id=s.group_id, consumer=s.consumer)
     collector = Collector(pipeline, store, metrics, bus, s.topics,
@@ -184,5 +198,6 @@ def collector_cmd(
                           checkpoint_every=s.checkpoint_every,
                           notify=notifier.submit if notifier is not None else None,
                           decoder=RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
-                                                metrics=IngestMetrics(registry)))
+                                                metrics=IngestMetrics(registry),
+                                                join=ContentJoin(s.ingest.content_join)))
     run_until_stopped(collector, max_idle, server, notifier)

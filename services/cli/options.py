@@ -84,10 +84,18 @@ def open_command_store(settings: RedisSettings) -> StateStore:
 
 def serve_metrics(settings: MetricsSettings, registry: CollectorRegistry,
                   log: logging.Logger) -> WSGIServer:
-    """Expose ``registry`` on ``settings.host:port`` (loopback by default)."""
+    """Expose ``registry`` on ``settings.host:port`` (loopback by default); a port that cannot
+    be bound is a :class:`ConfigError` (exit 2, one line), like a busy listen port."""
     from prometheus_client import start_http_server
 
-    server, _thread = start_http_server(settings.port, addr=settings.host, registry=registry)
+    from driftscope_llm.services.errors import ConfigError
+
+    try:
+        server, _thread = start_http_server(settings.port, addr=settings.host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {settings.host}:{settings.port}: "
+                          f"{exc.strerror or exc}; choose another metrics port",
+                          field="metrics.port") from None
     log.info("metrics on http://%s:%d/metrics", settings.host, server.server_port)
     return server
 

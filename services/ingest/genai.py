@@ -22,6 +22,7 @@ event field               source, first one present
 ``latency_ms``            ``gen_ai.latency.e2e`` (vLLM, seconds) × 1000, else end − start
 ``token_logprobs``        the first configured ``logprobs_attributes`` present
 ``segment``               allow-listed ``segment_attributes``: span first, then resource
+``output_tokens``         ``gen_ai.usage.output_tokens``, ``gen_ai.usage.completion_tokens``
 ``metadata``              source, span name, trace/span ids, provider, operation, response id,
                           token usage (``gen_ai.usage.input/output_tokens`` or the older
                           ``prompt/completion_tokens``)
@@ -41,7 +42,7 @@ from driftscope_llm.services.ingest.results import finite_float, validate_event
 from driftscope_llm.services.ingest.settings import IngestSettings
 from driftscope_llm.services.schemas import OutputEvent, loads_bounded
 
-__all__ = ["event_from_span"]
+__all__ = ["AwaitContent", "Skip", "event_from_span"]
 
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 
@@ -54,9 +55,18 @@ class Skip(Exception):
         self.reason = reason
 
 
-def event_from_span(span: SpanView, settings: IngestSettings) -> OutputEvent:
+class AwaitContent(Skip):
+    """A generation span without content, asked to wait for it (``hold_contentless``)."""
+
+    def __init__(self) -> None:
+        super().__init__("no_content")
+
+
+def event_from_span(span: SpanView, settings: IngestSettings, *,
+                    hold_contentless: bool = False) -> OutputEvent:
     """The event of one GenAI span; :class:`Skip` when it is not a generation to watch,
-    :class:`InvalidEventError` when it is one but cannot be mapped."""
+    :class:`InvalidEventError` when it is one but cannot be mapped, :class:`AwaitContent`
+    when it has no content and ``hold_contentless`` (its content may come as log records)."""
     a = span.attributes
     operation = _first_str(a, "gen_ai.operation.name", "llm.request.type")
     if operation is not None and operation not in settings.generation_operations:
@@ -68,6 +78,8 @@ def event_from_span(span: SpanView, settings: IngestSettings) -> OutputEvent:
     details = _event_attrs(span, _DETAILS_EVENT)
     output, message_finish = _output_of(span, details)
     if output is None:
+        if hold_contentless:
+            raise AwaitContent
         if not settings.keep_contentless:
             raise Skip("no_content")
         output = ""
@@ -90,6 +102,9 @@ def event_from_span(span: SpanView, settings: IngestSettings) -> OutputEvent:
     if latency is not None:
         fields["latency_ms"] = latency
     _add_logprobs(fields, a, settings)
+    output_tokens = _output_tokens(a)
+    if output_tokens is not None:
+        fields["output_tokens"] = output_tokens
     return validate_event(fields)
 
 
@@ -111,10 +126,16 @@ def _event_attrs(span: SpanView, name: str) -> dict[str, Any]:
 
 
 def _ts(span: SpanView) -> datetime:
+    """The span's end (else start) time; ``invalid_value`` for one no calendar holds (OTLP JSON
+    carries any integer: ``1e24`` ns is past year 9999), which rejects that span alone."""
     ns = span.end_ns or span.start_ns
     if ns <= 0:
         raise InvalidEventError("missing_field", "the span has no start or end time")
-    return datetime.fromtimestamp(ns / 1e9, UTC)
+    try:
+        return datetime.fromtimestamp(ns / 1e9, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidEventError("invalid_value", f"span time {ns} ns is out of range "
+                                                 "(past year 9999)") from None
 
 
 def _version(span: SpanView, settings: IngestSettings) -> str | None:
@@ -147,17 +168,31 @@ def _metadata(span: SpanView, operation: str | None) -> dict[str, Any]:
         if value is not None:
             meta[key] = value
     usage = {}
-    for key, names in (("input_tokens", ("gen_ai.usage.input_tokens",
-                                         "gen_ai.usage.prompt_tokens")),
-                       ("output_tokens", ("gen_ai.usage.output_tokens",
-                                          "gen_ai.usage.completion_tokens"))):
-        for name in names:
-            if isinstance(a.get(name), int):
-                usage[key] = a[name]
-                break
+    for key, names in _USAGE.items():
+        value = _token_count(a, names)
+        if value is not None:
+            usage[key] = value
     if usage:
         meta["usage"] = usage
     return meta
+
+
+_USAGE = {"input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
+          "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")}
+
+
+def _token_count(attrs: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = attrs.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def _output_tokens(attrs: Mapping[str, Any]) -> int | None:
+    """``gen_ai.usage.output_tokens`` (older: ``completion_tokens``): the event's
+    ``output_tokens``, which the ``length_tokens`` signal reads when no logprobs came."""
+    return _token_count(attrs, _USAGE["output_tokens"])
 
 
 def _finish_reason(attrs: Mapping[str, Any]) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr
 
+from driftscope_llm.services.http_server import ServerLimits
+
 __all__ = ["OtlpReceiverSettings"]
 
 
@@ -27,3 +29,23 @@ class OtlpReceiverSettings(BaseModel):
         default=32, ge=1,
         description="Requests converted and delivered at once; more get 429 with Retry-After "
                     "(memory stays bounded at about this many bodies).")
+    backlog: int = Field(
+        default=1024, ge=16,
+        description="Listen backlog: connections the kernel queues while every thread is busy "
+                    "(capped by net.core.somaxconn).")
+    max_connections: int = Field(
+        default=256, ge=1,
+        description="Connections served at once (one thread each); more wait in the backlog.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="Deadline for a request line and headers, keep-alive idle time included "
+                    "(408 and close after).")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="Deadline for a whole body once the headers are in (408 and close after).")
+
+    def limits(self) -> ServerLimits:
+        """The HTTP server's limits (docs/ingestion.md, "Limits")."""
+        return ServerLimits(backlog=self.backlog, max_connections=self.max_connections,
+                            header_timeout_s=self.header_timeout_s,
+                            body_timeout_s=self.body_timeout_s)

@@ -180,9 +180,23 @@ def test_deep_kvlist_rejects_the_span_not_the_message() -> None:
     out = RecordDecoder().decode_as("otlp_proto", to_proto(data))
     assert len(out.events) == 1
     assert sorted(r.reason for r in out.rejects) == ["missing_model", "too_deep"]
-    # in JSON the same nesting exceeds the bounded parser's depth before any span is read
+    # in JSON too (issue 28: the OutputEvent depth bound refused the whole request)
     as_json = RecordDecoder().decode_as("otlp_json", json.dumps(data).encode())
-    assert [r.reason for r in as_json.rejects] == ["too_deep"] and not as_json.events
+    assert len(as_json.events) == 1
+    assert sorted(r.reason for r in as_json.rejects) == ["missing_model", "too_deep"]
+    assert next(r.item for r in as_json.rejects if r.reason == "too_deep") is not None
+
+
+def test_json_nested_past_the_otlp_json_bound_is_refused_whole_before_parsing() -> None:
+    data = fixture("semconv_latest")
+    value: dict[str, Any] = {"stringValue": "x"}
+    for _ in range(40):  # 40 x 4 JSON levels: past OTLP_JSON_DEPTH
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    data["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["attributes"].append(
+        {"key": "deep", "value": value})
+    out = RecordDecoder().decode_as("otlp_json", json.dumps(data).encode())
+    assert [(r.reason, r.item) for r in out.rejects] == [("too_deep", None)]
+    assert not out.events
 
 
 @pytest.mark.parametrize(("raw", "fmt"), [
