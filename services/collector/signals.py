@@ -1,7 +1,7 @@
 """Per-event signals: what the collector measures on every output before any drift test.
 
-Pure functions of one :class:`~driftscope_llm.services.schemas.OutputEvent` (plus the optional embedding, which
-is computed in batches elsewhere). Names match the signal names in
+Pure functions of one :class:`~driftscope_llm.services.schemas.OutputEvent` (plus the optional
+embedding, which is computed in batches elsewhere). Names match the signal names in
 :class:`driftscope_llm.services.drift.DriftSettings`:
 
 ========================  =====================================================================
@@ -11,7 +11,7 @@ is computed in batches elsewhere). Names match the signal names in
 ``entropy_mean``          mean entropy (nats) of the top-k alternatives, renormalised
 ``confidence``            the gateway's own confidence score, when sent (0–1)
 ``length_chars``          output length in characters
-``length_tokens``         output length in tokens (len(token_logprobs)) when logprobs are sent
+``length_tokens``         output length in tokens: len(token_logprobs), else ``output_tokens``
 ``latency_ms``            end-to-end latency reported by the gateway
 ``refusal``               whether the output matches a refusal pattern (bool)
 ``finish_reason``         the gateway's finish reason, when sent (categorical)
@@ -88,6 +88,8 @@ class SignalExtractor:
             Signal.FINISH_REASON: event.finish_reason,
         }
         values.update(logprob_features(event.token_logprobs, self.settings.low_logprob_threshold))
+        if values[Signal.LENGTH_TOKENS] is None and event.output_tokens is not None:
+            values[Signal.LENGTH_TOKENS] = float(event.output_tokens)  # usage, no logprobs
         values[Signal.ENTROPY_MEAN] = mean_entropy(event.top_logprobs)
         return values
 

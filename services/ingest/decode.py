@@ -216,21 +216,25 @@ class RecordDecoder:
         """Hand every GenAI content record to the join (skip reason ``content``); the spans it
         completes are mapped into this record's events. Other log records are ``not_genai``."""
         out = Decoded(format=fmt)
+        content: list[ContentEvent] = []
         try:
             for record in records:
                 if isinstance(record, str):
                     out.skipped[record] += 1
                 elif isinstance(record, Reject):
                     out.rejects.append(record)
-                elif self.join is None:
-                    out.skipped["no_join"] += 1
                 else:
-                    out.skipped["content"] += 1
-                    joined = self.join.offer_content(record)
-                    if joined is not None:
-                        self._map_span(out, joined, joined=True)
+                    content.append(record)
         except InvalidEventError as exc:
             out.rejects.append(Reject(exc.reason, f"{exc.detail} (the rest of the message)"))
+        if not content:
+            return out
+        if self.join is None:
+            out.skipped["no_join"] += len(content)
+            return out
+        out.skipped["content"] += len(content)
+        for span in self.join.offer_content(content):
+            self._map_span(out, span, joined=True)
         return out
 
     def _settle(self, out: Decoded, spans: list[SpanView]) -> None:

@@ -169,9 +169,9 @@ def _metadata(span: SpanView, operation: str | None) -> dict[str, Any]:
             meta[key] = value
     usage = {}
     for key, names in _USAGE.items():
-        value = _token_count(a, names)
-        if value is not None:
-            usage[key] = value
+        count = _token_count(a, names)
+        if count is not None:
+            usage[key] = count
     if usage:
         meta["usage"] = usage
     return meta

@@ -25,7 +25,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from driftscope_llm.services.errors import InvalidEventError
 from driftscope_llm.services.ingest.results import Reject
 
-__all__ = ["GENAI_MARKERS", "SpanView", "spans_from_json", "spans_from_proto"]
+__all__ = ["GENAI_MARKERS", "SpanView", "any_json", "any_proto", "attrs_json", "spans_from_json",
+           "spans_from_proto"]
 
 GENAI_MARKERS = frozenset({
     "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model",
@@ -66,18 +67,18 @@ class SpanView:
 
 # protobuf ------------------------------------------------------------------------------------
 
-def _any_proto(value: AnyValue, depth: int = 0) -> Any:
+def any_proto(value: AnyValue, depth: int = 0) -> Any:
     kind = value.WhichOneof("value")
     if kind is None:
         return None
     if kind == "array_value":
         if depth >= _MAX_VALUE_DEPTH:
             raise InvalidEventError("too_deep", "attribute value nests too deeply")
-        return [_any_proto(v, depth + 1) for v in value.array_value.values]
+        return [any_proto(v, depth + 1) for v in value.array_value.values]
     if kind == "kvlist_value":
         if depth >= _MAX_VALUE_DEPTH:
             raise InvalidEventError("too_deep", "attribute value nests too deeply")
-        return {kv.key: _any_proto(kv.value, depth + 1) for kv in value.kvlist_value.values}
+        return {kv.key: any_proto(kv.value, depth + 1) for kv in value.kvlist_value.values}
     return getattr(value, kind)
 
 
@@ -105,15 +106,15 @@ def _walk_proto(request: ExportTraceServiceRequest) -> Iterator[SpanView | Rejec
                     continue
                 try:
                     if resource is None:
-                        resource = {kv.key: _any_proto(kv.value)
+                        resource = {kv.key: any_proto(kv.value)
                                     for kv in rs.resource.attributes}
                     yield SpanView(
                         trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
                         name=span.name, start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
-                        attributes={kv.key: _any_proto(kv.value) for kv in span.attributes},
+                        attributes={kv.key: any_proto(kv.value) for kv in span.attributes},
                         resource=resource,
-                        events=[(e.name, {kv.key: _any_proto(kv.value) for kv in e.attributes})
+                        events=[(e.name, {kv.key: any_proto(kv.value) for kv in e.attributes})
                                 for e in span.events],
                         source=span)
                 except InvalidEventError as exc:
@@ -126,7 +127,7 @@ def _walk_proto(request: ExportTraceServiceRequest) -> Iterator[SpanView | Rejec
 _SCALARS = {"stringValue": str, "boolValue": bool, "doubleValue": float}
 
 
-def _any_json(value: Any, depth: int = 0) -> Any:
+def any_json(value: Any, depth: int = 0) -> Any:
     if not isinstance(value, Mapping):
         return None
     for key, kind in _SCALARS.items():
@@ -138,18 +139,18 @@ def _any_json(value: Any, depth: int = 0) -> Any:
     if depth >= _MAX_VALUE_DEPTH:
         raise InvalidEventError("too_deep", "attribute value nests too deeply")
     if "arrayValue" in value:
-        return [_any_json(v, depth + 1) for v in (value["arrayValue"] or {}).get("values", [])]
+        return [any_json(v, depth + 1) for v in (value["arrayValue"] or {}).get("values", [])]
     if "kvlistValue" in value:
-        return _attrs_json((value["kvlistValue"] or {}).get("values", []), depth + 1)
+        return attrs_json((value["kvlistValue"] or {}).get("values", []), depth + 1)
     if "bytesValue" in value:
         return str(value["bytesValue"])
     return None
 
 
-def _attrs_json(attrs: Any, depth: int = 0) -> dict[str, Any]:
+def attrs_json(attrs: Any, depth: int = 0) -> dict[str, Any]:
     if not isinstance(attrs, list):
         return {}
-    return {str(kv["key"]): _any_json(kv.get("value"), depth) for kv in attrs
+    return {str(kv["key"]): any_json(kv.get("value"), depth) for kv in attrs
             if isinstance(kv, Mapping) and "key" in kv}
 
 
@@ -164,7 +165,7 @@ def spans_from_json(data: Any) -> Iterator[SpanView | Reject | str]:
 def _walk_json(resource_spans: list[Any]) -> Iterator[SpanView | Reject | str]:
     try:
         for rs in resource_spans:
-            resource = _attrs_json((rs.get("resource") or {}).get("attributes"))
+            resource = attrs_json((rs.get("resource") or {}).get("attributes"))
             for ss in rs.get("scopeSpans") or []:
                 for span in ss.get("spans") or []:
                     yield (_span_json(span, resource) if isinstance(span, Mapping)
@@ -194,7 +195,7 @@ def _span_view_json(span: Mapping[str, Any], resource: dict[str, Any]) -> SpanVi
         name=str(span.get("name") or ""),
         start_ns=int(span.get("startTimeUnixNano") or 0),
         end_ns=int(span.get("endTimeUnixNano") or 0),
-        attributes=_attrs_json(raw_attrs), resource=resource,
-        events=[(str(e.get("name") or ""), _attrs_json(e.get("attributes")))
+        attributes=attrs_json(raw_attrs), resource=resource,
+        events=[(str(e.get("name") or ""), attrs_json(e.get("attributes")))
                 for e in span.get("events") or [] if isinstance(e, Mapping)],
         source=span)

@@ -20,9 +20,11 @@ from driftscope_llm.services.schemas import OutputEvent, loads_bounded
 
 __all__ = ["Decoded", "Reject", "load_json", "validate_event"]
 
-SKIP_REASONS = ("not_genai", "not_generation", "no_content")
-"""Why an item was skipped: not a GenAI span, a GenAI span that is not a generation
-(embeddings, tool calls), or a generation span without output content."""
+SKIP_REASONS = ("not_genai", "not_generation", "no_content", "content", "no_span", "no_join")
+"""Why an item was skipped: not a GenAI span (or log record), a GenAI span that is not a
+generation (embeddings, tool calls), a generation span without output content; for OTLP log
+records: a content record handed to the join (its text reaches its span's event), one emitted
+outside any span (no trace or span id), one read where no join runs (``driftscope replay``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,15 @@ class Reject:
 
 @dataclass(slots=True)
 class Decoded:
-    """The outcome of one record: ``events`` in the record's order, ``rejects``, ``skipped``."""
+    """The outcome of one record: ``events`` in the record's order, ``rejects``, ``skipped``,
+    and ``held``: generation spans without content that wait for it in the decoder's join (they
+    come out of a later decode, as an event or a ``no_content`` skip)."""
 
     format: str
     events: list[OutputEvent] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    held: int = 0
 
     @classmethod
     def rejected(cls, fmt: str, reason: str, detail: str) -> Decoded:
@@ -58,7 +63,7 @@ class Decoded:
     @property
     def items(self) -> int:
         """Every item the record held, whatever became of it."""
-        return len(self.events) + len(self.rejects) + sum(self.skipped.values())
+        return len(self.events) + len(self.rejects) + sum(self.skipped.values()) + self.held
 
 
 def load_json(raw: bytes | str) -> Any:

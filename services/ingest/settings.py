@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["FORMATS", "IngestSettings", "InputFormat", "RecordFormat"]
+__all__ = ["FORMATS", "ContentJoinSettings", "IngestSettings", "InputFormat", "RecordFormat"]
 
 InputFormat = Literal["auto", "driftscope", "openai", "otlp_proto", "otlp_json"]
 """A topic's or file's format; ``auto`` detects each record's own (see :func:`detect_format`)."""
@@ -20,6 +20,30 @@ RecordFormat = Literal["driftscope", "openai", "otlp_proto", "otlp_json"]
 """A concrete format, as detected or configured."""
 
 FORMATS: tuple[RecordFormat, ...] = ("driftscope", "openai", "otlp_proto", "otlp_json")
+
+
+class ContentJoinSettings(BaseModel):
+    """How long and how much the receiver and the collector hold while joining GenAI content
+    log records to their spans (:class:`~driftscope_llm.services.ingest.content_join.ContentJoin`).
+    """
+
+    wait_s: float = Field(
+        default=15.0, gt=0,
+        description="How long a generation span without content waits for its content log "
+                    "record, and a content record for its span (the OTel SDK exports spans "
+                    "every 5 s and logs every 1 s by default).")
+    max_pending_spans: int = Field(
+        default=10_000, ge=1,
+        description="Spans held at once; past it the oldest is settled without content "
+                    "(no_content, or an empty-output event with keep_contentless).")
+    max_pending_content_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Encoded size of the content records held at once; past it the oldest are "
+                    "dropped (counted in driftscope_ingest_join_total{outcome='evicted'}).")
+    remember_spans: int = Field(
+        default=50_000, ge=0,
+        description="Ids of spans already turned into events that are remembered, so a content "
+                    "record arriving after its span (span_and_event) is known as redundant.")
 
 
 class IngestSettings(BaseModel):
@@ -58,6 +82,10 @@ class IngestSettings(BaseModel):
         description="Turn GenAI spans without output content (content capture off, vLLM) into "
                     "events with an empty output, so latency and finish reasons are still "
                     "watched; off: such spans are skipped and counted as no_content.")
+    content_join: ContentJoinSettings = Field(
+        default_factory=ContentJoinSettings,
+        description="Joining content log records (/v1/logs, OTLP log exports on Kafka) to their "
+                    "spans.")
     max_message_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024,
         description="Largest OTLP message accepted (one message holds many spans).")
