@@ -113,6 +113,9 @@ class OutputEvent(BaseModel):
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     latency_ms: float | None = Field(default=None, ge=0.0)
     finish_reason: str | None = Field(default=None, max_length=64)
+    output_tokens: int | None = Field(default=None, ge=0, strict=True)
+    """Generated tokens as the gateway counted them (OTel ``gen_ai.usage.output_tokens``): the
+    ``length_tokens`` signal when no ``token_logprobs`` come."""
     metadata: dict[str, Any] | None = None
 
     @field_validator("ts")
