@@ -148,12 +148,10 @@ def _print_facets(con: Console, inc: Incident) -> None:
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:
-    from driftscope_llm.services.store.lifecycle import advance
+    from driftscope_llm.services.store.lifecycle import move
     from driftscope_llm.services.store.model import IncidentState
 
-    at = datetime.now(UTC)
-    inc = _store(config).update_incident(
-        incident_id, lambda i: advance(i, IncidentState(target), at, note))
+    inc = move(_store(config), incident_id, IncidentState(target), datetime.now(UTC), note)
     Console(stderr=True, highlight=False).print(f"{escape_text(inc.id)} is now "
                                                 f"{inc.state.value}")
 

@@ -61,13 +61,13 @@ from driftscope_llm.services.errors import NotFoundError
 from driftscope_llm.services.keys import join_key
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.security.redaction import Redactor
+from driftscope_llm.services.store import lifecycle
 from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.facets import Facet, group_key
 from driftscope_llm.services.store.model import (
     Checkpoint,
     Exemplar,
     Incident,
-    IncidentState,
     incident_id_for,
 )
 from driftscope_llm.services.vocabulary import Signal
@@ -481,7 +481,7 @@ class Pipeline:
             window_summary=dict(a.window_summary), facets=[facet],
         )
         incident.apply_facets()
-        incident.transition(incident.state, at)
+        lifecycle.opened(incident, at)
         again = self._continuing(gk, incident)
         if again is not None:
             return RaisedAnomaly(anomaly=a, incident=again, opened=False)
@@ -502,7 +502,7 @@ class Pipeline:
         if inc_id is None:
             return None
         try:
-            if self.store.get_incident(inc_id).state is IncidentState.RESOLVED:
+            if not lifecycle.is_open(self.store.get_incident(inc_id).state):
                 return None
             return self.store.update_incident(inc_id, lambda s: s.absorb(incident))
         except NotFoundError:  # expired from the store

@@ -1,25 +1,33 @@
 """The attribution worker service: bus ``driftscope.anomalies`` → attribution → store, bus.
 
-Per anomaly event (one at a time; ``max_poll_records=1``):
+Per anomaly event (one at a time; ``max_poll_records=1``), :meth:`Worker.process` waits for the
+incident to settle, then :meth:`Worker.attribute` — the one way an attribution is finished, also
+what ``driftscope attribute ID`` runs:
 
-1. load the incident from the store; an incident that already has a report (attributed or
-   failed) is done — its AttributionEvent is re-sent only if it was never marked as sent;
+1. load the incident from the store; one that is done
+   (:func:`~driftscope_llm.services.store.lifecycle.is_done`: it has a report, attributed or
+   failed) needs no job — its AttributionEvent is re-sent only if it was never marked as sent;
 2. take the incident's job lease from the store (``StateStore.job_lease``). While a live worker
    holds it, wait (its heartbeat keeps it alive); a killed worker's lease expires after
    ``lease_ttl_s`` and the job passes here;
-3. move the incident to ``attributing``, run the job (:class:`~driftscope_llm.services.worker.job.Attributor`),
-   and store the report with the incident, state ``attributed`` or ``failed`` with a reason;
-4. publish an AttributionEvent (flushed), mark it published in the store, notify webhooks if a
-   notifier is given;
-5. only then commit the event's offset.
+3. move the incident to ``attributing``
+   (:func:`~driftscope_llm.services.store.lifecycle.start_attribution`), run the job
+   (:class:`~driftscope_llm.services.worker.job.Attributor`), and store the report with the
+   incident (:func:`~driftscope_llm.services.store.lifecycle.finish_attribution`: state
+   ``attributed``, or ``failed`` with a reason);
+4. publish an AttributionEvent (flushed), mark it published in the store, notify webhooks
+   (``incident.attributed``) if a notifier is given;
+5. (the consumer path) only then commit the event's offset.
 
 At-least-once with one report: a redelivered event finds the report (step 1); two workers on the
 same incident are serialised by the lease and the second finds the report after taking it; a
 worker that lost its lease mid-job (paused past the TTL) does not store what it computed.
 The report is written with the store's atomic ``update_incident`` after the job, so collector
-updates made meanwhile (new exemplars, statistics) are kept. Every state change goes through the
-lifecycle table (:func:`~driftscope_llm.services.store.lifecycle.advance`): an incident on-call
-acknowledged meanwhile keeps its state and gains the report.
+updates made meanwhile (new exemplars, statistics) are kept. Every state change is the store's
+lifecycle (:mod:`~driftscope_llm.services.store.lifecycle`): an incident on-call
+acknowledged meanwhile keeps its state and gains the report. A re-run on demand
+(``rerun``: :class:`~driftscope_llm.services.store.lifecycle.Rerun`) treats a failed, or any,
+report as not done; its new report is published and announced like the first.
 
 The worker is given its bus (one message per poll: ``max_poll_records=1``), store and metrics;
 the poll loop and the definition of "idle" are the shared
@@ -34,7 +42,9 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -44,29 +54,35 @@ from driftscope_llm.services.bus.loop import ConsumerLoop
 from driftscope_llm.services.bus.settings import TopicSettings
 from driftscope_llm.services.errors import BusError, NotFoundError
 from driftscope_llm.services.schemas import AnomalyEvent
-from driftscope_llm.services.store.base import StateStore
-from driftscope_llm.services.store.lease import Lease
-from driftscope_llm.services.store.lifecycle import advance, can_advance
-from driftscope_llm.services.store.model import Incident, IncidentState
 from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
+    AttributionReport,
     FailedReport,
     attribution_event,
 )
+from driftscope_llm.services.store.base import StateStore
+from driftscope_llm.services.store.lease import Lease
+from driftscope_llm.services.store.lifecycle import (
+    Rerun,
+    finish_attribution,
+    is_done,
+    replaces,
+    start_attribution,
+)
+from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.metrics import WorkerMetrics
 from driftscope_llm.services.worker.settings import ModelTarget, find_target
 
-__all__ = ["Worker", "consumer_options", "is_done"]
+__all__ = ["Attempt", "AttributionJob", "Outcome", "Worker", "consumer_options"]
 
 log = logging.getLogger("driftscope.worker")
 
 
-class _AlreadyDone(Exception):
-    """Raised inside an atomic update to leave an incident finished meanwhile untouched."""
+class AttributionJob(Protocol):
+    """What the worker runs per incident: :class:`~driftscope_llm.services.worker.job.Attributor`
+    (tests hand in their own)."""
 
-
-class _Job(Protocol):
     def run(self, incident: Incident, target_key: str,
             target: ModelTarget) -> AttributedReport: ...
 
@@ -75,13 +91,32 @@ class _Notifier(Protocol):
     def submit(self, event: str, incident: Incident) -> None: ...
 
 
-def is_done(incident: Incident) -> bool:
-    """An incident needs no job: it has a report, or it was resolved before it got one.
+class Outcome(StrEnum):
+    """How one :meth:`Worker.attribute` ended."""
 
-    An incident acknowledged before its report is still attributed (its state stays
-    ``acknowledged``; the report is added).
-    """
-    return incident.attribution is not None or incident.state == IncidentState.RESOLVED
+    STORED = "stored"
+    """A job ran; its report is stored, published and announced."""
+    KEPT = "kept"
+    """A forced re-run failed; the incident keeps its attributed report (``report``: the
+    failure; nothing stored or announced)."""
+    DONE = "done"
+    """Nothing to run: the incident was done (its event re-sent if it never was)."""
+    NOT_FOUND = "not_found"
+    """No such incident (expired, purged, or a wrong id)."""
+    LEASE_LOST = "lease_lost"
+    """The job ran past its lease (paused beyond the TTL): its report was not stored."""
+    STOPPED = "stopped"
+    """:meth:`Worker.stop` ended the wait for another worker's lease."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What :meth:`Worker.attribute` did, the incident as stored afterwards (if any) and the
+    report of the job it ran (if one ran)."""
+
+    outcome: Outcome
+    incident: Incident | None = None
+    report: AttributionReport | None = None
 
 
 def consumer_options(models: dict[str, ModelTarget], *, lease_ttl_s: float,
@@ -103,7 +138,7 @@ class Worker:
     def __init__(
         self,
         store: StateStore,
-        attributor: _Job,
+        attributor: AttributionJob,
         metrics: WorkerMetrics,
         bus: Bus,
         topics: TopicSettings,
@@ -131,6 +166,7 @@ class Worker:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.loop = ConsumerLoop(bus, [topics.anomalies], self)
         self._stop = self.loop.stopping  # also ends a wait for another worker's lease
+        self._closed = False
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -144,6 +180,12 @@ class Worker:
         try:
             self.loop.run(max_idle_s=max_idle_s)
         finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the bus once (``run()`` does; a caller of :meth:`attribute` alone must)."""
+        if not self._closed:
+            self._closed = True
             self.bus.close()
 
     # what the loop calls (LoopHandler) ----------------------------------------------------------
@@ -187,7 +229,8 @@ class Worker:
             return None
 
     def process(self, incident_id: str) -> bool:
-        """Attribute one incident unless done (module docstring); ``False`` if interrupted."""
+        """The consumer path: let a new incident settle, then :meth:`attribute` it; ``False``
+        only when stopped before it was finished."""
         inc = self._load(incident_id)
         if inc is None:
             log.warning("incident %s not found (expired?); skipping", incident_id)
@@ -197,29 +240,38 @@ class Worker:
         if settled is None:
             self.metrics.skipped.labels("not_found").inc()
             return True
-        inc = settled
+        return self.attribute(incident_id, loaded=settled).outcome is not Outcome.STOPPED
+
+    def attribute(self, incident_id: str, *, rerun: Rerun = Rerun.NEVER,
+                  loaded: Incident | None = None) -> Attempt:
+        """Attribute one incident unless it is done under ``rerun`` (module docstring, steps
+        1-4): the worker's path and ``driftscope attribute ID``'s. ``loaded``: the incident
+        as just read, to save a read."""
+        inc = loaded if loaded is not None else self._load(incident_id)
         lease = self.store.job_lease(incident_id, self.token, self.lease_ttl_s)
         while True:
-            if is_done(inc):
+            if inc is None:
+                self.metrics.skipped.labels("not_found").inc()
+                return Attempt(Outcome.NOT_FOUND)
+            if is_done(inc, rerun):
                 self.metrics.skipped.labels("done").inc()
                 self._ensure_published(inc)
-                return True
+                return Attempt(Outcome.DONE, inc)
             if lease.acquire():
                 break
             if self._stop.wait(self.lease_poll_s):
-                return False
+                return Attempt(Outcome.STOPPED, inc)
             log.info("incident %s is leased by %s; waiting", incident_id, lease.holder())
             inc = self._load(incident_id)
-            if inc is None:
-                self.metrics.skipped.labels("not_found").inc()
-                return True
         with lease:
-            stored = self._attribute(incident_id, lease)
-        if stored is not None:
-            self._ensure_published(stored)
+            attempt = self._attribute(incident_id, lease, rerun)
+        if attempt.outcome is Outcome.DONE and attempt.incident is not None:
+            self._ensure_published(attempt.incident)
+        elif attempt.outcome is Outcome.STORED and attempt.incident is not None:
+            self._publish(attempt.incident)
             if self.notifier is not None:
-                self.notifier.submit("incident.attributed", stored)  # failed ones too
-        return True
+                self.notifier.submit("incident.attributed", attempt.incident)  # failed too
+        return attempt
 
     def _settled(self, incident_id: str, inc: Incident) -> Incident | None:
         """Wait until a new incident stops gaining facets: no update for ``settle_s`` seconds,
@@ -243,65 +295,52 @@ class Worker:
                 break
         return inc
 
-    def _move(self, inc: Incident, target: IncidentState, note: str | None = None) -> None:
-        """Advance ``inc`` towards ``target`` when the lifecycle allows it (an acknowledged
-        incident stays acknowledged); an open or failed one passes through ``attributing``."""
-        if target is not IncidentState.ATTRIBUTING and inc.state in (IncidentState.OPEN,
-                                                                     IncidentState.FAILED):
-            advance(inc, IncidentState.ATTRIBUTING, self._now())
-        again = target is IncidentState.ATTRIBUTING  # a retry after a lost worker: recorded
-        if (again or inc.state is not target) and can_advance(inc.state, target):
-            advance(inc, target, self._now(), note)
-
-    def _attribute(self, incident_id: str, lease: Lease) -> Incident | None:
+    def _attribute(self, incident_id: str, lease: Lease, rerun: Rerun) -> Attempt:
+        """Under the lease: begin, run the job, store its report (lifecycle functions)."""
         inc = self._load(incident_id)
-        if inc is None or is_done(inc):  # finished by another worker before our lease
+        if inc is None or is_done(inc, rerun):  # finished by another worker before our lease
             self.metrics.skipped.labels("done" if inc else "not_found").inc()
-            return inc
+            return Attempt(Outcome.DONE if inc else Outcome.NOT_FOUND, inc)
         try:
-            inc = self.store.update_incident(
-                incident_id, lambda i: self._move(i, IncidentState.ATTRIBUTING))
+            inc = start_attribution(self.store, incident_id, self._now())
         except NotFoundError:
             self.metrics.skipped.labels("not_found").inc()
-            return None
+            return Attempt(Outcome.NOT_FOUND)
         started = time.perf_counter()
         self.metrics.in_progress.inc()
         try:
-            report, reason = self._run_job(inc)
+            report = self._run_job(inc)
         finally:
             self.metrics.in_progress.dec()
         if lease.lost.is_set() or not lease.held():
             log.warning("incident %s: lease lost during the job; not storing its report",
                         incident_id)
             self.metrics.skipped.labels("lease_lost").inc()
-            return None
-        state = IncidentState.FAILED if reason else IncidentState.ATTRIBUTED
-
-        def finish(fresh: Incident) -> None:  # may run more than once: no side effects
-            if is_done(fresh):
-                raise _AlreadyDone
-            fresh.attribution = report
-            self._move(fresh, state, reason)
-
+            return Attempt(Outcome.LEASE_LOST, None, report)
         try:
-            stored = self.store.update_incident(incident_id, finish)
-        except _AlreadyDone:
-            return self._load(incident_id)
+            stored = finish_attribution(self.store, incident_id, report, self._now(), rerun)
         except NotFoundError:
-            return None
-        self.metrics.jobs.labels(state.value).inc()
+            return Attempt(Outcome.NOT_FOUND)
+        if stored is None:  # nothing written (lifecycle.finish_attribution says why)
+            current = self._load(incident_id)
+            if current is not None and not replaces(current, report):
+                self.metrics.jobs.labels(report.status).inc()
+                return Attempt(Outcome.KEPT, current, report)
+            return Attempt(Outcome.DONE, current)  # done meanwhile by a writer without the lease
+        self.metrics.jobs.labels(report.status).inc()
         self.metrics.seconds.observe(time.perf_counter() - started)
-        log.info("incident %s %s%s", incident_id, state.value, f": {reason}" if reason else "")
-        return stored
+        log.info("incident %s %s%s", incident_id, report.status,
+                 f": {report.reason}" if isinstance(report, FailedReport) else "")
+        return Attempt(Outcome.STORED, stored, report)
 
-    def _run_job(self, inc: Incident) -> tuple[AttributedReport | FailedReport, str | None]:
+    def _run_job(self, inc: Incident) -> AttributionReport:
         found = find_target(self.models, inc.model, inc.model_version)
         try:
             if found is None:
                 raise JobFailedError(
                     "no_target", f"no model target configured for {inc.model}@"
                     f"{inc.model_version} (settings: models)", incident_id=inc.id)
-            return self.attributor.run(inc, *found), None
+            return self.attributor.run(inc, *found)
         except JobFailedError as exc:
             code, detail = exc.code, exc.detail
         except Exception as exc:  # a bug must not become a crash loop on the same event
@@ -310,12 +349,17 @@ class Worker:
         self.metrics.failures.labels(code).inc()
         reason = f"{code}: {detail}"
         return FailedReport(code=code, reason=reason, target=found[0] if found else None,
-                            finished_at=self._now()), reason
+                            finished_at=self._now())
 
     # results ------------------------------------------------------------------------------------
     def _ensure_published(self, inc: Incident) -> None:
         """Send the AttributionEvent of a finished incident unless it was marked published."""
-        if inc.attribution is None or self.store.is_published(inc.id):
+        if inc.attribution is not None and not self.store.is_published(inc.id):
+            self._publish(inc)
+
+    def _publish(self, inc: Incident) -> None:
+        """Send the AttributionEvent of the report just stored (flushed), then mark it sent."""
+        if inc.attribution is None:
             return
         event = attribution_event(inc.id, inc.attribution)
         self.bus.send(self.topics.attributions, event.model_dump_json().encode(),
