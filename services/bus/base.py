@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-__all__ = ["Bus", "Message", "Partition", "RebalanceHook"]
+__all__ = ["Bus", "Message", "Partition", "Publisher", "RebalanceHook"]
 
 
 class Partition(NamedTuple):
@@ -47,6 +47,23 @@ class Message:
 
 RebalanceHook = Callable[[list[Partition]], None]
 """Called with the partitions just assigned to (or about to be revoked from) this member."""
+
+
+class Publisher(Protocol):
+    """A producer and nothing more: what a deployable that only publishes needs (the OTLP
+    receiver). :class:`Bus` implementations are publishers too;
+    :class:`~driftscope_llm.services.bus.kafka.KafkaPublisher` is the producer alone."""
+
+    def send(self, topic: str, value: bytes, *, key: bytes | None = None,
+             headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Publish one message (possibly buffered until :meth:`flush`)."""
+
+    def flush(self) -> None:
+        """Block until every message sent so far is durable; :class:`BusError` when one is not
+        (then the caller must treat all of them as unsent)."""
+
+    def close(self) -> None:
+        """Release the connections."""
 
 
 class Bus(Protocol):

@@ -1,8 +1,9 @@
 """The Kafka bus (kafka-python): the only module that constructs Kafka clients.
 
 :class:`KafkaBus` is one consumer-group member and one ``acks=all`` producer
-behind the :class:`~driftscope_llm.services.bus.base.Bus` interface; :func:`kafka_producer` is a
-bare producer for deployables that only publish (the OTLP receiver); :func:`consumer_lag` is the
+behind the :class:`~driftscope_llm.services.bus.base.Bus` interface; :class:`KafkaPublisher` is
+the producer alone behind :class:`~driftscope_llm.services.bus.base.Publisher`, for deployables
+that only publish (the OTLP receiver); :func:`consumer_lag` is the
 read-only look at group offsets that ``driftscope status`` shows. Every kafka-python exception is
 turned into a :class:`~driftscope_llm.services.errors.BusError` naming the bootstrap address (and
 the topic/partition when there is one), so callers handle one error type.
@@ -15,6 +16,7 @@ operations other than :meth:`KafkaBus.seek`.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,7 @@ from driftscope_llm.services.bus.base import Message, Partition, RebalanceHook
 from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings
 from driftscope_llm.services.errors import BusError
 
-__all__ = ["GroupLag", "KafkaBus", "consumer_lag", "kafka_producer"]
+__all__ = ["GroupLag", "KafkaBus", "KafkaPublisher", "consumer_lag", "kafka_producer"]
 
 
 def _tp(p: Partition) -> TopicPartition:
@@ -160,6 +162,64 @@ def kafka_producer(settings: KafkaSettings, **options: Any) -> KafkaProducer:
     except KafkaError as exc:
         raise BusError(f"kafka at {settings.bootstrap_servers}: cannot connect: "
                        f"{type(exc).__name__}: {exc}", address=settings.bootstrap_servers) from exc
+
+
+class KafkaPublisher:
+    """An ``acks=all`` producer behind :class:`~driftscope_llm.services.bus.base.Publisher`.
+
+    :meth:`flush` waits up to ``timeout_s`` and then checks every message the *calling thread*
+    sent since its last flush, raising :class:`BusError` (with the topic) for the first one the
+    broker did not acknowledge: a threaded server (the OTLP receiver, one thread per request)
+    learns the fate of its own request's messages, never another's. ``options`` go to the
+    producer (e.g. ``max_block_ms``).
+    """
+
+    def __init__(self, settings: KafkaSettings, *, timeout_s: float = 10.0,
+                 **options: Any) -> None:
+        self.address = settings.bootstrap_servers
+        self.timeout_s = timeout_s
+        self.producer = kafka_producer(settings, **options)
+        self._sent = threading.local()
+
+    def _error(self, what: str, exc: Exception, topic: str | None = None) -> BusError:
+        return BusError(f"kafka at {self.address}: {what}: {type(exc).__name__}: {exc}",
+                        address=self.address, topic=topic)
+
+    def _pending(self) -> list[tuple[str, Any]]:
+        pending: list[tuple[str, Any]] | None = getattr(self._sent, "pending", None)
+        if pending is None:
+            pending = self._sent.pending = []
+        return pending
+
+    def send(self, topic: str, value: bytes, *, key: bytes | None = None,
+             headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        try:
+            future = self.producer.send(topic, key=key, value=value,
+                                        headers=list(headers) or None)
+        except KafkaError as exc:
+            raise self._error(f"send to {topic} failed", exc, topic) from exc
+        self._pending().append((topic, future))
+
+    def flush(self) -> None:
+        pending = self._pending()
+        sent, pending[:] = list(pending), []
+        try:
+            self.producer.flush(timeout=self.timeout_s)
+        except KafkaError as exc:
+            raise self._error("flush failed", exc) from exc
+        for topic, future in sent:
+            try:
+                future.get(timeout=self.timeout_s)  # raises the send's own error, if any
+            except KafkaError as exc:
+                raise self._error(f"{topic} did not acknowledge", exc, topic) from exc
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(timeout=self.timeout_s)
+        except KafkaError:
+            pass  # what was not acknowledged was already reported by flush(), or is lost
+        finally:
+            self.producer.close(timeout=self.timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
