@@ -10,8 +10,9 @@ A query featurizes the queries with the same model, lets the method transform th
 (:meth:`Method.prepare_queries`), and scores them against the stored rows by blocked matrix
 products — at most ``block_rows`` × Q scores exist at a time, never N × Q — merging the top-k of
 every block. Shards are read memory-mapped one block at a time
-(:mod:`driftscope_llm.attribution.index.shard_files`), so memory stays bounded by the block, not the index.
-A build can be split across processes or machines (:mod:`driftscope_llm.attribution.index.parts`).
+(:mod:`driftscope_llm.attribution.index.shard_files`), so memory stays bounded by the block, not
+the index. A build can be split across processes or machines
+(:mod:`driftscope_llm.attribution.index.parts`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ from driftscope_llm.attribution.data import Example, corpus_hash
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError
 from driftscope_llm.attribution.formatting import ExampleLike, collate
 from driftscope_llm.attribution.index.manifest import (
-    FORMAT,
     MANIFEST,
+    BlockEntry,
+    CorpusIdentity,
+    IndexManifest,
+    ModelIdentity,
+    PartOf,
+    ShardEntry,
+    StoredFile,
     check_identity,
     file_sha256,
     read_manifest,
@@ -87,12 +94,14 @@ def featurize(
     *,
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
+    queries: bool = False,
 ) -> torch.Tensor:
-    """Raw float32 features (N × D, on CPU) of ``examples`` under ``method``'s featurizer.
+    """Raw float32 features (N × D, on CPU) of ``examples`` under ``method``'s featurizer (its
+    query featurizer when ``queries``).
 
     The next batch is tokenised in a background thread while the model runs on the current one.
     """
-    feat = method.featurizer(model)
+    feat = method.query_featurizer(model) if queries else method.featurizer(model)
     starts = list(range(0, len(examples), batch_size))
 
     def prepare(start: int) -> Any:
@@ -120,21 +129,24 @@ def _identity(model: LoadedModel, corpus_h: str, settings: AttributionSettings) 
             "features": settings.feature_key()}
 
 
-def _kept_shards(out: Path, manifest: dict[str, Any], ids: list[str],
-                 wanted: set[int]) -> list[dict[str, Any]]:
+def _kept_shards(out: Path, manifest: IndexManifest, ids: list[str],
+                 wanted: set[int]) -> list[ShardEntry]:
     """Entries of ``manifest`` for chunk starts in ``wanted`` whose file and ids still match."""
     kept = []
-    for entry in manifest.get("shards", []):
-        start, rows = int(entry["start"]), int(entry["rows"])
-        if start not in wanted:
+    for entry in manifest.shards:
+        if entry.start not in wanted:
             continue
         try:
             shard = MappedShard(verify_shard(out, entry))
         except IndexError_:
             continue
-        if shard.ids == ids[start : start + rows]:
+        if shard.ids == ids[entry.start : entry.start + entry.rows]:
             kept.append(entry)
     return kept
+
+
+def _blocks(blocks: Sequence[Block]) -> tuple[BlockEntry, ...]:
+    return tuple(BlockEntry(name=b.name, dim=b.dim, n_params=b.n_params) for b in blocks)
 
 
 def build_shards(
@@ -149,7 +161,7 @@ def build_shards(
     shard_size: int = 4096,
     progress: Progress | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> IndexManifest:
     """Featurize the chunks of ``corpus`` that belong to ``part`` and return the manifest.
 
     The corpus is cut into chunks of ``shard_size`` examples in corpus order; chunk ``j`` is
@@ -161,37 +173,33 @@ def build_shards(
     out.mkdir(parents=True, exist_ok=True)
     ids = [e.id for e in corpus]
     chash = corpus_hash(corpus)
-    old: dict[str, Any] = {}
+    old: IndexManifest | None = None
     if (out / manifest_name).is_file():
         old = read_manifest(out, manifest_name)
         try:
             check_identity(out, old, _identity(model, chash, settings))
-            shard_size = int(old.get("shard_size", shard_size))
+            shard_size = old.shard_size
         except IndexMismatchError:
             if not overwrite:
                 raise
-            for entry in old.get("shards", []):
-                (out / entry["file"]).unlink(missing_ok=True)
-            old = {}
+            for entry in old.shards:
+                (out / entry.file).unlink(missing_ok=True)
+            old = None
     i, n = part
     starts = [s for j, s in enumerate(range(0, len(corpus), shard_size)) if j % n == i]
-    kept = _kept_shards(out, old, ids, set(starts)) if old else []
-    state, kept = _method_state(method, model, corpus, out, old or None, batch_size, kept)
-    manifest: dict[str, Any] = {
-        "format": FORMAT, "version": 1, "status": "building",
-        "created": datetime.now(UTC).isoformat(),
-        "model": {"fingerprint": model.fingerprint, "model_dir": model.model_dir,
-                  "adapter_dir": model.adapter_dir},
-        "corpus": {"hash": chash, "count": len(corpus)},
-        "settings": settings.model_dump(mode="json"), "features": settings.feature_key(),
-        "dtype": settings.storage_dtype, "shard_size": shard_size, "shards": kept,
-    }
-    manifest.update(state)
-    if n > 1:
-        manifest["part"] = {"index": i, "count": n}
-    done_starts = {int(e["start"]) for e in kept}
+    kept = _kept_shards(out, old, ids, set(starts)) if old is not None else []
+    state, kept = _method_state(method, model, corpus, out, old, batch_size, kept)
+    manifest = IndexManifest(
+        status="building", created=datetime.now(UTC).isoformat(),
+        model=ModelIdentity(fingerprint=model.fingerprint, model_dir=model.model_dir,
+                            adapter_dir=model.adapter_dir),
+        corpus=CorpusIdentity(hash=chash, count=len(corpus)),
+        settings=settings.model_dump(mode="json"), features=settings.feature_key(),
+        dtype=settings.storage_dtype, shard_size=shard_size, shards=tuple(kept), state=state,
+        part=PartOf(index=i, count=n) if n > 1 else None)
+    done_starts = {e.start for e in kept}
     total = sum(min(shard_size, len(corpus) - s) for s in starts)
-    done = sum(int(e["rows"]) for e in kept)
+    done = sum(e.rows for e in kept)
     if progress:
         progress(done, total)
     for start in starts:
@@ -208,15 +216,17 @@ def build_shards(
         feats = featurize(method, model, part_rows, batch_size=batch_size, on_batch=step)
         name = f"shard-{start // shard_size:05d}.safetensors"
         write_shard(out / name, feats, ids[start : start + shard_size], settings.storage_dtype)
-        manifest["shards"].append({"file": name, "sha256": file_sha256(out / name),
-                                   "start": start, "rows": len(part_rows)})
-        manifest["shards"].sort(key=lambda e: int(e["start"]))
+        entry = ShardEntry(file=name, sha256=file_sha256(out / name), start=start,
+                           rows=len(part_rows))
+        manifest = manifest.model_copy(update={"shards": tuple(sorted(
+            (*manifest.shards, entry), key=lambda e: e.start))})
         write_manifest(out, manifest, manifest_name)
     feat = method.featurizer(model)
     blocks = feat.blocks
     feat.close()
-    manifest.update(status="complete", dim=sum(b.dim for b in blocks),
-                    blocks=[{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks])
+    manifest = manifest.model_copy(update={"status": "complete",
+                                           "dim": sum(b.dim for b in blocks),
+                                           "blocks": _blocks(blocks)})
     write_manifest(out, manifest, manifest_name)
     return manifest
 
@@ -247,38 +257,38 @@ def build_index(
 
 
 def _method_state(method: Method, model: LoadedModel, corpus: Sequence[Example], out: Path,
-                  previous: dict[str, Any] | None, batch_size: int,
-                  kept: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                  previous: IndexManifest | None, batch_size: int,
+                  kept: list[ShardEntry]) -> tuple[StoredFile | None, list[ShardEntry]]:
     """Fit (or reload) state the method needs before featurizing (EK-FAC factors, ...).
 
     The state is fitted on the whole corpus, stored beside the shards as ``method.state_file``
     and recorded in the manifest with its sha256 (``state``), so it falls under the same
-    identity and corruption checks as the shards. Returns the manifest fields to add
-    (``{"state": entry}``, or nothing) and the previous build's shards to keep (none when the
-    state had to be fitted again).
+    identity and corruption checks as the shards. Returns the manifest's ``state`` entry (or
+    ``None``) and the previous build's shards to keep (none when the state had to be fitted
+    again).
     """
     if method.state_file is None:
-        return {}, kept
+        return None, kept
     path = out / method.state_file
-    entry = (previous or {}).get("state")
+    entry = None if previous is None else previous.state
     if entry is not None:
         try:
             verify_shard(out, entry)
             method.load_state(path)
-            return {"state": entry}, kept
+            return entry, kept
         except IndexError_:
             pass
     method.fit(model, corpus, batch_size)
     method.save_state(path)
-    return {"state": {"file": method.state_file, "sha256": file_sha256(path)}}, []
+    return StoredFile(file=method.state_file, sha256=file_sha256(path)), []
 
 
-def _attach_state(path: Path, manifest: dict[str, Any], method: Method) -> None:
+def _attach_state(path: Path, manifest: IndexManifest, method: Method) -> None:
     """Load the stored state a method needs, checked by sha256 like a shard."""
     if method.state_file is None:
         return
-    entry = manifest.get("state")
-    if entry is None or entry.get("file") != method.state_file:
+    entry = manifest.state
+    if entry is None or entry.file != method.state_file:
         raise IndexError_(f"index at {path} has no {method.settings.method} state; rebuild it "
                           f"with --method {method.settings.spec}", path=str(path))
     method.load_state(verify_shard(path, entry))
@@ -310,26 +320,23 @@ def index_from_features(
                                           for s in range(0, whole.shape[0], shard_size))
     else:
         chunks = features
-    shards: list[dict[str, Any]] = []
+    shards: list[ShardEntry] = []
     start, dim = 0, 0
     for n, chunk in enumerate(chunks):
         name = f"shard-{n:05d}.safetensors"
         rows, dim = int(chunk.shape[0]), int(chunk.shape[1])
         write_shard(out / name, chunk.float(), list(ids[start : start + rows]),
                     settings.storage_dtype)
-        shards.append({"file": name, "sha256": file_sha256(out / name), "start": start,
-                       "rows": rows})
+        shards.append(ShardEntry(file=name, sha256=file_sha256(out / name), start=start,
+                                 rows=rows))
         start += rows
-    manifest = {
-        "format": FORMAT, "version": 1, "status": "complete",
-        "created": datetime.now(UTC).isoformat(),
-        "model": {"fingerprint": model_fingerprint, "model_dir": None, "adapter_dir": None},
-        "corpus": {"hash": corpus_hash_, "count": start},
-        "settings": settings.model_dump(mode="json"), "features": settings.feature_key(),
-        "dtype": settings.storage_dtype, "shard_size": shard_size, "shards": shards,
-        "dim": dim,
-        "blocks": [{"name": b.name, "dim": b.dim, "n_params": b.n_params} for b in blocks],
-    }
+    manifest = IndexManifest(
+        status="complete", created=datetime.now(UTC).isoformat(),
+        model=ModelIdentity(fingerprint=model_fingerprint),
+        corpus=CorpusIdentity(hash=corpus_hash_, count=start),
+        settings=settings.model_dump(mode="json"), features=settings.feature_key(),
+        dtype=settings.storage_dtype, shard_size=shard_size, shards=tuple(shards), dim=dim,
+        blocks=_blocks(blocks))
     write_manifest(out, manifest)
     return open_index(out)
 
@@ -376,7 +383,7 @@ class Index:
     many queries against a small index). Scores are the same either way.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], method: Method,
+    def __init__(self, path: Path, manifest: IndexManifest, method: Method,
                  model: LoadedModel | None, block_rows: int = 16384, *,
                  in_memory: bool = False, verify: bool = True) -> None:
         self.path = path
@@ -384,12 +391,11 @@ class Index:
         self.method = method
         self.model = model
         self.block_rows = block_rows
-        self.blocks = [Block(b["name"], int(b["dim"]), int(b["n_params"]))
-                       for b in manifest["blocks"]]
+        self.blocks = [Block(b.name, b.dim, b.n_params) for b in manifest.blocks or ()]
         self.ids: list[str] = []
         self._shards: list[MappedShard] = []
-        for entry in manifest["shards"]:
-            shard_path = verify_shard(path, entry) if verify else path / str(entry["file"])
+        for entry in manifest.shards:
+            shard_path = verify_shard(path, entry) if verify else path / entry.file
             shard = MappedShard(shard_path, in_memory=in_memory)
             self.ids.extend(shard.ids)
             self._shards.append(shard)
@@ -456,7 +462,7 @@ class Index:
         if self.model is None:
             raise IndexError_("open the index with a model to featurize queries",
                               path=str(self.path))
-        feats = featurize(self.method, self.model, queries, batch_size=batch_size)
+        feats = featurize(self.method, self.model, queries, batch_size=batch_size, queries=True)
         if query_ids is None:
             query_ids = [str(getattr(q, "id", i)) for i, q in enumerate(queries)]
         return self.results(feats, top_k, query_ids, searcher)
@@ -504,9 +510,9 @@ def open_index(
     """
     p = Path(path)
     manifest = read_manifest(p)
-    if manifest.get("status") != "complete":
+    if not manifest.is_complete:
         raise IndexError_(f"index at {p} is incomplete; rerun the build to resume it", path=str(p))
-    stored = AttributionSettings(**manifest["settings"])
+    stored = manifest.attribution_settings()
     if settings is None:
         settings = stored
     if isinstance(method, AttributionSettings):

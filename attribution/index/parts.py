@@ -30,13 +30,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError, SettingsError
 from driftscope_llm.attribution.index.feature_index import Progress, build_shards
 from driftscope_llm.attribution.index.manifest import (
     MANIFEST,
+    IndexManifest,
+    ShardEntry,
     part_manifest_name,
     read_manifest,
     verify_shard,
@@ -107,25 +108,17 @@ def build_part(
         merged = True
     elif n == 1:
         merged = True
-    rows = sum(int(e["rows"]) for e in manifest["shards"])
-    return PartResult(i, n, rows, len(manifest["shards"]), merged)
+    return PartResult(i, n, manifest.rows, len(manifest.shards), merged)
 
 
 def _all_complete(out: Path, n: int) -> bool:
     names = [part_manifest_name(j, n) for j in range(n)]
     if not all((out / name).is_file() for name in names):
         return False
-    return all(read_manifest(out, name).get("status") == "complete" for name in names)
+    return all(read_manifest(out, name).is_complete for name in names)
 
 
-def _field(manifest: dict[str, Any], dotted: str) -> Any:
-    found: Any = manifest
-    for key in dotted.split("."):
-        found = found.get(key) if isinstance(found, dict) else None
-    return found
-
-
-def _find_parts(sources: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def _find_parts(sources: Sequence[Path]) -> list[tuple[Path, IndexManifest]]:
     found = []
     for src in sources:
         names = sorted(p.name for p in src.glob("manifest.part-*.json")) if src.is_dir() else []
@@ -136,22 +129,25 @@ def _find_parts(sources: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def _check_parts(parts: list[tuple[Path, dict[str, Any]]], where: Path) -> int:
+def _check_parts(parts: list[tuple[Path, IndexManifest]], where: Path) -> int:
     """Raise unless the parts are one complete, consistent split; return N."""
     first = parts[0][1]
     for src, m in parts:
         for dotted in _SAME:
-            if _field(m, dotted) != _field(first, dotted):
+            if m.field(dotted) != first.field(dotted):
                 raise IndexMismatchError(path=str(src), field=dotted,
-                                         expected=_field(first, dotted), found=_field(m, dotted))
-    n = int(first["part"]["count"])
+                                         expected=first.field(dotted), found=m.field(dotted))
     seen: dict[int, Path] = {}
+    n = 0
     for src, m in parts:
-        i = int(m["part"]["index"])
+        if m.part is None:
+            raise IndexError_(f"{src} holds a part manifest without its part number",
+                              path=str(src))
+        i, n = m.part.index, m.part.count
         if i in seen:
             raise IndexError_(f"part {i}/{n} appears twice ({seen[i]} and {src})", path=str(src))
         seen[i] = src
-        if m.get("status") != "complete":
+        if not m.is_complete:
             raise IndexError_(f"part {i}/{n} in {src} is still building; rerun its builder "
                               "to resume it", path=str(src))
     missing = sorted(set(range(n)) - set(seen))
@@ -176,33 +172,29 @@ def merge_parts(sources: Sequence[str | Path], out_dir: str | Path | None = None
     parts = _find_parts(srcs)
     _check_parts(parts, out)
     first = parts[0][1]
-    count, size = int(first["corpus"]["count"]), int(first["shard_size"])
-    shards: list[dict[str, Any]] = []
+    count, size = first.corpus.count, first.shard_size
+    sourced: list[tuple[ShardEntry, Path]] = []
     for src, m in parts:
-        for entry in m["shards"]:
+        for entry in m.shards:
             verify_shard(src, entry)
-            shards.append({**entry, "_src": src})
-    shards.sort(key=lambda e: int(e["start"]))
+            sourced.append((entry, src))
+    sourced.sort(key=lambda es: es[0].start)
+    shards = tuple(e for e, _ in sourced)
     expected = [(s, min(size, count - s)) for s in range(0, count, size)]
-    got = [(int(e["start"]), int(e["rows"])) for e in shards]
-    if got != expected:
+    if [(e.start, e.rows) for e in shards] != expected:
         raise IndexError_(f"the parts' shards do not cover the corpus's {count} examples exactly "
                           "once; rebuild the parts with the same --shard-size", path=str(out))
     out.mkdir(parents=True, exist_ok=True)
-    state = first.get("state")  # fitted method state (e.g. EK-FAC factors), same in every part
-    if state is not None:
-        verify_shard(parts[0][0], state)
-        shards_and_state = [*shards, {**state, "_src": parts[0][0]}]
-    else:
-        shards_and_state = shards
-    for entry in shards_and_state:
-        src = entry.pop("_src")
+    files = [(e.file, src) for e, src in sourced]
+    if first.state is not None:  # fitted method state (e.g. EK-FAC factors), same in every part
+        verify_shard(parts[0][0], first.state)
+        files.append((first.state.file, parts[0][0]))
+    for name, src in files:
         if src.resolve() != out.resolve():
-            _place(src / entry["file"], out / entry["file"])
-    merged = {k: v for k, v in first.items() if k != "part"}
-    merged.update(status="complete", shards=shards,
-                  created=max(str(m["created"]) for _, m in parts),
-                  merged_from=len(parts))
+            _place(src / name, out / name)
+    merged = first.model_copy(update={
+        "part": None, "status": "complete", "shards": shards,
+        "created": max(m.created for _, m in parts), "merged_from": len(parts)})
     write_manifest(out, merged, MANIFEST)
     return out
 

@@ -114,7 +114,7 @@ def index_build(
                                 shard_size=shard_size, progress=bar, overwrite=overwrite)
         secs = time.perf_counter() - t0
         summary = {"index": str(out), "method": settings.spec, "examples": index.count,
-                   "dim": index.manifest["dim"], "shards": len(index.manifest["shards"]),
+                   "dim": index.manifest.dim, "shards": len(index.manifest.shards),
                    "seconds": round(secs, 3)}
         if json_out:
             _emit(summary)
@@ -151,8 +151,8 @@ def index_merge(
 
         path = merge_parts(parts, out)
         manifest = read_manifest(path)
-        summary = {"index": str(path), "examples": int(manifest["corpus"]["count"]),
-                   "shards": len(manifest["shards"]), "parts": int(manifest["merged_from"])}
+        summary = {"index": str(path), "examples": manifest.corpus.count,
+                   "shards": len(manifest.shards), "parts": manifest.merged_from}
         if json_out:
             _emit(summary)
         else:
@@ -193,10 +193,10 @@ def query(
         loaded: dict[tuple[str, str | None], Any] = {}
         for path in index:
             manifest = read_manifest(path)
-            mdir = str(model) if model else manifest["model"]["model_dir"]
+            mdir = str(model) if model else manifest.model.model_dir
             if not mdir:
                 raise _usage(f"index {path} names no model directory; pass --model")
-            adir = str(adapter) if adapter else manifest["model"]["adapter_dir"]
+            adir = str(adapter) if adapter else manifest.model.adapter_dir
             if (mdir, adir) not in loaded:
                 loaded[(mdir, adir)] = load_model(mdir, adir, device=device)
             idx = open_index(path, model=loaded[(mdir, adir)], method=method)

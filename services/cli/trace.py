@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,14 +35,16 @@ def _parse_indexes(specs: list[str]) -> dict[str, Path]:
     for spec in specs:
         method, sep, path = spec.partition("=")
         if not sep:
+            from driftscope_llm.attribution.errors import IndexError_
+            from driftscope_llm.attribution.index.manifest import read_manifest
+
             path = spec
-            manifest = Path(path) / "manifest.json"
             try:
-                method = json.loads(manifest.read_text())["settings"]["method"]
-            except (OSError, ValueError, KeyError):
+                method = read_manifest(Path(path)).attribution_settings().method
+            except (OSError, IndexError_):
                 raise ConfigError(f"{path} is not an index directory (no readable manifest); "
                                   "build one with `driftscope attribution index build`",
-                                  path=str(manifest)) from None
+                                  path=str(Path(path) / "manifest.json")) from None
         out[method] = Path(path)
     return out
 

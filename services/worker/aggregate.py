@@ -1,8 +1,8 @@
 """The aggregate ranking of an attribution report: pure functions over ranked results.
 
 The report itself is a typed record of the store
-(:class:`~driftscope_llm.services.store.attribution_report.AttributedReport`); this module computes its
-``aggregate`` rows.
+(:class:`~driftscope_llm.services.store.attribution_report.AttributedReport`); this module
+computes its ``aggregate`` rows.
 
 Aggregate ranking across exemplars — **mean reciprocal rank** (MRR). For training example ``x``
 and the ``Q`` exemplars of an incident::
@@ -18,7 +18,6 @@ score over those exemplars, then by id, so the order is deterministic.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,6 +82,9 @@ def top_ids(rows: Sequence[AggregateRow] | Sequence[Mapping[str, Any]], k: int) 
 
 
 def manifest_id(index_dir: str | Path) -> str:
-    """Identity of an index as built: the first 16 hex digits of its manifest's sha256."""
-    data = (Path(index_dir) / "manifest.json").read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    """Identity of an index as built: the first 16 hex digits of its manifest's sha256
+    (:func:`driftscope_llm.attribution.index.manifest.manifest_digest`, which refuses a
+    directory that holds no valid manifest)."""
+    from driftscope_llm.attribution.index.manifest import manifest_digest
+
+    return manifest_digest(Path(index_dir))

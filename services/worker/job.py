@@ -201,7 +201,7 @@ class Attributor:
             per_method[method] = results
             methods[method] = MethodResult(
                 spec=index.settings.spec, index=str(path), manifest_id=manifest_id(path),
-                corpus_hash=index.manifest.get("corpus", {}).get("hash"),
+                corpus_hash=index.manifest.corpus.hash,
                 seconds=self.clock() - t1,
                 per_exemplar=[ExemplarRanking.model_validate(r.to_json()) for r in results],
                 aggregate=aggregate_mrr(results, target.top_k))

@@ -190,4 +190,4 @@ def test_every_method_builds_and_queries(family: str, lora: bool, corpus: list[E
             assert len(scores) == 3 and scores == sorted(scores, reverse=True), name
             assert all(torch.isfinite(torch.tensor(scores))), name
             if s.family == "repsim":
-                assert index.manifest["dim"] == DIM
+                assert index.manifest.dim == DIM

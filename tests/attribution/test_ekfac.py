@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from driftscope_llm.attribution.errors import IndexCorruptError, IndexError_
+from driftscope_llm.attribution.eval.tasks import make_task
 from driftscope_llm.attribution.formatting import collate
 from driftscope_llm.attribution.index.feature_index import build_index, open_index
 from driftscope_llm.attribution.methods.gradients import response_loss, select_layers
 from driftscope_llm.attribution.methods.trackstar import EPS_REL
 from driftscope_llm.attribution.settings import AttributionSettings
-from driftscope_llm.attribution.eval.tasks import make_task
 
 from .conftest import SCORE_ATOL_FP32
 
@@ -57,7 +57,8 @@ def test_state_is_stored_beside_the_index_and_checked(gpt2_model, planted_corpus
                                                       tmp_path) -> None:
     s = AttributionSettings(method="ekfac", storage_dtype="float32")
     index = build_index(gpt2_model, planted_corpus[:30], tmp_path / "i", s)
-    assert index.manifest["state"]["file"] == "ekfac.safetensors"
+    assert index.manifest.state is not None
+    assert index.manifest.state.file == "ekfac.safetensors"
     assert (tmp_path / "i" / "ekfac.safetensors").is_file()
     before = _scores(index, planted_corpus[30:32])
     reopened = open_index(tmp_path / "i", model=gpt2_model, corpus=planted_corpus[:30])

@@ -139,4 +139,4 @@ def test_llama_and_lora_indexes(llama_model, lora_model, small_corpus, tmp_path)
             assert res[0].results[0].id == small_corpus[0].id
             assert res[0].results[0].score == pytest.approx(1.0, abs=SCORE_ATOL_FP16)
             assert [h.rank for h in res[0].results] == [1, 2, 3]
-    assert open_index(tmp_path / "1-gradsim").manifest["model"]["adapter_dir"] is not None
+    assert open_index(tmp_path / "1-gradsim").manifest.model.adapter_dir is not None

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from driftscope_llm.attribution.errors import IndexError_, IndexMismatchError, SettingsError
 from driftscope_llm.attribution.index.feature_index import build_index, open_index
 from driftscope_llm.attribution.index.manifest import part_manifest_name
-from driftscope_llm.attribution.settings import AttributionSettings
 from driftscope_llm.attribution.index.parts import build_part, merge_parts, parse_part
+from driftscope_llm.attribution.settings import AttributionSettings
 from driftscope_llm.services.cli.main import app
 
 from .conftest import SCORE_ATOL_FP16
@@ -41,8 +41,7 @@ def test_merged_parts_equal_a_single_process_build(gpt2_model, planted_corpus, t
     assert [r.rows for r in results] == [12, 14, 14]
     merged = open_index(shared, model=gpt2_model, corpus=corpus)
     assert merged.ids == single.ids == [e.id for e in corpus]
-    assert [e["file"] for e in merged.manifest["shards"]] == \
-        [e["file"] for e in single.manifest["shards"]]
+    assert [e.file for e in merged.manifest.shards] == [e.file for e in single.manifest.shards]
     a, b = _scores(single, queries), _scores(merged, queries)
     assert a.keys() == b.keys()
     keys = sorted(a)
@@ -189,7 +188,7 @@ def test_the_indexed_job_runs_n_builders_whose_parts_merge(tiny_gpt2, planted_co
     out = Path(args[args.index("--out") + 1].replace(shared, str(tmp_path)))
     index = open_index(out)
     assert index.ids == [e.id for e in planted_corpus[:24]]
-    assert index.manifest["merged_from"] == n
+    assert index.manifest.merged_from == n
 
 
 def test_one_part_is_an_ordinary_build(gpt2_model, planted_corpus, tmp_path) -> None:

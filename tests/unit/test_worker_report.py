@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from driftscope_llm.attribution.errors import IndexError_
+from driftscope_llm.attribution.index.manifest import (
+    CorpusIdentity,
+    IndexManifest,
+    ModelIdentity,
+    write_manifest,
+)
 from driftscope_llm.services.config import WorkerSettings
 from driftscope_llm.services.store.model import Exemplar, Incident
 from driftscope_llm.services.worker.aggregate import aggregate_mrr, manifest_id, top_ids
@@ -70,11 +78,20 @@ def test_single_exemplar_keeps_its_ranking_and_empty_is_empty() -> None:
 
 
 def test_manifest_id_follows_the_manifest_bytes(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text('{"a": 1}')
+    manifest = IndexManifest(
+        status="complete", created="2025-01-06T10:00:00+00:00",
+        model=ModelIdentity(fingerprint="fp"), corpus=CorpusIdentity(hash="c", count=1),
+        settings={}, features={}, dtype="float16", shard_size=1, shards=())
+    write_manifest(tmp_path, manifest)
     first = manifest_id(tmp_path)
-    assert len(first) == 16 and manifest_id(tmp_path) == first
-    (tmp_path / "manifest.json").write_text('{"a": 2}')
+    raw = (tmp_path / "manifest.json").read_bytes()
+    assert first == hashlib.sha256(raw).hexdigest()[:16] and manifest_id(tmp_path) == first
+    write_manifest(tmp_path, manifest.model_copy(update={"corpus": CorpusIdentity(hash="c",
+                                                                                  count=2)}))
     assert manifest_id(tmp_path) != first
+    (tmp_path / "manifest.json").write_text('{"a": 1}')  # no index: no identity
+    with pytest.raises(IndexError_, match="not a driftscope index manifest"):
+        manifest_id(tmp_path)
 
 
 def test_target_lookup_prefers_model_at_version() -> None:
