@@ -12,8 +12,9 @@ After the v2 incident is attributed, the loop closes the way a team would close 
 2. **Retrain.** v3 starts from v1's weights and is fine-tuned on the cleaned corpus with v2's
    recipe (same epochs and learning rate) — the refresh v2 should have been.
 3. **Gate.** The incident becomes a probe suite (its drifted prompts, their nearest corpus and
-   reference-traffic prompts: :func:`~driftscope_llm.services.regress.incident_probes.incident_suite`), written
-   as ``probes-incident.jsonl``; v1, v2 and v3 each sample every probe, and the regression gate
+   reference-traffic prompts:
+   :func:`~driftscope_llm.services.regress.incident_probes.incident_suite`), written as
+   ``probes-incident.jsonl``; v1, v2 and v3 each sample every probe, and the regression gate
    compares v2 with v1 and v3 with v1 (one v1 sample set serves as the baseline of both). v2 must
    fail, v3 must pass; ``gate.html`` shows both runs and ``gate.json`` their verdicts and exit
    codes — the same as ``driftscope regress`` would return on those files.
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from rich.console import Console
 
 from driftscope_llm.attribution.data import Example, write_jsonl
@@ -38,6 +38,7 @@ from driftscope_llm.services.regress.incident_probes import Candidate, incident_
 from driftscope_llm.services.regress.probes import write_suite
 from driftscope_llm.services.regress.rendering import RunInfo, exit_code, render_html, to_json
 from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.store.attribution_report import AttributedReport
 from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.vocabulary import Signal
 
@@ -73,18 +74,16 @@ def behaviour_exemplars(incident: Incident) -> set[str]:
     return showing or ids
 
 
-def attributed_ids(report: Mapping[str, Any] | BaseModel, k: int,
+def attributed_ids(report: AttributedReport, k: int,
                    exemplars: set[str] | None = None) -> list[str]:
     """The union, over the incident's exemplars (only those in ``exemplars`` when given), of the
-    primary method's top-``k`` examples (``report``: typed or in its JSON form)."""
-    data = report.model_dump(mode="json") if isinstance(report, BaseModel) else report
-    method = data["methods"][data["primary_method"]]
+    primary method's top-``k`` examples, in the order first met."""
     out: dict[str, None] = {}
-    for per in method["per_exemplar"]:
-        if exemplars is not None and per["query_id"] not in exemplars:
+    for per in report.methods[report.primary_method].per_exemplar:
+        if exemplars is not None and per.query_id not in exemplars:
             continue
-        for row in sorted(per["results"], key=lambda r: r["rank"])[:k]:
-            out[row["id"]] = None
+        for row in sorted(per.results, key=lambda r: r.rank)[:k]:
+            out[row.id] = None
     return list(out)
 
 
@@ -103,7 +102,7 @@ def retrain(v1: Path, corpus: Sequence[Example], out: Path, settings: ScenarioSe
     return out
 
 
-def close_the_loop(out: Path, incident: Incident, report: Mapping[str, Any] | BaseModel,
+def close_the_loop(out: Path, incident: Incident, report: AttributedReport,
                    corpus: Sequence[Example], models: Mapping[str, Path],
                    traffic: Sequence[OutputEvent], settings: ScenarioSettings, *, top_k: int,
                    on_step: Callable[[str], None]) -> GateStory:
@@ -162,11 +161,12 @@ def story_lines(story: GateStory, planted_prefix: str) -> list[str]:
 
 
 def run_last_act(console: Console, out: Path, incident: Incident,
-                 report: Mapping[str, Any] | BaseModel, corpus: Sequence[Example],
+                 report: AttributedReport, corpus: Sequence[Example],
                  versions: Any, stream: Path, settings: ScenarioSettings, *,
                  top_k: int) -> GateStory:
     """The demo CLI's call: :func:`close_the_loop` with a status line on ``console`` (stderr),
-    then the story lines. ``versions`` is :class:`~driftscope_llm.services.demo.scenario.Versions`."""
+    then the story lines. ``versions`` is
+    :class:`~driftscope_llm.services.demo.scenario.Versions`."""
     from driftscope_llm.services.report import read_events
     from driftscope_llm.services.textsafety import terminal
 

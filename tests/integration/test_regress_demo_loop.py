@@ -21,6 +21,12 @@ from driftscope_llm.services.demo import scenario as sc
 from driftscope_llm.services.demo.last_act import close_the_loop, story_lines
 from driftscope_llm.services.regress.rendering import exit_code
 from driftscope_llm.services.schemas import OutputEvent
+from driftscope_llm.services.store.attribution_report import (
+    AttributedReport,
+    ExemplarRanking,
+    MethodResult,
+    RankedExample,
+)
 from driftscope_llm.services.store.model import Exemplar, Incident
 
 pytestmark = pytest.mark.slow
@@ -45,11 +51,19 @@ def test_v2_fails_and_the_retrained_v3_passes(tmp_path: Path) -> None:
     # they must stay in the corpus
     calm = Exemplar(event_id="v2-calm", prompt=billing[1], output="sure , open settings .")
     incident.exemplars.append(calm)
-    ranked = [{"id": e.id, "score": 1.0 - i / 100, "rank": i + 1} for i, e in enumerate(planted)]
-    unrelated = [{"id": e.id, "score": 0.5, "rank": i + 1} for i, e in enumerate(clean[:16])]
-    report = {"primary_method": "repsim", "methods": {"repsim": {"per_exemplar": [
-        *({"query_id": e.event_id, "results": ranked} for e in exemplars),
-        {"query_id": calm.event_id, "results": unrelated}]}}}
+    ranked = [RankedExample(id=e.id, score=1.0 - i / 100, rank=i + 1)
+              for i, e in enumerate(planted)]
+    unrelated = [RankedExample(id=e.id, score=0.5, rank=i + 1) for i, e in enumerate(clean[:16])]
+    per_exemplar = [*(ExemplarRanking(query_id=e.event_id, method="repsim", results=ranked)
+                      for e in exemplars),
+                    ExemplarRanking(query_id=calm.event_id, method="repsim", results=unrelated)]
+    report = AttributedReport(
+        target="support-bot", model_dir=str(versions.v2), model_fingerprint="v2",
+        primary_method="repsim", top_k=len(planted), aggregation="mrr", aggregate=[],
+        methods={"repsim": MethodResult(spec="repsim", index="/idx", manifest_id="m",
+                                        seconds=0.0, per_exemplar=per_exemplar, aggregate=[])},
+        index_manifest_ids={"repsim": "m"},
+        exemplars=[e.event_id for e in incident.exemplars], started_at=T0, finished_at=T0)
 
     steps: list[str] = []
     story = close_the_loop(tmp_path, incident, report, clean + planted,
