@@ -16,6 +16,7 @@ attributes, never only inside the message.
     │   ├── BusError                        Kafka or the embedded bus; .topic, .partition, .offset
     │   └── StoreError                      Redis or the in-memory store; .key
     ├── NotFoundError(LookupError)          a missing incident, index or model; .what, .id
+    ├── AmbiguousIdError(LookupError)       an id prefix that starts several ids; .prefix, .matches
     ├── MissingExtraError(ImportError)      an optional dependency is not installed; .extra
     └── AttributionError                    (see ``attribution.errors`` for its subtree)
 """
@@ -23,6 +24,7 @@ attributes, never only inside the message.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousIdError",
     "AttributionError",
     "BusError",
     "ConfigError",
@@ -124,6 +126,21 @@ class NotFoundError(DriftscopeError, LookupError):
         super().__init__(f"{what} {ident!r} not found")
         self.what = what
         self.id = ident
+
+
+class AmbiguousIdError(DriftscopeError, LookupError):
+    """An id prefix the user typed starts more than one ``what`` (incident): ``prefix`` and the
+    ``matches`` found (at most a few; ``more`` says whether there were others). A usage error:
+    typing more of the id resolves it."""
+
+    def __init__(self, what: str, prefix: str, matches: list[str], *, more: bool) -> None:
+        shown = ", ".join(matches) + (", …" if more else "")
+        super().__init__(f"{what} prefix {prefix!r} is ambiguous: it starts {shown}; type more "
+                         f"of the id")
+        self.what = what
+        self.prefix = prefix
+        self.matches = matches
+        self.more = more
 
 
 class MissingExtraError(DriftscopeError, ImportError):

@@ -52,6 +52,12 @@ class StateStore(Protocol):
         """The stored incident; :class:`~driftscope_llm.services.errors.NotFoundError` if none."""
         ...
 
+    def incident_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """Stored incident ids that start with ``prefix``, sorted, at most ``limit`` (pass
+        ``limit + 1`` to learn whether there are more); resolve what a person typed with
+        :func:`~driftscope_llm.services.store.lookup.resolve_incident_id`."""
+        ...
+
     def save_incident(self, incident: Incident) -> None:
         """Write ``incident`` whole (last writer wins; prefer :meth:`update_incident`)."""
         ...

@@ -83,6 +83,9 @@ class MemoryStore:
         except KeyError:
             raise NotFoundError("incident", incident_id) from None
 
+    def incident_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
+        return sorted(i for i in self._incidents if i.startswith(prefix))[:limit]
+
     def save_incident(self, incident: Incident) -> None:
         self._incidents[incident.id] = incident.model_copy(deep=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -201,6 +202,25 @@ class RedisStore:
         if raw is None:
             raise NotFoundError("incident", incident_id)
         return Incident.model_validate_json(raw)
+
+    def incident_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """ZSCAN of the incident index (glob characters in ``prefix`` matched literally);
+        index entries whose record expired are left out."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        found = sorted({m.decode() for m, _ in self._call(
+            "find incident ids", lambda: list(self.r.zscan_iter(
+                self.keys.incident_index, match=pattern, count=1000)))})
+        out: list[str] = []
+        for start in range(0, len(found), 200):  # stop once ``limit`` live records are found
+            chunk = found[start:start + 200]
+            pipe = self.r.pipeline(transaction=False)
+            for i in chunk:
+                pipe.exists(self.keys.incident(i))
+            live = self._call("find incident ids", pipe.execute)
+            out += [i for i, n in zip(chunk, live, strict=True) if n]
+            if len(out) >= limit:
+                break
+        return out[:limit]
 
     def save_incident(self, incident: Incident) -> None:
         key = self.keys.incident(incident.id)
