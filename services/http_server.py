@@ -202,8 +202,9 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        limits = self.server.limits  # bounds any one stalled send too (deadlines cover reads)
-        self.connection.settimeout(max(limits.header_timeout_s, limits.body_timeout_s))
+        # bounds a stalled send; reads end at their deadline first (the reaper then answers 408)
+        limits = self.server.limits
+        self.connection.settimeout(2 * max(limits.header_timeout_s, limits.body_timeout_s) + 1)
 
     def handle_one_request(self) -> None:
         # the request line and headers, keep-alive idle time included, within one deadline
