@@ -37,7 +37,7 @@ def main(base_url: str, otlp: str, n: int, first: str) -> None:
     client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
     for i in range(n):
         response = client.chat.completions.create(
-            model="smollm2", max_tokens=12, temperature=0.0,
+            model="smollm2", max_tokens=8, temperature=0.0,
             messages=[{"role": "system", "content": "Answer in a few words."},
                       {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
         print(json.dumps({"output": response.choices[0].message.content,

@@ -29,7 +29,7 @@ from tests.stack import CLI_MODULE
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-CALLS = 3
+CALLS = 2
 
 
 def smollm2_gguf() -> Path:
