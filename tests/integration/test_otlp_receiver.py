@@ -210,7 +210,9 @@ def test_error_codes(receiver: tuple[OtlpReceiver, str], kafka_bootstrap: str) -
     status, body, _ = post(rx.url, raw, {"Content-Type": "text/plain", **AUTH})
     assert status == 415 and b"application/x-protobuf" in body
     assert post(rx.url, raw, {**PROTO, "Content-Encoding": "br"})[0] == 415
-    assert post(rx.url.replace("/v1/traces", "/v1/logs"), raw, PROTO)[0] == 404
+    assert post(rx.url.replace("/v1/traces", "/v1/metrics"), raw, PROTO)[0] == 404
+    status, body, _ = post(rx.url.replace("/v1/traces", "/v1/logs"), raw, PROTO)
+    assert status == 400 and b"not an OTLP ExportLogsServiceRequest" in body  # a trace export
     assert post(rx.url, b"x" * (65 * 1024), PROTO)[0] == 413
     bomb = gzip.compress(b"\x0a" + b"\x00" * (1024 * 1024))  # small on the wire, huge inflated
     assert post(rx.url, bomb, {**PROTO, "Content-Encoding": "gzip"})[0] == 413
