@@ -37,7 +37,8 @@ def ingest_cmd(
     port: Annotated[int | None, typer.Option(help="Port (default 4318, OTLP/HTTP's).")] = None,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
-    """Receive OTLP/HTTP traces (POST /v1/traces) and produce their GenAI spans to Kafka.
+    """Receive OTLP/HTTP traces (POST /v1/traces) and logs (POST /v1/logs), and produce their
+    GenAI spans to Kafka, with content sent as log events put back on its span.
 
     Protobuf and JSON bodies, gzip, partial success for spans that cannot be mapped (they go to
     the dead-letter topic). Set DRIFTSCOPE_RECEIVER__BEARER_TOKEN to require a bearer token.
@@ -47,6 +48,7 @@ def ingest_cmd(
     from driftscope_llm.services.bus.kafka import kafka_producer
     from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.config import load_settings
+    from driftscope_llm.services.ingest.content_join import ContentJoin
     from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
     from driftscope_llm.services.otlp_receiver.server import (
         KafkaSink,
@@ -64,7 +66,8 @@ def ingest_cmd(
     log = logging.getLogger("driftscope.otlp_receiver")
     server = serve_metrics(s.metrics, registry, log)
     decoder = RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
-                            metrics=IngestMetrics(registry))
+                            metrics=IngestMetrics(registry),
+                            join=ContentJoin(s.ingest.content_join))  # /v1/logs content
     sink = KafkaSink(producer, s.topics.outputs, s.topics.dead_letter,
                      timeout_s=receiver_settings.produce_timeout_s)
     try:
