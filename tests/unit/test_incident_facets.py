@@ -10,10 +10,13 @@ from driftscope_llm.services.collector.segments import SegmentSettings
 from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.report import ReportInputs, render_report
 from driftscope_llm.services.schemas import OutputEvent
 from driftscope_llm.services.store import MemoryStore
 from driftscope_llm.services.store.facets import (
     Facet,
+    FacetRow,
+    facet_rows,
     group_key,
     headline,
     merge_facets,
@@ -193,3 +196,28 @@ def test_a_persisting_drift_keeps_its_incident_past_the_grouping_window() -> Non
                                                              refusal_rate=0.4),)), 6000))
     assert more and more[0].opened and more[0].incident.id != inc.id
     assert {r.incident.id for r in more} == {more[0].incident.id}
+
+
+def test_facet_rows_are_typed_headline_first_and_reach_the_html_report() -> None:
+    latency = facet("all", "latency_ms", 0.9, 0.2, ["l1"], at=5)  # 4.5x its minimum
+    refusal = facet("route=<b>billing</b>", "refusal", 0.12, 0.02, ["r1", "r2"])  # 6x
+    conf = facet("all", "logprob_mean", 1.0, 0.25, ["c1"])  # 4x
+    rows = facet_rows([latency, refusal, conf])
+    assert all(isinstance(r, FacetRow) for r in rows)
+    assert [(r.signal, r.headline) for r in rows] == [
+        ("refusal", True), ("latency_ms", False), ("logprob_mean", False)]
+    assert rows[0].relative_effect == refusal.relative_effect
+    assert rows[0].exemplars == ("r1", "r2") and rows[1].first_at_text == "2026-01-01T00:00:05"
+
+    inc = Incident(id="i", opened_at=T0, updated_at=T0, model="m", model_version="v2",
+                   segment="all", signal="refusal", detector="cusum", statistic=1.0,
+                   threshold=1.0, effect_size=0.12, event_id="r1",
+                   facets=[latency, refusal, conf])
+    inc.apply_facets()
+    page = render_report(ReportInputs(incident=inc))
+    table = page[page.index("<h2>Facets"):page.index("<h2>Drifted signals")]
+    assert table.count("<tr><td>") == 3
+    assert ("<tr><td>route=&lt;b&gt;billing&lt;/b&gt;</td><td>refusal</td><td>cusum</td>"
+            "<td>0.12 </td><td>6.0</td><td></td><td>r1</td><td>2026-01-01T00:00:00</td>"
+            "<td>1</td><td>r1, r2</td></tr>") in table
+    assert table.index("refusal") < table.index("latency_ms") < table.index("logprob_mean")
