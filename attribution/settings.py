@@ -32,13 +32,14 @@ METHOD_VARIANTS: dict[str, tuple[str, ...]] = {
     "lissa": ("inverse",),
     "datainf": ("inverse",),
     "ekfac": ("inverse",),
+    "astra": ("inverse",),
     "trackstar": ("cosine",),
 }
 #: The method used when none is named (chosen by the evaluation in docs/attribution.md).
 DEFAULT_METHOD = "repsim"
 
 _FEATURE_FAMILY = {"repsim": "repsim", "gradsim": "grad", "lissa": "grad", "datainf": "grad",
-                   "ekfac": "ekfac", "trackstar": "trackstar"}
+                   "ekfac": "ekfac", "astra": "astra", "trackstar": "trackstar"}
 
 
 def _check_variant(method: str, variant: str | None) -> str:
@@ -89,13 +90,17 @@ class AttributionSettings(BaseModel):
     # layer's mean corrected eigenvalue
     curvature_proj_dim: int = Field(default=64, ge=1, le=1024)
     ekfac_damping: float = Field(default=0.1, gt=0.0)
+    # ASTRA (attribution/methods/astra.py): Neumann steps per query and the corpus examples whose
+    # layer gradients give the curvature products (all of them up to this many)
+    astra_iterations: int = Field(default=20, ge=0, le=10_000)
+    astra_fisher_examples: int = Field(default=256, ge=1)
 
     def model_post_init(self, __context: Any) -> None:
         object.__setattr__(self, "variant", _check_variant(self.method, self.variant))
 
     @property
     def family(self) -> str:
-        """``repsim`` (hidden states), ``grad`` (projected gradients), or ``ekfac`` /
+        """``repsim`` (hidden states), ``grad`` (projected gradients), or ``ekfac`` / ``astra`` /
         ``trackstar`` (gradients transformed by a fitted curvature or second moment)."""
         return _FEATURE_FAMILY[self.method]
 
@@ -118,7 +123,7 @@ class AttributionSettings(BaseModel):
         }
         if self.family == "repsim":
             return {**common, "variant": self.variant, "layer": self.layer}
-        if self.family in ("ekfac", "trackstar"):
+        if self.family in ("ekfac", "astra", "trackstar"):
             out = {
                 **common,
                 "proj_dim": self.curvature_proj_dim,
@@ -126,8 +131,11 @@ class AttributionSettings(BaseModel):
                 "target_modules": list(self.target_modules) if self.target_modules else None,
                 "seed": self.seed,
             }
-            if self.family == "ekfac":
+            if self.family in ("ekfac", "astra"):
                 out["damping"] = self.ekfac_damping
+            if self.family == "astra":
+                out["fisher_examples"] = self.astra_fisher_examples
+                out["iterations"] = self.astra_iterations
             return out
         return {
             **common,

@@ -148,7 +148,7 @@ def score_matrices(
         if key not in shared:
             index = build_index(model, corpus, Path(workdir) / f"index-{len(shared)}", settings,
                                 batch_size=batch_size, overwrite=True)
-            qf = featurize(index.method, model, queries, batch_size=batch_size)
+            qf = featurize(index.method, model, queries, batch_size=batch_size, queries=True)
             shared[key] = (index, qf, time.perf_counter() - t0)
             t0 = time.perf_counter()
         index, qf, feat_secs = shared[key]

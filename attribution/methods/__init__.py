@@ -1,6 +1,7 @@
 """Attribution methods, registered by name (see :mod:`driftscope_llm.attribution.methods.base`)."""
 
 from driftscope_llm.attribution.methods import (  # noqa: F401 - register built-ins
+    astra,
     ekfac,
     gradsim,
     influence,

@@ -93,6 +93,11 @@ class Method(ABC):
     def featurizer(self, model: LoadedModel) -> Featurizer:
         """The featurizer for ``model``; call ``close()`` when done (it may hold hooks)."""
 
+    def query_featurizer(self, model: LoadedModel) -> Featurizer:
+        """The featurizer for queries; the rows' by default. A method whose query side does more
+        work than its rows (ASTRA's iterative inverse-Hessian solve) overrides it."""
+        return self.featurizer(model)
+
     def prepare_queries(self, queries: torch.Tensor, rows: RowSource) -> torch.Tensor:
         """Transform (Q, D) raw query features before the inner product; identity by default."""
         return queries
