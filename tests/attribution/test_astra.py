@@ -19,7 +19,7 @@ from driftscope_llm.attribution.methods.astra import sample_positions
 from driftscope_llm.attribution.settings import AttributionSettings
 
 from .test_ekfac import _assert_close_rel, _assert_same, _dense_grads, _scores
-from .test_ekfac import micro as micro  # noqa: F401 - the module fixture
+from .test_ekfac import micro as micro
 
 
 @pytest.mark.parametrize("fisher_examples", [256, 40])
@@ -94,7 +94,7 @@ def _rel_error(got: dict, exact: dict) -> float:
     return float((tg - te).norm() / te.norm())
 
 
-def test_astra_converges_to_the_dense_inverse_on_a_micro_model(micro, tmp_path) -> None:  # noqa: F811
+def test_astra_converges_to_the_dense_inverse_on_a_micro_model(micro, tmp_path) -> None:
     model, corpus = micro
     queries = corpus[:3]
     errors = []
