@@ -3,7 +3,7 @@
 The records: a facet table's rows (``store.facets.facet_rows``), a drift monitor's summary
 (``StreamMonitor.summary()``), the attribution index manifest (``attribution.index.manifest``)
 and a typed model dumped back to a dict (the demo's last act did that to the attribution report).
-:func:`string_key_reads` parses a module and follows, within it, every value that comes from
+:func:`string_key_reads` parses a module and follows, within each function, every value from
 one of them — a call of ``facet_rows``, ``.summary()``, ``read_manifest`` or ``.model_dump``,
 an ``.manifest`` attribute, a ``json.loads`` of a manifest, a parameter named ``*summary``
 annotated as a dict — through assignments, loops, ``.items()``/``.values()``, ``.get`` and
@@ -83,9 +83,10 @@ def _source_of(node: ast.AST) -> str | None:
 
 
 class _Taint:
-    """Which names of one module hold (parts of) which record."""
+    """Which names of one scope (a function, or a module's top-level statements) hold (parts
+    of) which record."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.AST) -> None:
         self.names: dict[str, str] = {}
         for fn in ast.walk(tree):
             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -174,18 +175,27 @@ def _owned(path: str, record: str) -> bool:
 def string_key_reads(source: str, path: str) -> list[Finding]:
     """Every read by string key, in ``source`` (the module at ``path``, relative to the
     repository), of a record that module does not own (module docstring)."""
-    tree = ast.parse(source)
-    taint = _Taint(tree)
     found: list[Finding] = []
-    for node in ast.walk(tree):
-        value = _string_key(node)
-        record = None if value is None else taint.record(value)
-        by_hand = _hand_read_manifest(node)
-        if by_hand:
-            record = MANIFEST
-        if record is not None and not _owned(path, record):
-            found.append(Finding(path, getattr(node, "lineno", 0), record, ast.unparse(node)))
+    for scope in _scopes(ast.parse(source)):
+        taint = _Taint(scope)
+        for node in ast.walk(scope):
+            value = _string_key(node)
+            record = None if value is None else taint.record(value)
+            if _hand_read_manifest(node):
+                record = MANIFEST
+            if record is not None and not _owned(path, record):
+                found.append(Finding(path, getattr(node, "lineno", 0), record,
+                                     ast.unparse(node)))
     return sorted(set(found), key=lambda f: (f.line, f.code))
+
+
+def _scopes(tree: ast.Module) -> list[ast.AST]:
+    """Every function (a name means one thing inside it), and the module's other statements."""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    functions: list[ast.AST] = [n for n in ast.walk(tree)
+                                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    top = ast.Module(body=[s for s in tree.body if not isinstance(s, defs)], type_ignores=[])
+    return [*functions, top]
 
 
 def _hand_read_manifest(node: ast.AST) -> bool:
