@@ -1,9 +1,11 @@
 """Where a delivery goes when its retry budget is spent: a dead-letter record in a sink.
 
-:class:`UndeliveredWebhook` and the Redis sink (:class:`RedisDeadLetterSink`, one bounded Redis list,
-newest first) live in the store (:mod:`driftscope_llm.services.store.undelivered`), the one
-place that touches Redis; they are re-exported here beside the sink protocol and
-:class:`MemoryDeadLetterSink` for tests and the embedded mode.
+The notifier writes to a :class:`DeadLetterSink`, the protocol here. In the services it is the
+store's Redis list (:class:`RedisDeadLetterSink`, one bounded list, newest first; open it with
+:func:`~driftscope_llm.services.store.connect.open_dead_letters`), which lives with
+:class:`UndeliveredWebhook` in :mod:`driftscope_llm.services.store.undelivered`, the store being
+the one place that touches Redis; both are re-exported here beside :class:`MemoryDeadLetterSink`
+for tests and the embedded mode.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from driftscope_llm.services.store.undelivered import UndeliveredWebhook, RedisDeadLetterSink
+from driftscope_llm.services.store.undelivered import RedisDeadLetterSink, UndeliveredWebhook
 
-__all__ = ["UndeliveredWebhook", "DeadLetterSink", "MemoryDeadLetterSink", "RedisDeadLetterSink"]
+__all__ = ["DeadLetterSink", "MemoryDeadLetterSink", "RedisDeadLetterSink", "UndeliveredWebhook"]
 
 
 class DeadLetterSink(Protocol):

@@ -17,13 +17,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from driftscope_llm.services.cli.errors import friendly_errors
-from driftscope_llm.services.config import AlertsSettings, RedisSettings, load_settings
-from driftscope_llm.services.errors import ConfigError
+from driftscope_llm.services.config import AlertsSettings, load_settings
+from driftscope_llm.services.errors import ConfigError, DriftscopeError
 
 __all__ = ["app"]
 
@@ -37,12 +37,6 @@ ConfigOpt = Annotated[
 ]
 
 
-def _redis(settings: RedisSettings) -> Any:
-    from driftscope_llm.services.store.connect import connect
-
-    return connect(settings)
-
-
 @app.command("receive")
 @friendly_errors
 def receive_cmd(
@@ -52,33 +46,28 @@ def receive_cmd(
     """Serve the Alertmanager webhook; relay accepted alerts to the configured webhooks."""
     from prometheus_client import CollectorRegistry
 
-    from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
-    from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
-    from driftscope_llm.services.alerts.receiver import AlertReceiver
-    from driftscope_llm.services.alerts.transport import UrllibTransport
     from driftscope_llm.services.cli.options import serve_metrics
+    from driftscope_llm.services.deployables import build_alert_receiver
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = load_settings(AlertsSettings, config)
-    if s.receiver is None:
-        raise ConfigError("the receiver needs credentials: set receiver.bearer_token or "
-                          "receiver.signing_secrets (e.g. DRIFTSCOPE_RECEIVER__BEARER_TOKEN)",
-                          field="receiver")
     registry = CollectorRegistry()
-    metrics = WebhookMetrics(registry)
     server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.alerts"))
-    sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key,
-                               max_len=s.webhooks.dead_letter_max)
-    notifier = Notifier(s.webhooks, transport=UrllibTransport(), dead_letters=sink,
-                        metrics=metrics)
-    relay = BackgroundNotifier(notifier, max_queue=s.max_queue)
     try:
-        receiver = AlertReceiver(s.receiver, relay.submit_alerts).start()
-    except OSError as exc:
+        built = build_alert_receiver(s, registry=registry)
+    except DriftscopeError:
         server.shutdown()
-        raise ConfigError(f"cannot listen on {s.receiver.host}:{s.receiver.port}: "
-                          f"{exc.strerror or exc}", field="receiver.port") from None
+        raise
+    except OSError as exc:  # the port is taken (a missing receiver was refused before)
+        server.shutdown()
+        where = f"{s.receiver.host}:{s.receiver.port}" if s.receiver else "the receiver port"
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}",
+                          field="receiver.port") from None
+    except BaseException:
+        server.shutdown()
+        raise
+    receiver = built.component.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.getLogger("driftscope.alerts").info(
@@ -91,7 +80,7 @@ def receive_cmd(
         pass
     finally:
         receiver.close()
-        relay.close()
+        built.close()  # the relay delivers what it holds
         server.shutdown()
 
 
@@ -102,10 +91,10 @@ def dead_letters_cmd(
     count: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """Print the newest dead-letter records, one JSON object a line."""
-    from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink
+    from driftscope_llm.services.store.connect import open_dead_letters
 
     s = load_settings(AlertsSettings, config)
-    sink = RedisDeadLetterSink(_redis(s.redis), key=s.webhooks.dead_letter_key)
+    sink = open_dead_letters(s.redis, key=s.webhooks.dead_letter_key)
     records, unreadable = sink.read_all(count)
     for record in records:
         sys.stdout.write(json.dumps(record.model_dump(mode="json")) + "\n")

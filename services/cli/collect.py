@@ -18,7 +18,6 @@ from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_USAGE, friendly_
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
-    open_service_store,
     run_until_stopped,
     serve_metrics,
     setup_logging,
@@ -166,38 +165,11 @@ def collector_cmd(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
-    from prometheus_client import CollectorRegistry
-
-    from driftscope_llm.services.alerts.build import build_notifier
-    from driftscope_llm.services.bus.kafka import KafkaBus
-    from driftscope_llm.services.bus.preflight import check_kafka_auth
-    from driftscope_llm.services.collector.build import build_pipeline
-    from driftscope_llm.services.collector.cardinality import StreamCaps
-    from driftscope_llm.services.collector.metrics import CollectorMetrics
-    from driftscope_llm.services.collector.service import Collector
     from driftscope_llm.services.config import CollectorSettings, load_settings
-    from driftscope_llm.services.ingest.content_join import ContentJoin
-    from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
+    from driftscope_llm.services.deployables import build_collector
 
     setup_logging(log_level)
     s = load_settings(CollectorSettings, config)
-    check_kafka_auth(s.kafka)  # wrong SASL credentials: a clear error now, not a timeout later
-    client, store = open_service_store(s.redis)
-    registry = CollectorRegistry()
-    metrics = CollectorMetrics(registry)
-    server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.collector"))
-    caps = StreamCaps(s.cardinality, on_fold=metrics.count_fold)
-    pipeline = build_pipeline(s.drift, s.signals, s.segments, s.embedder, store,
-                              cooldown_s=s.cooldown_s, redaction=s.redaction, caps=caps,
-                              clock=s.clock,
-                              on_segment_fold=lambda label: metrics.count_fold("segment", label))
-    notifier = build_notifier(s.webhooks, client, registry)
-    bus = KafkaBus(s.kafka, group_id=s.group_id, consumer=s.consumer)
-    collector = Collector(pipeline, store, metrics, bus, s.topics,
-                          max_event_bytes=s.max_event_bytes,
-                          checkpoint_every=s.checkpoint_every,
-                          notify=notifier.submit if notifier is not None else None,
-                          decoder=RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
-                                                metrics=IngestMetrics(registry),
-                                                join=ContentJoin(s.ingest.content_join)))
-    run_until_stopped(collector, max_idle, server, notifier)
+    built = build_collector(s)
+    server = serve_metrics(s.metrics, built.registry, logging.getLogger("driftscope.collector"))
+    run_until_stopped(built.component, max_idle, server, built.notifier)

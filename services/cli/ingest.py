@@ -45,40 +45,27 @@ def ingest_cmd(
     """
     from prometheus_client import CollectorRegistry
 
-    from driftscope_llm.services.bus.kafka import kafka_producer
-    from driftscope_llm.services.bus.preflight import check_kafka_auth
     from driftscope_llm.services.config import load_settings
-    from driftscope_llm.services.ingest.content_join import ContentJoin
-    from driftscope_llm.services.ingest.decode import IngestMetrics, RecordDecoder
-    from driftscope_llm.services.otlp_receiver.server import (
-        KafkaSink,
-        OtlpReceiver,
-        ReceiverMetrics,
-    )
+    from driftscope_llm.services.deployables import build_otlp_receiver
+    from driftscope_llm.services.errors import DriftscopeError
 
     setup_logging(log_level)
     s = load_settings(IngestServiceSettings, config)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    receiver_settings = s.receiver.model_copy(update=overrides)
-    check_kafka_auth(s.kafka)
-    producer = kafka_producer(s.kafka)  # BusError (a clear message) when it cannot connect
+    s = s.model_copy(update={"receiver": s.receiver.model_copy(update=overrides)})
     registry = CollectorRegistry()
-    log = logging.getLogger("driftscope.otlp_receiver")
-    server = serve_metrics(s.metrics, registry, log)
-    decoder = RecordDecoder(s.ingest, max_event_bytes=s.max_event_bytes,
-                            metrics=IngestMetrics(registry),
-                            join=ContentJoin(s.ingest.content_join))  # /v1/logs content
-    sink = KafkaSink(producer, s.topics.outputs, s.topics.dead_letter,
-                     timeout_s=receiver_settings.produce_timeout_s)
+    server = serve_metrics(s.metrics, registry, logging.getLogger("driftscope.otlp_receiver"))
     try:
-        receiver = OtlpReceiver(receiver_settings, decoder, sink, ReceiverMetrics(registry))
-    except OSError as exc:
+        built = build_otlp_receiver(s, registry=registry)  # BusError: Kafka unreachable
+    except BaseException as exc:
         server.shutdown()
         server.server_close()
-        producer.close()
-        raise typer.BadParameter(
-            f"cannot listen on {receiver_settings.host}:{receiver_settings.port}: "
-            f"{exc.strerror}; choose another --port") from None
+        if isinstance(exc, OSError) and not isinstance(exc, DriftscopeError):  # port taken
+            raise typer.BadParameter(
+                f"cannot listen on {s.receiver.host}:{s.receiver.port}: "
+                f"{exc.strerror}; choose another --port") from None
+        raise
+    receiver = built.component
     Console(stderr=True).print(
         f"OTLP/HTTP receiver on [bold]{escape(receiver.url)}[/bold] → Kafka topic "
         f"{escape(s.topics.outputs)} (dead letters: {escape(s.topics.dead_letter)})",
@@ -95,5 +82,4 @@ def ingest_cmd(
         receiver.stop()
         server.shutdown()
         server.server_close()
-        producer.flush(timeout=10)
-        producer.close()
+        built.close()  # waits for the last acks

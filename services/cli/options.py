@@ -14,13 +14,12 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import CollectorRegistry
-    from redis import Redis
 
     from driftscope_llm.services.alerts.notifier import BackgroundNotifier
     from driftscope_llm.services.config import MetricsSettings, RedisSettings
     from driftscope_llm.services.store.base import StateStore
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "open_service_store",
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store",
            "quiet_transformers", "run_until_stopped", "serve_metrics", "setup_logging"]
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
@@ -38,16 +37,6 @@ class _Service(Protocol):
     def run(self, *, max_idle_s: float | None = None) -> None: ...
 
     def stop(self) -> None: ...
-
-
-def open_service_store(settings: RedisSettings) -> tuple[Redis[bytes], StateStore]:
-    """The Redis client (for the webhook dead-letter sink) and the retrying state store of a
-    long-running service, sharing one connection pool."""
-    from driftscope_llm.services.store.connect import connect
-    from driftscope_llm.services.store.connect import open_store as open_state_store
-
-    client = connect(settings)
-    return client, open_state_store(settings, client=client)
 
 
 def quiet_transformers() -> None:
@@ -110,5 +99,6 @@ def run_until_stopped(service: _Service, max_idle_s: float | None, server: WSGIS
         service.stop()
     finally:
         server.shutdown()
+        server.server_close()
         if notifier is not None:
             notifier.close()

@@ -1,5 +1,6 @@
 """``driftscope trace`` (attribute any prompt/output pair) and ``driftscope attribute ID``
-(re-run or extend an incident's attribution with other indexes)."""
+(attribute an incident now, through the worker's own path; re-run or extend it with other
+indexes)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from rich.console import Console
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import quiet_transformers
+from driftscope_llm.services.cli.render import escape_text
 from driftscope_llm.services.errors import ConfigError
 
 if TYPE_CHECKING:
-    from driftscope_llm.services.store.base import StateStore
-    from driftscope_llm.services.store.model import Incident
     from driftscope_llm.services.store.attribution_report import AttributedReport
+    from driftscope_llm.services.store.model import Incident
+    from driftscope_llm.services.worker.service import Attempt
     from driftscope_llm.services.worker.settings import ModelTarget
 
 __all__ = ["register"]
@@ -103,57 +105,76 @@ def trace_cmd(
 def attribute_cmd(
     incident_id: Annotated[str, typer.Argument(help="Incident id (driftscope incidents list).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The worker's YAML settings "
-                                         "(models and their indexes).", exists=True,
-                                         dir_okay=False)],
+                                         "(models and their indexes, kafka, webhooks).",
+                                         exists=True, dir_okay=False)],
     index: Annotated[list[str] | None, typer.Option(help="Extra index (DIR or METHOD=DIR) to "
                                                     "run besides the configured ones.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run an incident that is already "
+                                        "attributed (or resolved without a report).")] = False,
     corpus: Annotated[Path | None, typer.Option(help="Corpus JSONL, to print example texts.",
                                                 exists=True, dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
 ) -> None:
-    """Re-run an incident's attribution now (or extend it with more indexes) and store it."""
+    """Attribute an incident now, exactly as the worker does: take its job lease, run the job,
+    store the report, publish the AttributionEvent and send the incident.attributed webhook.
 
+    A failed incident is tried again; an attributed one is left alone (its report is shown)
+    unless --force. Exit 2 when the job fails (the failure is stored and announced too).
+    """
     from driftscope_llm.services.cli.options import open_command_store
     from driftscope_llm.services.config import WorkerSettings, load_settings
+    from driftscope_llm.services.deployables import build_worker
     from driftscope_llm.services.errors import NotFoundError
-    from driftscope_llm.services.worker.job import Attributor
+    from driftscope_llm.services.store.lifecycle import Rerun
     from driftscope_llm.services.worker.settings import find_target
 
     s = load_settings(WorkerSettings, config)
     store = open_command_store(s.redis)
     incident: Incident = store.get_incident(incident_id)
     found = find_target(s.models, incident.model, incident.model_version)
-    if found is None:
+    if found is None:  # a wrong config file: nothing stored, nothing announced
         raise NotFoundError("model target for", f"{incident.model}@{incident.model_version}")
     key, target = found
     if index:
-        target = _extended(target, _parse_indexes(index))
+        s = s.model_copy(update={"models": {**s.models,
+                                           key: _extended(target, _parse_indexes(index))}})
     quiet_transformers()
-    with Console(stderr=True).status(f"attributing {incident_id} …"):
-        report = Attributor(device=s.device).run(incident, key, target)
-    _store_report(store, incident_id, report)
-    _render(report, as_json, corpus)
+    built = build_worker(s, store=store)
+    try:
+        with Console(stderr=True).status(f"attributing {escape_text(incident_id)} …"):
+            attempt = built.component.attribute(
+                incident_id, rerun=Rerun.ALWAYS if force else Rerun.FAILED)
+    finally:
+        built.close()  # the AttributionEvent is flushed already; this delivers the webhook
+    _finish(incident_id, attempt, as_json, corpus)
 
 
 def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
     return target.model_copy(update={"indexes": {**target.indexes, **extra}})
 
 
-def _store_report(store: StateStore, incident_id: str, report: AttributedReport) -> None:
-    """Store the report atomically with the incident. An incident still awaiting its report
-    (open, attributing, failed) moves through ``attributing`` to ``attributed``, as the
-    lifecycle allows; one already attributed, acknowledged or resolved keeps its state."""
-    from driftscope_llm.services.store.lifecycle import advance, can_advance
-    from driftscope_llm.services.store.model import IncidentState
+def _finish(incident_id: str, attempt: Attempt, as_json: bool, corpus: Path | None) -> None:
+    """Show what :meth:`Worker.attribute` did: the report, or why there is none."""
+    from driftscope_llm.services.errors import AttributionError, NotFoundError
+    from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport
+    from driftscope_llm.services.worker.service import Outcome
 
-    at = datetime.now(UTC)
-
-    def store_it(incident: Incident) -> None:
-        incident.attribution = report
-        if incident.state is not IncidentState.ATTRIBUTING and can_advance(
-                incident.state, IncidentState.ATTRIBUTING):
-            advance(incident, IncidentState.ATTRIBUTING, at, "re-run from the CLI")
-        if incident.state is IncidentState.ATTRIBUTING:
-            advance(incident, IncidentState.ATTRIBUTED, at)
-
-    store.update_incident(incident_id, store_it)
+    if attempt.outcome is Outcome.LEASE_LOST:
+        raise AttributionError(f"incident {incident_id}: the job outlived its lease (paused "
+                               "past lease_ttl_s); its report was not stored; run it again")
+    inc = attempt.incident
+    if inc is None:  # deleted (purged, expired) meanwhile
+        raise NotFoundError("incident", incident_id)
+    if attempt.outcome is Outcome.KEPT and isinstance(attempt.report, FailedReport):
+        raise AttributionError(f"incident {incident_id}: the re-run failed "
+                               f"({attempt.report.reason}); its earlier report is kept")
+    report = inc.attribution
+    if isinstance(report, FailedReport):
+        raise AttributionError(f"incident {incident_id} failed: {report.reason}")
+    if attempt.outcome is Outcome.DONE:
+        what = ("is already attributed" if report is not None
+                else f"is {inc.state.value} without a report")
+        Console(stderr=True, highlight=False).print(
+            f"{escape_text(incident_id)} {what}; --force runs it again")
+    if isinstance(report, AttributedReport):
+        _render(report, as_json, corpus)

@@ -2,8 +2,9 @@
 
 Every entrypoint (collector, worker, CLI commands, the alert receiver) calls :func:`open_store`
 with its ``redis`` settings, so credentials, TLS, timeouts, the key prefix and the retention
-apply everywhere alike. :func:`connect` gives the bare client, for the webhook dead-letter list
-(:mod:`~driftscope_llm.services.store.undelivered`) beside the store.
+apply everywhere alike; :func:`open_dead_letters` opens the webhook dead-letter list
+(:mod:`~driftscope_llm.services.store.undelivered`) beside the store the same way.
+:func:`connect` gives the bare client; nothing outside this package uses it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import redis
 from driftscope_llm.services.errors import StoreError
 from driftscope_llm.services.store.redis_store import RedisStore
 from driftscope_llm.services.store.retry import RetryingStore
+from driftscope_llm.services.store.undelivered import RedisDeadLetterSink
 
 if TYPE_CHECKING:
     from driftscope_llm.services.store.base import StateStore
     from driftscope_llm.services.store.settings import RedisSettings
 
-__all__ = ["address", "connect", "open_store", "ping"]
+__all__ = ["address", "connect", "open_dead_letters", "open_store", "ping"]
 
 #: How long a long-running service rides out a Redis restart before it gives up.
 SERVICE_GIVE_UP_S = 120.0
@@ -59,6 +61,13 @@ def open_store(settings: RedisSettings, *, give_up_s: float | None = SERVICE_GIV
     if give_up_s is None:
         return inner
     return cast("StateStore", RetryingStore(inner, give_up_s=give_up_s, on_retry=on_retry))
+
+
+def open_dead_letters(settings: RedisSettings, *, key: str,
+                      max_len: int = 10_000) -> RedisDeadLetterSink:
+    """The webhook dead-letter list ``key`` (newest ``max_len`` kept) in the Redis of
+    ``settings``; it implements the notifier's ``DeadLetterSink``."""
+    return RedisDeadLetterSink(connect(settings), key=key, max_len=max_len)
 
 
 def ping(settings: RedisSettings) -> str | None:

@@ -1,9 +1,9 @@
 """Webhook deliveries that did not get through, kept in Redis for a person to inspect or replay.
 
-A :class:`UndeliveredWebhook` holds everything needed to understand and replay the failure — endpoint
-*name* (never its URL), event, delivery id, the exact body, attempts, the last HTTP status or
-transport error, first and last attempt times — and nothing secret: the signature is not stored
-(a replay signs afresh, with a fresh timestamp).
+A :class:`UndeliveredWebhook` holds everything needed to understand and replay the failure —
+endpoint *name* (never its URL), event, delivery id, the exact body, attempts, the last HTTP
+status or transport error, first and last attempt times — and nothing secret: the signature is
+not stored (a replay signs afresh, with a fresh timestamp).
 
 :class:`RedisDeadLetterSink` keeps them in one Redis list (``LPUSH`` + ``LTRIM`` in one
 MULTI/EXEC transaction, newest first, trimmed to the newest ``max_len``), named by the setting
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from driftscope_llm.services.errors import StoreError
 
-__all__ = ["UndeliveredWebhook", "RedisDeadLetterSink"]
+__all__ = ["RedisDeadLetterSink", "UndeliveredWebhook"]
 
 
 class UndeliveredWebhook(BaseModel):

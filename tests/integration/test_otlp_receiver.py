@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import redis
-from kafka import KafkaProducer
 from opentelemetry.exporter.otlp.json.http.trace_exporter import (
     OTLPSpanExporter as JsonSpanExporter,
 )
@@ -33,7 +32,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from pydantic import SecretStr
 
+from driftscope_llm.services.bus import KafkaSettings, TopicSettings
+from driftscope_llm.services.bus.kafka import KafkaPublisher
 from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.config import IngestServiceSettings
+from driftscope_llm.services.deployables import build_otlp_receiver
 from driftscope_llm.services.ingest import RecordDecoder
 from driftscope_llm.services.otlp_receiver.server import KafkaSink, OtlpReceiver
 from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
@@ -154,14 +157,16 @@ def receiver(kafka_bootstrap: str, new_topic: Callable[..., str]
              ) -> Iterator[tuple[OtlpReceiver, str]]:
     """An in-process receiver with a bearer token and a small body limit, on the real broker."""
     topic = new_topic(partitions=1)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    settings = OtlpReceiverSettings(port=0, max_body_bytes=64 * 1024,
-                                bearer_token=SecretStr("s3cret"))
-    rx = OtlpReceiver(settings, RecordDecoder(), KafkaSink(producer, topic, f"{topic}.dlq"))
-    rx.start()
+    settings = IngestServiceSettings(
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=TopicSettings(outputs=topic, dead_letter=f"{topic}.dlq"),
+        receiver=OtlpReceiverSettings(port=0, max_body_bytes=64 * 1024,
+                                      bearer_token=SecretStr("s3cret")))
+    built = build_otlp_receiver(settings)  # what `driftscope ingest` runs
+    rx = built.component.start()
     yield rx, topic
     rx.stop()
-    producer.close()
+    built.close()
 
 
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -224,10 +229,11 @@ def test_error_codes(receiver: tuple[OtlpReceiver, str], kafka_bootstrap: str) -
 
 
 def test_kafka_unavailable_is_503_with_retry_after(kafka_bootstrap: str) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all",
-                             max_block_ms=2000, request_timeout_ms=2000)
+    publisher = KafkaPublisher(KafkaSettings(bootstrap_servers=kafka_bootstrap,
+                                             request_timeout_ms=2000),
+                               timeout_s=3, max_block_ms=2000)
     # a topic name Kafka refuses: the send fails, so the receiver must not answer 200
-    sink = KafkaSink(producer, "bad topic name!", "bad topic name!.dlq", timeout_s=3)
+    sink = KafkaSink(publisher, "bad topic name!", "bad topic name!.dlq")
     rx = OtlpReceiver(OtlpReceiverSettings(port=0), RecordDecoder(), sink).start()
     try:
         raw = export_request([genai_span(e) for e in generate_events(StreamSpec(n=1, seed=1))])
@@ -236,4 +242,4 @@ def test_kafka_unavailable_is_503_with_retry_after(kafka_bootstrap: str) -> None
         assert status == 503 and headers.get("Retry-After") == "5"
     finally:
         rx.stop()
-        producer.close(timeout=5)
+        publisher.close()
