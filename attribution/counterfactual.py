@@ -9,7 +9,9 @@ and for a LoRA adapter):
   response loss rises over the full-corpus retrain with that seed; subtract the rise from
   removing as many *random* examples (paired by seed). In nats per response token; > 0 means the
   method's picks matter more than random ones; the ideal is the rise from removing exactly the
-  examples that taught the behaviour.
+  examples that taught the behaviour. The stronger baseline (:func:`qld_rows`) removes as many
+  random examples **of the queries' own label** — a perfect class identifier, drawn per seed
+  like the random set: a method whose QLD does not exceed it adds nothing over a classifier.
 * **LDS** (linear datamodeling score, Park et al. 2023 "TRAK"): retrain on ``M`` random halves of
   the corpus (same seed and schedule), record each query's loss, and correlate (Spearman) across
   the ``M`` subsets the method's predicted support — the sum of its scores over the subset's
@@ -24,7 +26,10 @@ or a LoRA adapter on its base (the adapter's own config, fresh initialisation), 
 ``verify.mode = "retrain"``): the same question as the gradient-ascent proxy of
 :mod:`driftscope_llm.attribution.verify`, answered by retraining the LoRA adapter three times
 (same seed and schedule) on the whole corpus, without the top-k, and without k random examples,
-and comparing the drifted exemplars' mean per-token log-likelihood. Its result has the same
+and comparing the drifted exemplars' mean per-token log-likelihood; when the corpus is labelled
+a fourth retrain removes k random examples of the behaviour's label
+(:func:`same_label_ids`: the queries' label when they carry one, else the majority label of the
+top-k), reported as the ``same_label`` arm. Its result has the same
 shape as :func:`~driftscope_llm.attribution.verify.verify`'s, with ``method = "lora_retrain"``
 and ``loglik_before`` = the full-corpus retrain's.
 """
@@ -51,7 +56,11 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["Retrainer", "Retrains", "lds", "qld", "query_losses", "verify_by_retraining"]
+__all__ = ["SAME_LABEL", "QldRow", "Retrainer", "Retrains", "lds", "qld", "qld_rows",
+           "query_losses", "same_label_ids", "verify_by_retraining"]
+
+#: the name of the same-label random baseline in :func:`qld_rows` and the suite's tables
+SAME_LABEL = "random:same_label"
 
 Log = Callable[[str], None]
 
@@ -129,36 +138,139 @@ def _without(corpus: Sequence[Example], drop: set[int]) -> list[Example]:
     return [e for i, e in enumerate(corpus) if i not in drop]
 
 
+@dataclass(frozen=True)
+class QldRow:
+    """One removal set's QLD against both random baselines (nats per response token).
+
+    ``vs_random``: its rise minus the rise from removing as many random examples (the classic
+    QLD); ``vs_same_label``: its rise minus the rise from removing as many random examples *of
+    the queries' label* (> 0: it beats a perfect class identifier; ``None`` without a label
+    pool); ``rise``: the rise itself over the full-corpus retrain. Intervals: bootstrap over
+    queries of the seed-averaged paired differences.
+    """
+
+    vs_random: Interval
+    vs_same_label: Interval | None
+    rise: Interval
+
+
+class _SeedRuns:
+    """One seed's retrains: the full corpus once, then rises over it for removal sets."""
+
+    def __init__(self, retrainer: Retrains, corpus: Sequence[Example],
+                 queries: Sequence[Example], seed: int) -> None:
+        self.retrainer, self.corpus, self.queries, self.seed = retrainer, corpus, queries, seed
+        self.full = retrainer.losses(corpus, queries, seed)
+
+    def rise(self, drop: set[int]) -> list[float]:
+        lost = self.retrainer.losses(_without(self.corpus, drop), self.queries, self.seed)
+        return [a - b for a, b in zip(lost, self.full, strict=True)]
+
+    def baselines(self, sizes: Sequence[int], same_label: Sequence[int] | None
+                  ) -> dict[str, dict[int, list[float]]]:
+        """Rises of a random set (``random.Random(seed)``) and, with a label pool, a same-label
+        random set (``random.Random(f"same_label:{seed}")``) of each size."""
+        rng, rng_same = random.Random(self.seed), random.Random(f"same_label:{self.seed}")
+        out: dict[str, dict[int, list[float]]] = {"random": {}, SAME_LABEL: {}}
+        for size in sizes:
+            out["random"][size] = self.rise(set(rng.sample(range(len(self.corpus)), size)))
+            if same_label is not None:
+                pool = list(same_label)
+                out[SAME_LABEL][size] = self.rise(set(rng_same.sample(pool,
+                                                                      min(size, len(pool)))))
+        return out
+
+
+def qld_rows(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
+             removals: Mapping[str, Sequence[int]], *, seeds: Sequence[int] = (0, 1),
+             same_label: Sequence[int] | None = None, log: Log | None = None
+             ) -> dict[str, QldRow]:
+    """QLD of each removal set (corpus positions) against random sets of the same size and,
+    with ``same_label`` (the corpus positions of the queries' label), against random sets of
+    that label of the same size (at most the pool's size).
+
+    Per seed: one full-corpus retrain, one per distinct removal set, and per distinct removal
+    size one random set (``random.Random(seed)``) and one same-label set
+    (``random.Random(f"same_label:{seed}")``). Besides one row per removal, the result has a
+    ``"random"`` row and, with ``same_label``, a :data:`SAME_LABEL` row (removal size: the
+    largest removal), so a table shows both baselines on the same footing.
+    """
+    names = [*removals, "random"] + ([SAME_LABEL] if same_label is not None else [])
+    size_of = {**{n: len(v) for n, v in removals.items()},
+               "random": max((len(v) for v in removals.values()), default=1)}
+    size_of[SAME_LABEL] = size_of["random"]
+    rises: dict[str, list[list[float]]] = {n: [] for n in names}
+    base: dict[str, dict[int, list[list[float]]]] = {"random": {}, SAME_LABEL: {}}
+    for seed in seeds:
+        runs = _SeedRuns(retrainer, corpus, queries, seed)
+        now = runs.baselines(sorted(set(size_of.values())), same_label)
+        done: dict[frozenset[int], list[float]] = {}  # methods often remove the same set
+        for name in names:
+            if name in now:
+                rises[name].append(now[name][size_of[name]])
+                continue
+            key = frozenset(removals[name])
+            if key not in done:
+                done[key] = runs.rise(set(key))
+            rises[name].append(done[key])
+        for kind, by_size in now.items():
+            for size, r in by_size.items():
+                base[kind].setdefault(size, []).append(r)
+        if log:
+            for name in names:
+                d = [a - b for a, b in zip(rises[name][-1], now["random"][size_of[name]],
+                                           strict=True)]
+                log(f"  qld seed {seed} {name}: {sum(d) / len(queries):+.3f}")
+
+    def paired(name: str, kind: str) -> Interval:
+        ref = base[kind][size_of[name]]
+        per_seed = [[a - b for a, b in zip(r, z, strict=True)]
+                    for r, z in zip(rises[name], ref, strict=True)]
+        return bootstrap_mean([sum(col) / len(col) for col in zip(*per_seed, strict=True)])
+
+    return {name: QldRow(
+        vs_random=paired(name, "random"),
+        vs_same_label=paired(name, SAME_LABEL) if same_label is not None else None,
+        rise=bootstrap_mean([sum(col) / len(col) for col in zip(*rises[name], strict=True)]))
+        for name in names}
+
+
 def qld(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
         removals: Mapping[str, Sequence[int]], *, seeds: Sequence[int] = (0, 1),
         log: Log | None = None) -> dict[str, Interval]:
-    """QLD of each removal set (corpus positions) against random sets of the same size.
+    """QLD of each removal set (corpus positions) against random sets of the same size
+    (:func:`qld_rows`' ``vs_random``, one entry per removal)."""
+    rows = qld_rows(retrainer, corpus, queries, removals, seeds=seeds, log=log)
+    return {name: rows[name].vs_random for name in removals}
 
-    Per seed: one full-corpus retrain, one per distinct removal set, one per distinct removal
-    size with random examples (drawn with ``random.Random(seed)``). The interval is a bootstrap over
-    queries of the seed-averaged paired differences.
+
+def same_label_ids(corpus: Sequence[Example], queries: Sequence[Example],
+                   top_ids: Sequence[str], *, seed: int = 0) -> tuple[str, list[str]] | None:
+    """The behaviour's label and ``len(top_ids)`` random corpus ids of that label (at most as
+    many as it has), for the same-label baseline; ``None`` when the corpus is unlabelled.
+
+    The label is the queries' own when they all carry the same one (evaluation data), else the
+    most common label among the corpus examples in ``top_ids`` (an incident's exemplars carry
+    none; ties: the alphabetically first). Drawn with ``random.Random(f"same_label:{seed}")``
+    from every example of the label, the top-k included: a perfect class identifier's pick.
     """
-    per_query: dict[str, list[list[float]]] = {name: [] for name in removals}
-    for seed in seeds:
-        full = retrainer.losses(corpus, queries, seed)
-        rng = random.Random(seed)
-        random_rise: dict[int, list[float]] = {}
-        for size in sorted({len(v) for v in removals.values()}):
-            drop = set(rng.sample(range(len(corpus)), size))
-            lost = retrainer.losses(_without(corpus, drop), queries, seed)
-            random_rise[size] = [a - b for a, b in zip(lost, full, strict=True)]
-        done: dict[frozenset[int], list[float]] = {}  # methods often remove the same set
-        for name, idx in removals.items():
-            key = frozenset(idx)
-            if key not in done:
-                done[key] = retrainer.losses(_without(corpus, set(key)), queries, seed)
-            rise = [a - b for a, b in zip(done[key], full, strict=True)]
-            per_query[name].append([r - z for r, z in zip(rise, random_rise[len(idx)],
-                                                           strict=True)])
-            if log:
-                log(f"  qld seed {seed} {name}: {sum(per_query[name][-1]) / len(queries):+.3f}")
-    return {name: bootstrap_mean([sum(col) / len(col) for col in zip(*rows, strict=True)])
-            for name, rows in per_query.items()}
+    labels = {q.label for q in queries}
+    by_id = {e.id: e for e in corpus}
+    if len(labels) == 1 and None not in labels:
+        label = str(next(iter(labels)))
+    else:
+        counts: dict[str, int] = {}
+        for i in top_ids:
+            lab = by_id[i].label if i in by_id else None
+            if lab is not None:
+                counts[str(lab)] = counts.get(str(lab), 0) + 1
+        if not counts:
+            return None
+        label = min(counts, key=lambda lab: (-counts[lab], lab))
+    pool = [e.id for e in corpus if e.label is not None and str(e.label) == label]
+    if not pool:
+        return None
+    return label, random.Random(f"same_label:{seed}").sample(pool, min(len(top_ids), len(pool)))
 
 
 def lds(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
@@ -218,14 +330,21 @@ def verify_by_retraining(model_dir: Path, adapter_dir: Path | None, corpus: Sequ
         losses = retrainer.losses(kept, queries, seed)
         return -sum(losses) / max(len(losses), 1)
 
+    same = same_label_ids(corpus, queries, top, seed=seed)
     full, without_top, without_rand = loglik(set()), loglik(set(top)), loglik(set(control))
     eff_top, eff_rand = full - without_top, full - without_rand
-    return {
+    out: dict[str, Any] = {
         "method": "lora_retrain",
-        "settings": {"epochs": epochs, "lr": lr, "seed": seed},
+        "settings": {"epochs": epochs, "lr": lr, "seed": seed,
+                     "same_label": same[0] if same is not None else None},
         "loglik_before": full,
         "top_k": {"ids": top, "loglik_after": without_top, "effect": eff_top},
         "random": {"ids": control, "loglik_after": without_rand, "effect": eff_rand},
         "ratio": eff_top / eff_rand if eff_rand > 0 else None,
         "supports_attribution": eff_top > eff_rand,
     }
+    if same is not None:
+        without_same = loglik(set(same[1]))
+        out["same_label"] = {"ids": same[1], "loglik_after": without_same,
+                             "effect": full - without_same}
+    return out

@@ -11,6 +11,7 @@ Context travels as attributes.
     ├── UnknownMethodError(LookupError)    no method registered under that name; .name, .available
     ├── SettingsError(ValueError)          a method variant or option that does not exist; .field
     ├── ModelLoadError(ValueError)         a model or adapter directory cannot be loaded; .path
+    ├── ReplayError(ValueError)            a fine-tune cannot be replayed exactly; .field, .error
     └── IndexError_(ValueError)            an index directory cannot be used; .path
         ├── IndexMismatchError             manifest disagrees with model/corpus/settings; .field,
         │                                  .expected, .found
@@ -28,6 +29,7 @@ __all__ = [
     "IndexError_",
     "IndexMismatchError",
     "ModelLoadError",
+    "ReplayError",
     "SettingsError",
     "UnknownMethodError",
 ]
@@ -66,6 +68,17 @@ class ModelLoadError(AttributionError, ValueError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ReplayError(AttributionError, ValueError):
+    """A recorded fine-tune cannot be replayed exactly (:mod:`driftscope_llm.attribution.replay`):
+    ``field`` names what disagrees (corpus, kind, dropout, reproduction…); ``error`` is the
+    replay's max weight difference when the reproduction check failed."""
+
+    def __init__(self, message: str, *, field: str, error: float | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.error = error
 
 
 class IndexError_(AttributionError, ValueError):

@@ -12,11 +12,16 @@ deterministic given ``seed`` (single-process CPU; CUDA kernels may differ in the
   sequence loss (a stand-in for pretraining) and then a LoRA adapter (rank 4 on ``c_attn`` for
   GPT-2, ``q_proj``/``v_proj`` for Llama) is fine-tuned on the response loss and saved in
   ``out_dir/adapter``.
-* :func:`finetune` — AdamW on the mean response cross-entropy (prompt tokens masked with -100).
+* :func:`finetune` — AdamW on the mean response cross-entropy (prompt tokens masked with -100);
+  with ``recipe_dir`` it records the run as a
+  :class:`~driftscope_llm.attribution.recipe.ReplayRecipe` (initial trainable weights, every
+  batch in order, optimizer, loss) so :mod:`driftscope_llm.attribution.replay` can replay it.
+  :func:`build_tiny_model` records every fine-tune it saves (beside the model, or the adapter).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -113,20 +118,60 @@ def finetune(
     max_length: int = 128,
     prompt_loss: bool = False,
     num_threads: int | None = 1,
+    recipe_dir: str | Path | None = None,
 ) -> list[float]:
     """Train ``model`` in place on ``corpus``; returns the mean loss of each epoch.
 
     Loss: mean cross-entropy over response tokens (``prompt_loss=True``: over all real tokens,
     used only to "pretrain" a LoRA base). Shuffling uses ``torch.Generator(seed)``.
     ``num_threads``: CPU threads while training (:func:`cpu_threads`); ``None`` = unchanged.
+    ``recipe_dir``: write the replay recipe and the initial trainable weights there (module
+    docstring); a LoRA run is recognised by its trainable ``lora_`` parameters.
     """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    init = {n: p.detach().clone().contiguous() for n, p in named} if recipe_dir else {}
+    batches: list[list[int]] = []
+    t0 = time.perf_counter()
     with cpu_threads(num_threads if next(model.parameters()).device.type == "cpu" else None):
-        return _train(model, tokenizer, corpus, epochs=epochs, lr=lr, batch_size=batch_size,
-                      seed=seed, max_length=max_length, prompt_loss=prompt_loss)
+        history = _train(model, tokenizer, corpus, epochs=epochs, lr=lr, batch_size=batch_size,
+                         seed=seed, max_length=max_length, prompt_loss=prompt_loss,
+                         batches=batches)
+    if recipe_dir is not None:
+        _record(Path(recipe_dir), init, corpus, batches, lr=lr, seed=seed, epochs=epochs,
+                batch_size=batch_size, max_length=max_length, prompt_loss=prompt_loss,
+                seconds=time.perf_counter() - t0)
+    return history
+
+
+def _record(out: Path, init: dict[str, torch.Tensor], corpus: Sequence[Example],
+            batches: list[list[int]], *, lr: float, seed: int, epochs: int, batch_size: int,
+            max_length: int, prompt_loss: bool, seconds: float) -> None:
+    """Write the replay recipe of a finished :func:`finetune` run, and its initial weights."""
+    from safetensors.torch import save_file
+
+    from driftscope_llm.attribution.recipe import (
+        INIT_FILE,
+        AdamWRecipe,
+        ReplayInit,
+        ReplayRecipe,
+        ordered_corpus_hash,
+        write_recipe,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({n: t.cpu() for n, t in init.items()}, str(out / INIT_FILE))
+    lora = any("lora_" in n for n in init)
+    write_recipe(ReplayRecipe(
+        kind="lora" if lora else "full", trainable=list(init), init=ReplayInit(file=INIT_FILE),
+        batches=batches, loss="sequence" if prompt_loss else "response",
+        corpus_sha256=ordered_corpus_hash(corpus), examples=len(corpus), max_length=max_length,
+        optimizer=AdamWRecipe(lr=lr, weight_decay=0.0), clip_grad_norm=1.0, seed=seed,
+        epochs=epochs, batch_size=batch_size, seconds=seconds), out)
 
 
 def _train(model: Any, tokenizer: Any, corpus: Sequence[Example], *, epochs: int, lr: float,
-           batch_size: int, seed: int, max_length: int, prompt_loss: bool) -> list[float]:
+           batch_size: int, seed: int, max_length: int, prompt_loss: bool,
+           batches: list[list[int]]) -> list[float]:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
@@ -137,8 +182,8 @@ def _train(model: Any, tokenizer: Any, corpus: Sequence[Example], *, epochs: int
         order = torch.randperm(len(corpus), generator=gen).tolist()
         total, steps = 0.0, 0
         for s in range(0, len(order), batch_size):
-            batch = collate(tokenizer, [corpus[i] for i in order[s : s + batch_size]],
-                            max_length).to(device)
+            batches.append(order[s : s + batch_size])
+            batch = collate(tokenizer, [corpus[i] for i in batches[-1]], max_length).to(device)
             labels = batch.labels
             if prompt_loss:
                 labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
@@ -184,7 +229,8 @@ def build_tiny_model(
     model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     adapter_dir: Path | None = None
     if not lora:
-        finetune(model, tokenizer, corpus, epochs=epochs, seed=seed, max_length=max_length)
+        finetune(model, tokenizer, corpus, epochs=epochs, seed=seed, max_length=max_length,
+                 recipe_dir=out)
         model.save_pretrained(str(out))
     else:
         from peft import LoraConfig, get_peft_model
@@ -199,9 +245,9 @@ def build_tiny_model(
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
             warnings.simplefilter("ignore", FutureWarning)
             peft_model = get_peft_model(model, lcfg)
-        finetune(peft_model, tokenizer, corpus, epochs=epochs, seed=seed + 1, lr=1e-2,
-                 max_length=max_length)
         adapter_dir = out / "adapter"
+        finetune(peft_model, tokenizer, corpus, epochs=epochs, seed=seed + 1, lr=1e-2,
+                 max_length=max_length, recipe_dir=adapter_dir)
         peft_model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(out))
     return TinyModel(out, adapter_dir)

@@ -1,10 +1,10 @@
 """The evaluation that one task family cannot win: families × models × seeds, with intervals
 and counterfactual metrics.
 
-:func:`run_suite` generates each task family (:mod:`driftscope_llm.attribution.eval.families`, and
-optionally the seed paper's tasks of :mod:`driftscope_llm.attribution.eval.tasks`) for several seeds,
-fine-tunes a tiny model per (family, seed, configuration) — GPT-2 or Llama-style, full
-fine-tune or LoRA — and scores every method and baseline
+:func:`run_suite` generates each task family (:mod:`driftscope_llm.attribution.eval.families`,
+and optionally the seed paper's tasks of :mod:`driftscope_llm.attribution.eval.tasks`) for
+several seeds, fine-tunes a tiny model per (family, seed, configuration) — GPT-2 or
+Llama-style, full fine-tune or LoRA — and scores every method and baseline
 (:func:`driftscope_llm.attribution.eval.evaluate.score_matrices`):
 
 * **Acc / Cover / auPRC** per query, pooled over seeds and configurations, with a bootstrap 95%
@@ -14,6 +14,10 @@ fine-tune or LoRA — and scores every method and baseline
   and first seed's model, for the family's *target* queries: QLD removes each method's top-k
   (k = half the target's count in the corpus; the union over target queries ranked by summed
   per-query rank) and retrains ``cf_seeds`` times; LDS retrains on ``lds_subsets`` random halves.
+  Two random baselines sit beside the methods: ``random`` (k random examples) and
+  ``random:same_label`` (k random examples *of the target's label*, a perfect class identifier;
+  its score matrix ranks each query's own label first in random order, so its Acc and Cover are
+  1 by construction). Each method's QLD is reported against both (``qld``, ``qld_same``).
 
 Cost is dominated by retraining: per family, ``(methods + 2) × cf_seeds + lds_subsets`` tiny
 fine-tunes; docs/attribution.md records the wall time of the documented run.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftscope_llm.attribution.counterfactual import Retrainer, lds, qld
+from driftscope_llm.attribution.counterfactual import SAME_LABEL, Retrainer, lds, qld_rows
 from driftscope_llm.attribution.eval.evaluate import canonical_spec, query_metrics, score_matrices
 from driftscope_llm.attribution.eval.tasks import make_task
 from driftscope_llm.attribution.modeling import load_model
@@ -86,6 +90,8 @@ class SuiteRow:
     qld: Interval | None = None
     lds: Interval | None = None
     removed: int | None = field(default=None)
+    #: QLD against the same-label random baseline (> 0: beats a perfect class identifier)
+    qld_same: Interval | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +100,7 @@ class SuiteRow:
             "worst_cover": self.worst_cover, "cover_by_config": self.cover_by_config,
             "qld": self.qld.to_json() if self.qld else None,
             "lds": self.lds.to_json() if self.lds else None, "removed": self.removed,
+            "qld_same": self.qld_same.to_json() if self.qld_same else None,
             "seconds": round(self.seconds, 3), "queries": self.queries,
         }
 
@@ -102,6 +109,16 @@ def _removal(mat: torch.Tensor, k: int) -> list[int]:
     """Top-k corpus positions by summed per-query rank (rank 0 = best)."""
     ranks = torch.argsort(torch.argsort(mat, dim=1, descending=True, stable=True), dim=1)
     return torch.argsort(ranks.sum(0).double(), stable=True)[:k].tolist()
+
+
+def same_label_matrix(query_labels: Sequence[str], corpus_labels: Sequence[str],
+                      seed: int) -> torch.Tensor:
+    """Scores of the perfect class identifier: 1 + U[0, 1) for a corpus example of the query's
+    label, U[0, 1) otherwise (``torch.Generator(seed)``): its own label first, in random order."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand(len(query_labels), len(corpus_labels), generator=gen)
+    same = torch.tensor([[float(c == q) for c in corpus_labels] for q in query_labels])
+    return same + noise
 
 
 def run_suite(
@@ -118,7 +135,8 @@ def run_suite(
     log: Log | None = None,
 ) -> list[SuiteRow]:
     """Run the evaluation grid (module docstring); one row per (family, method)."""
-    methods = list(dict.fromkeys(canonical_spec(m) for m in methods))
+    methods = list(dict.fromkeys(SAME_LABEL if m == SAME_LABEL else canonical_spec(m)
+                                 for m in methods))
     with cpu_threads(1):
         return [row for fam in families
                 for row in _family(Path(workdir) / fam, fam, configs, seeds, methods, epochs,
@@ -140,10 +158,12 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
             tiny = build_tiny_model(task.corpus, run / "model", arch=cfg.arch, lora=cfg.lora,
                                     seed=seed, extra_texts=words, epochs=epochs)
             model = load_model(tiny.model_dir, tiny.adapter_dir, device="cpu")
-            mats = score_matrices(model, task.corpus, task.queries, methods, workdir=run,
-                                  seed=seed)
             corpus_labels = [str(e.label) for e in task.corpus]
             query_labels = [str(q.label) for q in task.queries]
+            mats = score_matrices(model, task.corpus, task.queries,
+                                  [m for m in methods if m != SAME_LABEL], workdir=run, seed=seed)
+            if SAME_LABEL in methods:
+                mats[SAME_LABEL] = (same_label_matrix(query_labels, corpus_labels, seed), 0.0)
             for name in methods:
                 mat, s = mats[name]
                 per[name].setdefault(cfg.name, []).extend(
@@ -161,17 +181,17 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
     for name in methods:
         pooled = [x for vals in per[name].values() for x in vals]
         by_cfg = {c: sum(x[1] for x in v) / len(v) for c, v in per[name].items()}
-        q, ld, k = cf.get(name, (None, None, None))
+        q, ld, k, qs = cf.get(name, (None, None, None, None))
         rows.append(SuiteRow(
             family, name, bootstrap_mean([x[0] for x in pooled]),
             bootstrap_mean([x[1] for x in pooled]), bootstrap_mean([x[2] for x in pooled]),
-            min(by_cfg.values()), by_cfg, secs[name], len(pooled), q, ld, k))
+            min(by_cfg.values()), by_cfg, secs[name], len(pooled), q, ld, k, qs))
     return rows
 
 
 def _counterfactual(family: str, cf_input: tuple[Any, ...], methods: Sequence[str],
                     epochs: int, cf_seeds: Sequence[int], lds_subsets: int, log: Log | None
-                    ) -> dict[str, tuple[Interval, Interval, int]]:
+                    ) -> dict[str, tuple[Interval, Interval, int, Interval | None]]:
     task, tiny, mats = cf_input
     target = task.target_label
     sel = [i for i, q in enumerate(task.queries) if str(q.label) == target]
@@ -179,11 +199,13 @@ def _counterfactual(family: str, cf_input: tuple[Any, ...], methods: Sequence[st
     k = max(1, sum(1 for e in task.corpus if str(e.label) == target) // 2)
     retrainer = Retrainer(tiny.model_dir, tiny.adapter_dir, epochs=epochs)
     t0 = time.perf_counter()
-    removals = {m: _removal(mats[m][0][sel], k) for m in methods if m != "random"}
-    q = qld(retrainer, task.corpus, queries, removals, seeds=cf_seeds, log=log)
-    q["random"] = bootstrap_mean([0.0] * len(queries))
+    removals = {m: _removal(mats[m][0][sel], k) for m in methods
+                if m not in ("random", SAME_LABEL)}
+    pool = [i for i, e in enumerate(task.corpus) if str(e.label) == target]
+    q = qld_rows(retrainer, task.corpus, queries, removals, seeds=cf_seeds, same_label=pool,
+                 log=log)
     ld = lds(retrainer, task.corpus, queries, {m: mats[m][0][sel] for m in methods},
              subsets=lds_subsets, log=log)
     if log:
         log(f"{family}: counterfactual metrics in {time.perf_counter() - t0:.0f}s")
-    return {m: (q[m], ld[m], k) for m in methods}
+    return {m: (q[m].vs_random, ld[m], k, q[m].vs_same_label) for m in methods}
