@@ -28,6 +28,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import TopicPartition
 
 from benchmarks.soak import POISON, PrivateStack
+from driftscope_llm.services.bus.kafka import consumer_lag
+from driftscope_llm.services.bus.settings import KafkaSettings
 from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
 from driftscope_llm.services.store.keys import StoreKeys
 from tests.collector_harness import SMALL_WINDOWS, CollectorProcess, checkpoint_totals, incidents
@@ -400,16 +402,17 @@ def _lag(c: CollectorProcess) -> int:
 
 
 def _group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    """The group's real lag on ``topic``: log end minus committed offset, summed (a partition
+    with nothing committed lags by its whole log)."""
+    lags = {g.partition: g.lag for g in
+            consumer_lag(KafkaSettings(bootstrap_servers=bootstrap), [group])[group]
+            if g.topic == topic}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        committed = admin.list_consumer_group_offsets(group)
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends = consumer.end_offsets(tps)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
     finally:
         consumer.close()
-        admin.close()
+    return sum(lags.get(tp.partition, end) for tp, end in ends.items())
 
 
 COLLECTOR_PROBES: dict[str, Callable[[Chaos, Row], None]] = {
