@@ -240,7 +240,8 @@ def _convert_into(path: Path, out: Path, step: Step) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")  # the copy below is plain float32
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), strict=True)
     template = _gguf_chat_template(path)
     if template:  # the GGUF's own template is the one llama.cpp serves with
