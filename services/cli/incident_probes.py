@@ -1,10 +1,10 @@
 """``driftscope incidents probes ID``: turn an incident into a probe suite for ``regress``.
 
 The suite holds the incident's drifted prompts and their nearest prompts in the fine-tuning
-corpus and in the reference traffic (:mod:`driftscope_llm.services.regress.incident_probes`), optionally with
-seeded perturbations (:func:`driftscope_llm.services.regress.probes.perturb`). It is written as JSONL (``--out``)
-for the user to keep under version control; the command prints a summary on stderr, or with
-``--json`` one object on stdout.
+corpus and in the reference traffic (:mod:`driftscope_llm.services.regress.incident_probes`),
+optionally with seeded perturbations (:func:`driftscope_llm.services.regress.probes.perturb`).
+It is written as JSONL (``--out``) for the user to keep under version control; the command
+prints a summary on stderr, or with ``--json`` one object on stdout.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def register_probes(incidents_app: typer.Typer) -> None:
 
 @friendly_errors
 def probes_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    incident_id: Annotated[str, typer.Argument(
+        help="Incident id, or a unique prefix of one (whole with --incident-file).")],
     out: Annotated[Path, typer.Option(help="Write the suite (JSONL) here.", dir_okay=False)],
     corpus: Annotated[Path | None, typer.Option(
         help="Fine-tuning corpus (JSONL: id, prompt, response) to draw neighbours from.",
@@ -97,9 +98,10 @@ def _incident(incident_id: str, path: Path | None, config: Path | None) -> Incid
     from driftscope_llm.services.store.model import Incident
 
     if path is None:
-        from driftscope_llm.services.cli.incidents import _store
+        from driftscope_llm.services.cli.incidents import _resolve, _store
 
-        return _store(config).get_incident(incident_id)
+        store = _store(config)
+        return store.get_incident(_resolve(store, incident_id))
     try:
         inc = Incident.model_validate_json(path.read_bytes())
     except ValueError as exc:

@@ -21,7 +21,7 @@ def register_report(incidents_app: typer.Typer) -> None:
 
 @friendly_errors
 def report_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    incident_id: Annotated[str, typer.Argument(help="Incident id, or a unique prefix of one.")],
     html: Annotated[Path, typer.Option("--html", help="Write the report to this file.",
                                        dir_okay=False)],
     events: Annotated[Path | None, typer.Option(
@@ -43,7 +43,7 @@ def report_cmd(
     """Write one incident's report: signals against the reference, exemplars, attribution
     ranking with the training examples' text, method agreement and verification."""
     from driftscope_llm.attribution.data import load_corpus
-    from driftscope_llm.services.cli.incidents import _store
+    from driftscope_llm.services.cli.incidents import _resolve, _store
     from driftscope_llm.services.report import (
         ReportInputs,
         read_events,
@@ -52,7 +52,7 @@ def report_cmd(
     )
 
     store = _store(config)
-    inc = store.get_incident(incident_id)
+    inc = store.get_incident(_resolve(store, incident_id))
     inputs = ReportInputs(incident=inc)
     if events is not None:
         siblings = [i for i in store.list_incidents(model=inc.model, limit=500)

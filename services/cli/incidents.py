@@ -9,10 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
-from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.cli.render import (
+    Column,
+    WideOpt,
+    command_console,
+    escape_text,
+    headline_text,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from driftscope_llm.services.store.base import StateStore
@@ -27,6 +33,17 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="YAML settings (redis); DRIFTSCOPE_* variables override it.",
     exists=True, dir_okay=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout, nothing else.")]
+IdArg = Annotated[str, typer.Argument(help="Incident id, or a prefix of one that starts no other "
+                                           "id.")]
+_LIST_COLUMNS = (Column("id", key=True), Column("state"), Column("opened"),
+                 Column("model@version", key=True), Column("severity"),
+                 Column("headline", key=True), Column("facets", justify="right"),
+                 Column("top example"))
+_FACET_COLUMNS = (Column("segment", key=True), Column("signal", key=True),
+                  Column("detector", key=True), Column("effect", justify="right"),
+                  Column("x minimum", justify="right"), Column("first event"),
+                  Column("first at"), Column("alarms", justify="right"),
+                  Column("exemplars", justify="right"))
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +80,7 @@ def list_cmd(
     until: Annotated[str | None, typer.Option(help="Opened at or before (ISO 8601).")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Incidents, newest first."""
@@ -78,41 +96,46 @@ def list_cmd(
         for inc in found:
             sys.stdout.write(inc.model_dump_json(exclude={"attribution"}) + "\n")
         return
-    table = Table(title=f"{len(found)} incidents")
-    for col in ("id", "state", "opened", "model@version", "severity", "headline", "facets",
-                "top example"):
-        table.add_column(col)
+    rows = []
     for inc in found:
         top = inc.attribution.top(1) if inc.attribution is not None else []
-        table.add_row(*(escape_text(v) for v in (
+        rows.append([escape_text(v) for v in (
             inc.id, inc.state.value, inc.opened_at.isoformat(timespec="seconds"),
-            f"{inc.model}@{inc.model_version}", inc.severity,
-            f"{inc.signal} on {inc.segment} ({inc.detector})", str(max(1, len(inc.facets))),
-            top[0].id if top else "")))
-    Console().print(table)
+            f"{inc.model}@{inc.model_version}", inc.severity, headline_text(inc),
+            str(max(1, len(inc.facets))), top[0].id if top else "")])
+    print_table(command_console(wide=wide, highlight=True), f"{len(found)} incidents",
+                _LIST_COLUMNS, rows)
 
 
 @incidents_app.command("show")
 @friendly_errors
 def show_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    incident_id: IdArg,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """One incident with its history and attribution report."""
-    inc = _store(config).get_incident(incident_id)
+    store = _store(config)
+    inc = store.get_incident(_resolve(store, incident_id))
     if as_json:
         sys.stdout.write(inc.model_dump_json() + "\n")
         return
-    _show(inc)
+    _show(command_console(wide=wide), inc, wide=wide)
 
 
-def _show(inc: Incident) -> None:
+def _resolve(store: StateStore, typed: str) -> str:
+    """The id ``typed`` names (whole, or a unique prefix: ``services.store.lookup``)."""
+    from driftscope_llm.services.store.lookup import resolve_incident_id
+
+    return resolve_incident_id(store, typed)
+
+
+def _show(con: Console, inc: Incident, *, wide: bool = False) -> None:
     """The human view of one incident: header, history, then its attribution report."""
     from driftscope_llm.services.cli.render import print_report
 
     e = escape_text
-    con = Console(highlight=False)
     con.print(f"[bold]{e(inc.id)}[/bold]  {inc.state.value}  {e(inc.model)}@"
               f"{e(inc.model_version)} segment={e(inc.segment)} signal={e(inc.signal)} "
               f"detector={e(inc.detector)}")
@@ -125,7 +148,7 @@ def _show(inc: Incident) -> None:
     if inc.attribution is None:
         con.print("not attributed yet")
         return
-    print_report(con, inc.attribution, {})
+    print_report(con, inc.attribution, {}, text_width=None if wide else 80)
 
 
 def _print_facets(con: Console, inc: Incident) -> None:
@@ -135,23 +158,20 @@ def _print_facets(con: Console, inc: Incident) -> None:
     e = escape_text
     con.print(f"severity {inc.severity}; {len(inc.facets)} facets (headline: the largest effect "
               "relative to its signal's minimum effect):")
-    table = Table(title="facets")
-    for col in ("segment", "signal", "detector", "effect", "x minimum", "first event",
-                "first at", "alarms", "exemplars"):
-        table.add_column(col)
-    for row in facet_rows(inc.facets):
-        table.add_row(e(row.segment), e(row.signal), e(row.detector),
-                      f"{row.effect_size:.3g} {e(row.effect_unit)}".strip(),
-                      f"{row.relative_effect:.1f}", e(row.first_event_id),
-                      row.first_at_text, str(row.alarms), str(len(row.exemplars)))
-    con.print(table)
+    print_table(con, "facets", _FACET_COLUMNS, [
+        [e(row.segment), e(row.signal), e(row.detector),
+         f"{row.effect_size:.3g} {e(row.effect_unit)}".strip(), f"{row.relative_effect:.1f}",
+         e(row.first_event_id), row.first_at_text, str(row.alarms), str(len(row.exemplars))]
+        for row in facet_rows(inc.facets)])
 
 
 def _move(incident_id: str, target: str, note: str | None, config: Path | None) -> None:
     from driftscope_llm.services.store.lifecycle import move
     from driftscope_llm.services.store.model import IncidentState
 
-    inc = move(_store(config), incident_id, IncidentState(target), datetime.now(UTC), note)
+    store = _store(config)
+    inc = move(store, _resolve(store, incident_id), IncidentState(target), datetime.now(UTC),
+               note)
     Console(stderr=True, highlight=False).print(f"{escape_text(inc.id)} is now "
                                                 f"{inc.state.value}")
 
@@ -159,7 +179,7 @@ def _move(incident_id: str, target: str, note: str | None, config: Path | None) 
 @incidents_app.command("ack")
 @friendly_errors
 def ack_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    incident_id: IdArg,
     note: Annotated[str | None, typer.Option(help="Recorded in the history.")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -170,7 +190,7 @@ def ack_cmd(
 @incidents_app.command("resolve")
 @friendly_errors
 def resolve_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    incident_id: IdArg,
     note: Annotated[str | None, typer.Option(help="Recorded in the history.")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -181,7 +201,8 @@ def resolve_cmd(
 @incidents_app.command("purge")
 @friendly_errors
 def purge_cmd(
-    incident_ids: Annotated[list[str] | None, typer.Argument(help="Incident ids.")] = None,
+    incident_ids: Annotated[list[str] | None, typer.Argument(
+        help="Incident ids, whole (a prefix is refused: purge deletes).")] = None,
     before: Annotated[str | None, typer.Option(help="Every incident opened before this time "
                                                "(ISO 8601).")] = None,
     config: ConfigOpt = None,

@@ -18,10 +18,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_SERVICE, friendly_errors
-from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.cli.render import (
+    Column,
+    WideOpt,
+    command_console,
+    escape_text,
+    print_table,
+)
 
 __all__ = ["collect_status", "register"]
 
@@ -88,6 +93,7 @@ def status_cmd(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="YAML settings (kafka, redis, prometheus_url); DRIFTSCOPE_* "
                                "variables override it.", exists=True, dir_okay=False)] = None,
+    wide: WideOpt = False,
 ) -> None:
     """Services reachable, consumer lag, open incidents and alarms per model.
 
@@ -99,7 +105,7 @@ def status_cmd(
     if as_json:
         sys.stdout.write(json.dumps(st) + "\n")
     else:
-        _print(st)
+        _print(command_console(wide=wide), st)
     if not all(s["reachable"] for s in st.values()):
         raise typer.Exit(EXIT_SERVICE)
     alarms = st["prometheus"]["alarms_per_model"]
@@ -107,24 +113,32 @@ def status_cmd(
         raise typer.Exit(EXIT_FOUND)
 
 
-def _print(st: dict[str, Any]) -> None:
+#: Open incidents ``status`` lists; ``driftscope incidents list`` shows them all.
+SHOWN_OPEN = 20
+_LAG_COLUMNS = (Column("group", key=True), Column("topic", key=True),
+                Column("partition", justify="right"), Column("committed", justify="right"),
+                Column("end", justify="right"), Column("lag", justify="right"))
+_OPEN_COLUMNS = (Column("id", key=True), Column("state"), Column("model@version", key=True),
+                 Column("headline", key=True))
+
+
+def _print(con: Console, st: dict[str, Any]) -> None:
+    """Each service's line, the consumer lag, the open incidents and the alarms per model
+    (tables of :func:`~driftscope_llm.services.cli.render.print_table`)."""
     e = escape_text
-    con = Console(highlight=False)
     for name, s in st.items():
         mark = ("[green]up[/green]" if s["reachable"]
                 else f"[red]unreachable[/red] {e(s['error'])}")
         con.print(f"{name:<11} {e(s['address'])}  {mark}")
-    lag = Table(title="consumer lag")
-    for col in ("group", "topic", "partition", "committed", "end", "lag"):
-        lag.add_column(col)
-    for grp, rows in st["kafka"].get("lag", {}).items():
-        for row in rows or [{"topic": "(no committed offsets)"}]:
-            lag.add_row(e(grp), *(e(row.get(k, "")) for k in ("topic", "partition",
-                                                               "committed", "end", "lag")))
-    con.print(lag)
+    lag = [[e(grp), *(e(row.get(k, "")) for k in ("topic", "partition", "committed", "end",
+                                                   "lag"))]
+           for grp, rows in st["kafka"].get("lag", {}).items()
+           for row in rows or [{"topic": "(no committed offsets)"}]]
+    print_table(con, "consumer lag", _LAG_COLUMNS, lag)
     inc = st["redis"].get("open_incidents", [])
-    con.print(f"{len(inc)} open incidents" + "".join(
-        f"\n  {e(i['id'])} {i['state']} {e(i['model'])}@{e(i['model_version'])} "
-        f"{e(i['segment'])} {e(i['signal'])}/{e(i['detector'])}" for i in inc[:20]))
+    more = f", the newest {SHOWN_OPEN} shown" if len(inc) > SHOWN_OPEN else ""
+    print_table(con, f"{len(inc)} open incidents{more}", _OPEN_COLUMNS, [
+        [e(i["id"]), e(i["state"]), e(f"{i['model']}@{i['model_version']}"),
+         e(f"{i['signal']} on {i['segment']} ({i['detector']})")] for i in inc[:SHOWN_OPEN]])
     for model, n in st["prometheus"].get("alarms_per_model", {}).items():
         con.print(f"alarms firing on {e(model)}: {n:g}")

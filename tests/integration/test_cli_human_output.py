@@ -5,12 +5,19 @@ The attribution reports are real: a tiny GPT-2 fine-tuned with five planted "zor
 real repsim and gradsim indexes, and ``Attributor.run`` over zorblat exemplars (the worker test's
 fixture). Incidents live in real Redis. Each test asserts specific values (which ids, which
 states, which numbers), and that text from outside is printed literally, never as markup.
+
+At 80 columns (the width each test sets itself, never the machine's ``COLUMNS``) no incident id,
+model name or headline is cut in ``incidents list``, ``incidents show``, ``status`` or the demo's
+tables: each appears whole in the output with whitespace normalised, wherever rich wraps; the
+incidents there are real, opened by the collector pipeline replaying two rollouts.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,15 +25,27 @@ from typing import Any
 import pytest
 import redis
 from click.testing import Result
+from rich.console import Console
 from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from driftscope_llm.services.alerts.deadletter import UndeliveredWebhook, RedisDeadLetterSink
+from driftscope_llm.attribution.data import load_corpus
+from driftscope_llm.services.alerts.deadletter import RedisDeadLetterSink, UndeliveredWebhook
+from driftscope_llm.services.cli.demo import print_attribution, print_incidents
 from driftscope_llm.services.cli.main import app
-from driftscope_llm.services.store import Incident, IncidentState
-from driftscope_llm.services.store.redis_store import RedisStore
+from driftscope_llm.services.collector.build import build_pipeline
+from driftscope_llm.services.collector.replay import ReplayStats, replay_file
+from driftscope_llm.services.collector.segments import SegmentSettings
+from driftscope_llm.services.collector.settings import EmbedderSettings
+from driftscope_llm.services.collector.signals import SignalSettings
+from driftscope_llm.services.collector.synthetic import Drift, StreamSpec, generate_events
+from driftscope_llm.services.demo import story
+from driftscope_llm.services.drift import DriftSettings
+from driftscope_llm.services.store import Incident, IncidentState, MemoryStore, StateStore
 from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport
+from driftscope_llm.services.store.keys import StoreKeys
+from driftscope_llm.services.store.redis_store import RedisStore
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget
 from tests.integration.test_worker import (  # the module's tiny model and indexes
@@ -45,8 +64,54 @@ PLANTED_IDS = {e.id for e in PLANTED}
 WIDE = {"COLUMNS": "240"}
 
 
+#: A terminal as narrow as most are (CI logs, tmux panes).
+NARROW = {"COLUMNS": "80"}
+#: A model name as long as real ones get.
+LONG_MODEL = "customer-care-assistant-large-2025"
+
+
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(app, list(args), env={**WIDE, **(env or {})})
+
+
+def flat(text: str) -> str:
+    """``text`` with every run of whitespace one space: rich may wrap anywhere."""
+    return " ".join(text.split())
+
+
+def assert_whole(text: str, *values: str) -> None:
+    """Each of ``values`` appears uncut in ``text`` (whitespace normalised)."""
+    for value in values:
+        assert flat(value) in flat(text), (value, text)
+
+
+def headline(inc: Incident) -> str:
+    return f"{inc.signal} on {inc.segment} ({inc.detector})"
+
+
+def rollout_stream(path: Path) -> Path:
+    """Two real rollouts: support-bot v2 refuses billing questions; the long-named model's
+    2025-11-03-rc1 is less sure of every token."""
+    events = [
+        *generate_events(StreamSpec(n=600, seed=1)),
+        *generate_events(StreamSpec(n=600, seed=2, model_version="v2", prefix="b", drifts=(
+            Drift(start=0, route="billing", refusal_rate=0.5),))),
+        *generate_events(StreamSpec(n=600, seed=3, model=LONG_MODEL, prefix="c")),
+        *generate_events(StreamSpec(n=600, seed=4, model=LONG_MODEL, prefix="d",
+                                    model_version="2025-11-03-rc1",
+                                    drifts=(Drift(start=0, logprob_shift=-0.8),)))]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def replay_into(store: StateStore, stream: Path) -> list[Incident]:
+    """The incidents the collector pipeline (the replay's defaults) opens in ``store``."""
+    pipeline = build_pipeline(DriftSettings(), SignalSettings(), SegmentSettings(),
+                              EmbedderSettings(enabled=False), store)
+    raised = list(replay_file(stream, pipeline, ReplayStats()))
+    found = [store.get_incident(i) for i in dict.fromkeys(r.incident.id for r in raised)]
+    assert {i.model for i in found} == {"support-bot", LONG_MODEL}, found
+    return found
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -197,6 +262,93 @@ def test_incidents_list_and_show(report: Any, redis_url: str,
     assert missing.exit_code == 4 and "inc-nope" in missing.stderr
 
 
+def test_incidents_at_80_columns_cut_no_id_model_or_headline(
+        redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+    found = replay_into(RedisStore(redis_client), rollout_stream(tmp_path / "stream.jsonl"))
+    env = {"DRIFTSCOPE_REDIS__URL": redis_url}
+    table = invoke("incidents", "list", env=env)  # 240 columns: the table fits
+    assert table.exit_code == 0, table.output
+    expected = [[i.id, f"{i.model}@{i.model_version}", headline(i)] for i in found]
+    assert sorted([r[0], r[3], r[5]] for r in table_rows(table.stdout)) == sorted(expected)
+    narrow = invoke("incidents", "list", env={**env, **NARROW})
+    assert narrow.exit_code == 0, narrow.output
+    for row in expected:
+        assert_whole(narrow.stdout, *row)
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    wide = invoke("incidents", "list", "--wide", env={**env, **NARROW})  # one line per row
+    assert wide.exit_code == 0, wide.output
+    assert table_rows(wide.stdout) == table_rows(table.stdout)
+
+    for inc in found:
+        shown = invoke("incidents", "show", inc.id, env={**env, **NARROW})
+        assert shown.exit_code == 0, shown.output
+        assert flat(shown.stdout).startswith(f"{inc.id} open {inc.model}@{inc.model_version}")
+        assert_whole(shown.stdout, f"segment={inc.segment} signal={inc.signal} "
+                                   f"detector={inc.detector}")
+        for f in inc.facets:
+            assert_whole(shown.stdout, f"{f.segment} {f.signal} {f.detector}")
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown.stdout
+        wide_shown = invoke("incidents", "show", inc.id, "--wide", env={**env, **NARROW})
+        facets = [r[:3] for r in table_rows(wide_shown.stdout) if r[0] != "segment"]
+        assert sorted(facets) == sorted([f.segment, f.signal, f.detector] for f in inc.facets)
+
+
+def test_an_incident_is_named_by_a_unique_prefix(redis_url: str, redis_client: redis.Redis,
+                                                tmp_path: Path) -> None:
+    found = replay_into(RedisStore(redis_client), rollout_stream(tmp_path / "stream.jsonl"))
+    env = {"DRIFTSCOPE_REDIS__URL": redis_url}
+    a, b = sorted(i.id for i in found)
+    n = next(n for n in range(5, len(a)) if not b.startswith(a[:n]))  # shortest unique prefix
+    whole = invoke("incidents", "show", a, env=env)
+    by_prefix = invoke("incidents", "show", a[:n], env=env)
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert by_prefix.stdout == whole.stdout and by_prefix.stdout.startswith(a)
+    as_json = invoke("incidents", "show", a[:n], "--json", env=env)
+    assert json.loads(as_json.stdout)["id"] == a
+    ack = invoke("incidents", "ack", b[:n], env=env)
+    assert (ack.exit_code, ack.stderr.strip()) == (0, f"{b} is now acknowledged")
+
+    ambiguous = invoke("incidents", "show", "inc-", env=env)
+    assert ambiguous.exit_code == 2 and ambiguous.stdout == ""
+    assert ambiguous.stderr.strip() == (f"error: incident prefix 'inc-' is ambiguous: it starts "
+                                        f"{a}, {b}; type more of the id")
+    for typed in ("inc-zz", "*", "inc-[0-9a-f]*", "?"):  # glob characters are literal
+        missing = invoke("incidents", "resolve", typed, env=env)
+        assert (missing.exit_code, missing.stderr.strip()) == (
+            4, f"error: incident {typed!r} not found"), typed
+    purge = invoke("incidents", "purge", a[:n], env=env)  # purge deletes: whole ids only
+    assert purge.exit_code == 4
+    assert sorted(i.id for i in RedisStore(redis_client).list_incidents()) == [a, b]
+    # an index entry whose record expired names nothing: "inc-" now resolves to the other one
+    redis_client.delete(StoreKeys().incident(a))
+    left = invoke("incidents", "show", "inc-", "--json", env=env)
+    assert left.exit_code == 0 and json.loads(left.stdout)["id"] == b
+
+
+def test_demo_tables_at_80_columns_cut_no_id_model_headline_or_response(
+        report: AttributedReport, built: Built, tmp_path: Path) -> None:
+    store = MemoryStore()
+    det = story.detect(rollout_stream(tmp_path / "stream.jsonl"), store, use_embedder=False,
+                       on_progress=lambda n: None)
+    incidents = story.opened_incidents(det.raised, store)
+    assert {i.model for i in incidents} == {"support-bot", LONG_MODEL}
+    corpus = {e.id: e for e in load_corpus(built.corpus)}
+    top = report.aggregate[0].id  # a response longer than the 60 characters the demo once kept
+    corpus[top] = replace(corpus[top], response=" ".join([corpus[top].response] * 8))
+    assert len(corpus[top].response) > 60
+    for width in (80, 200):
+        out = io.StringIO()
+        con = Console(file=out, width=width, color_system=None)
+        print_incidents(con, incidents)
+        print_attribution(con, report, corpus)
+        text = out.getvalue()
+        for inc in incidents:
+            assert_whole(text, inc.id, f"{inc.model}@{inc.model_version}", headline(inc))
+        for row in report.aggregate:  # each example's response in full, not cut at 60
+            assert_whole(text, row.id, corpus[row.id].response)
+        assert max(len(line) for line in text.splitlines()) <= width, text
+
+
 def test_outside_text_is_printed_literally(redis_url: str, redis_client: redis.Redis) -> None:
     inc = make_incident("inc-evil")
     inc.model = "[red]bot[/red]"
@@ -267,7 +419,8 @@ def test_status_human_output(stack: StackInfo, kafka_bootstrap: str, redis_url: 
     assert lines[0].split() == ["kafka", kafka_bootstrap, "up"]
     assert lines[1].split() == ["redis", redis_url, "up"]
     assert lines[2].split() == ["prometheus", stack.prometheus_url, "up"]
-    assert "1 open incidents\n  inc-open attributed bot@v1 all embedding/mmd" in res.stdout
+    assert "1 open incidents" in res.stdout
+    assert ["inc-open", "attributed", "bot@v1", "embedding on all (mmd)"] in table_rows(res.stdout)
     assert ["nobody-human-output", "(no committed offsets)", "", "", "", ""] in table_rows(
         res.stdout)
     down = invoke("status", env={**env, "DRIFTSCOPE_REDIS__URL": "redis://:hunter2@127.0.0.1:1/0"})
@@ -275,6 +428,29 @@ def test_status_human_output(stack: StackInfo, kafka_bootstrap: str, redis_url: 
     assert re.search(r"^redis\s+redis://127\.0\.0\.1:1/0\s+unreachable ConnectionError",
                      down.stdout, re.M)
     assert "hunter2" not in down.output  # the address is shown without credentials
+
+
+def test_status_at_80_columns_cuts_no_id_model_or_headline(
+        stack: StackInfo, kafka_bootstrap: str, redis_url: str, redis_client: redis.Redis,
+        tmp_path: Path) -> None:
+    found = replay_into(RedisStore(redis_client), rollout_stream(tmp_path / "stream.jsonl"))
+    env = {"DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "DRIFTSCOPE_REDIS__URL": redis_url, "DRIFTSCOPE_PROMETHEUS_URL": stack.prometheus_url}
+    group = "a-consumer-group-with-a-long-name-nobody-uses"
+    res = invoke("status", "--group", group, env={**env, **NARROW})
+    assert res.exit_code == 1, res.output
+    assert f"{len(found)} open incidents" in res.stdout
+    for inc in found:
+        assert_whole(res.stdout, inc.id, f"{inc.model}@{inc.model_version}", headline(inc))
+    assert_whole(res.stdout, group, f"kafka {kafka_bootstrap} up")
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80, res.stdout
+    wide = invoke("status", "--group", group, "--wide", env={**env, **NARROW})
+    assert wide.exit_code == 1, wide.output
+    rows = table_rows(wide.stdout)
+    for inc in found:
+        assert [inc.id, inc.state.value, f"{inc.model}@{inc.model_version}",
+                headline(inc)] in rows
+    assert [group, "(no committed offsets)", "", "", "", ""] in rows
 
 
 def test_an_unreachable_redis_is_waited_for_once_then_exit_3() -> None:

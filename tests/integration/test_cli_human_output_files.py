@@ -4,6 +4,8 @@ app (``cli.main.app``), each checked against its own ``--json`` answer or the fi
 
 Real artefacts only: a synthetic stream with a planted refusal drift, the worker test's tiny
 GPT-2 fine-tuned with five planted "zorblat" examples, and the real all-MiniLM-L6-v2 export.
+``replay`` is read at 240 and at 80 columns (set by the test, never the machine's ``COLUMNS``):
+at 80 no model, segment, signal, incident id or headline is cut.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ PLANTED_IDS = {e.id for e in PLANTED}
 WIDE = {"COLUMNS": "240"}
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), env=WIDE)
+def invoke(*args: str, columns: int = 240) -> Result:
+    return CliRunner().invoke(app, list(args), env={**WIDE, "COLUMNS": str(columns)})
+
+
+def flat(text: str) -> str:
+    """``text`` with every run of whitespace one space: rich may wrap anywhere."""
+    return " ".join(text.split())
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -40,7 +47,7 @@ def table_rows(text: str) -> list[list[str]]:
         if "│" not in line:
             continue
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if cells and cells[0] not in ("rank", "event", "task"):
+        if cells and cells[0] not in ("rank", "event", "task", "incident"):
             rows.append(cells)
     return rows
 
@@ -60,11 +67,28 @@ def test_replay_prints_the_anomalies_it_raised(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0] == (f"1600 valid events replayed, 1 invalid, "
                                           f"{len(raised)} anomalies.")
-    rows = table_rows(res.stdout)
-    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+    rows = [r for r in table_rows(res.stdout) if len(r) == 9]  # the anomalies
+    assert [(r[0], r[1], r[2], r[3], r[4], r[8]) for r in rows] == [
         (a["event_id"], f"{a['model']}@{a['model_version']}", a["segment"], a["signal"],
-         a["detector"]) for a in raised]
+         a["detector"], f"{a['incident_id']} ({a['incident']})") for a in raised]
+    incidents = [r for r in table_rows(res.stdout) if len(r) == 7]  # each incident as it ended
+    assert [r[0] for r in incidents] == list(dict.fromkeys(a["incident_id"] for a in raised))
+    assert all(r[1] == "support-bot@v2" and re.fullmatch(r"\w+ on \S+ \(\w+\)", r[3])
+               for r in incidents)
     assert "line 1601: invalid event skipped" in res.stderr
+
+    narrow = invoke("replay", str(stream), "--no-embed", columns=80)
+    assert narrow.exit_code == 0, narrow.output
+    for a in raised:
+        for value in (f"{a['model']}@{a['model_version']}", a["segment"], a["signal"],
+                      a["incident_id"]):
+            assert value in flat(narrow.stdout), (value, narrow.stdout)
+    for r in incidents:  # id, model@version and headline whole
+        assert all(value in flat(narrow.stdout) for value in (r[0], r[1], r[3])), r
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    wide = invoke("replay", str(stream), "--no-embed", "--wide", columns=80)
+    assert wide.exit_code == 0, wide.output
+    assert table_rows(wide.stdout) == table_rows(res.stdout)  # one line per row, as at 240
     failing = invoke("replay", str(stream), "--no-embed", "--fail-on-drift")
     assert failing.exit_code == 1
 
