@@ -80,6 +80,19 @@ class _State:
     exp_avg_sq: Tensors
 
 
+def _example_losses(logits: Tensor, labels: Tensor) -> Tensor:
+    """Each example's mean response cross-entropy: :func:`response_loss` (float32, what
+    training used), kept in float64 for a float64 replay (finite-difference checks)."""
+    if logits.dtype != torch.float64:
+        return response_loss(logits, labels)
+    logits = logits[:, :-1]
+    target = labels[:, 1:]
+    tok = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                            target.reshape(-1), ignore_index=-100,
+                                            reduction="none").view(target.shape)
+    return tok.sum(1) / (target != -100).sum(1).clamp_min(1)
+
+
 def _sqrt0(x: Tensor) -> Tensor:
     """``sqrt(x)`` with derivative 0 where ``x == 0`` (same values): a parameter whose gradient
     has always been 0 has ``v = 0``, where sqrt's derivative is infinite and 0·∞ would be NaN."""
@@ -239,7 +252,7 @@ class Replay:
         labels = batch.labels
         if self.recipe.loss == "sequence":
             labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-        per = response_loss(self._forward(params, batch), labels)
+        per = _example_losses(self._forward(params, batch), labels)
         return (per * weights).mean()  # w = 1: exactly the recorded mean
 
     def _weights(self, step: int, weights: Tensor | None) -> Tensor:
@@ -289,7 +302,8 @@ class Replay:
                             self.recipe.max_length).to(self.device)
             with torch.set_grad_enabled(grad):
                 ps = [p.detach().requires_grad_(grad) for p in params]
-                part = response_loss(self._forward(ps, batch), batch.labels).sum() / len(queries)
+                part = (_example_losses(self._forward(ps, batch), batch.labels).sum()
+                        / len(queries))
                 if acc is not None:
                     for a, g in zip(acc, torch.autograd.grad(part, ps), strict=True):
                         a.add_(g)

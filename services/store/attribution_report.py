@@ -148,6 +148,9 @@ class Verification(_Record):
     loglik_before: float
     top_k: VerificationArm
     random: VerificationArm
+    #: k random examples of the behaviour's label (a perfect class identifier), when the
+    #: corpus is labelled (``retrain`` and ``replay`` modes); ``None`` otherwise
+    same_label: VerificationArm | None = None
     ratio: float | None = None
     supports_attribution: bool
     seconds: float | None = None
