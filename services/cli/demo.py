@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,14 +27,25 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import quiet_transformers
-from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.cli.render import (
+    INCIDENT_COLUMNS,
+    Column,
+    WideOpt,
+    command_console,
+    escape_text,
+    incident_row,
+    print_table,
+)
 from driftscope_llm.services.store.attribution_report import AttributedReport, Verification
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from driftscope_llm.attribution.data import Example
+    from driftscope_llm.services.store.model import Incident
+
+__all__ = ["print_attribution", "print_incidents", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -56,9 +68,10 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of training, sampling and the stream.")] = 0,
     embedder: Annotated[bool, typer.Option(help="Use the ONNX embedder when it is exported.")]
     = True,
+    wide: WideOpt = False,
 ) -> None:
     """Simulate a support bot whose v2 fine-tune starts refusing billing questions; catch it,
-    trace it to the planted training examples, verify, and write ``report.html`` to ``--out``."""
+    trace it to the planted training examples, verify, and write report.html to --out."""
     from driftscope_llm.attribution.data import write_jsonl
     from driftscope_llm.services.demo import scenario as sc
     from driftscope_llm.services.demo import story
@@ -108,7 +121,8 @@ def demo_cmd(
                            on_progress=lambda n: progress.advance(task, n))
     (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n"
                                                  for r in det.raised))
-    _print_incidents(store, det.raised)
+    tables = command_console(wide=wide, stderr=True, highlight=True)
+    print_incidents(tables, story.opened_incidents(det.raised, store))
     inc = story.pick_incident(det.raised, store)
     if inc is None:
         console.print("[red]no drift detected[/red]: nothing to attribute")
@@ -132,7 +146,7 @@ def demo_cmd(
     story.write_report(out / "report.html", inc, stream, det.raised, clean + planted,
                        det.embedder)
     console.print(f"[6/6] report -> {out / 'report.html'} (incident JSON beside it)")
-    _print_attribution(report, {e.id: e for e in clean + planted})
+    print_attribution(tables, report, {e.id: e for e in clean + planted})
     recall = story.recall_at_k(report, top_k, planted_ids)
     ver = report.verification if isinstance(report.verification, Verification) else None
     summary = {"incident": inc.id, "segment": inc.segment, "signal": inc.signal,
@@ -160,28 +174,25 @@ def _ratio(r: float | None) -> str:
     return "n/a" if r is None else f"{r:.1f}"
 
 
-def _print_incidents(store: Any, raised: list[Any]) -> None:
-    """One line per incident: its headline facet, how many facets, severity."""
-    table = Table(title="incidents opened")
-    for col in ("incident", "model@version", "severity", "headline", "effect", "facets"):
-        table.add_column(col)
-    for inc_id in dict.fromkeys(r.incident.id for r in raised):
-        inc = store.get_incident(inc_id)
-        table.add_row(inc.id, escape(f"{inc.model}@{inc.model_version}"), inc.severity,
-                      escape(f"{inc.signal} on {inc.segment} ({inc.detector})"),
-                      f"{inc.effect_size:.3g}", str(len(inc.facets)))
-    Console(stderr=True).print(table)
+def print_incidents(con: Console, incidents: list[Incident]) -> None:
+    """The demo's table of the incidents the replay opened: id, model, headline (never cut),
+    severity, effect, facets."""
+    print_table(con, "incidents opened", INCIDENT_COLUMNS, [incident_row(i) for i in incidents])
 
 
-def _print_attribution(report: AttributedReport, corpus: dict) -> None:  # type: ignore[type-arg]
-    table = Table(title=f"training examples most responsible ({report.primary_method})")
-    for col in ("rank", "id", "mrr", "response"):
-        table.add_column(col)
-    for row in report.aggregate:
-        ex = corpus.get(row.id)
-        table.add_row(str(row.rank), escape_text(row.id), f"{row.mrr:.3f}",
-                      escape_text((ex.response if ex else "")[:60]))
-    Console(stderr=True).print(table)
+_ATTRIBUTION_COLUMNS = (Column("rank", key=True, justify="right"), Column("id", key=True),
+                        Column("mrr", justify="right"), Column("response"))
+
+
+def print_attribution(con: Console, report: AttributedReport,
+                      corpus: Mapping[str, Example]) -> None:
+    """The demo's table of the training examples most responsible, each with its response in
+    full (wrapped below the id on a narrow terminal), then the methods' agreement."""
+    print_table(con, f"training examples most responsible ({escape_text(report.primary_method)})",
+                _ATTRIBUTION_COLUMNS,
+                [[str(row.rank), escape_text(row.id), f"{row.mrr:.3f}",
+                  escape_text(corpus[row.id].response if row.id in corpus else "")]
+                 for row in report.aggregate])
     agree = report.agreement.mean_overlap
     if agree is not None:
-        Console(stderr=True).print(f"method agreement (repsim vs gradsim): overlap@k {agree:.2f}")
+        con.print(f"method agreement (repsim vs gradsim): overlap@k {agree:.2f}")

@@ -32,12 +32,12 @@ from driftscope_llm.services.report import (
     signal_series,
 )
 from driftscope_llm.services.store import MemoryStore
-from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.store.attribution_report import AttributedReport
+from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.vocabulary import Signal
 
-__all__ = ["DEMO_DRIFT", "SEGMENTS", "Detection", "attribute", "detect", "pick_incident",
-           "recall_at_k", "write_report"]
+__all__ = ["DEMO_DRIFT", "SEGMENTS", "Detection", "attribute", "detect", "opened_incidents",
+           "pick_incident", "recall_at_k", "write_report"]
 
 DEMO_DRIFT = DriftSettings()
 """The default detector settings: the demo tunes nothing."""
@@ -62,6 +62,12 @@ def detect(stream: Path, store: MemoryStore, *, use_embedder: bool,
     pipeline = build_pipeline(DEMO_DRIFT, SignalSettings(), SEGMENTS, emb, store)
     raised = list(replay_file(stream, pipeline, ReplayStats(), on_progress=on_progress))
     return Detection(raised, pipeline.embedder)
+
+
+def opened_incidents(raised: Sequence[RaisedAnomaly], store: MemoryStore) -> list[Incident]:
+    """Every incident the replay opened or updated, in the order first raised, as each stands
+    after the replay (every facet folded in): the demo's incidents table."""
+    return [store.get_incident(i) for i in dict.fromkeys(r.incident.id for r in raised)]
 
 
 def pick_incident(raised: Sequence[RaisedAnomaly], store: MemoryStore) -> Incident | None:
