@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from driftscope_llm.services.alerts.settings import AlertReceiverSettings, WebhookSettings
 from driftscope_llm.services.bus.settings import ConsumerSettings, KafkaSettings, TopicSettings
 from driftscope_llm.services.collector.cardinality import CardinalitySettings
+from driftscope_llm.services.collector.clock import ClockSettings
 from driftscope_llm.services.collector.segments import SegmentSettings
 from driftscope_llm.services.collector.settings import EmbedderSettings
 from driftscope_llm.services.collector.signals import SignalSettings
@@ -101,6 +102,10 @@ class CollectorSettings(DriftscopeSettings):
         default_factory=CardinalitySettings,
         description="Caps on models and versions monitored; past them traffic folds into "
                     "'other' (collector/cardinality.py).")
+    clock: ClockSettings = Field(
+        default_factory=ClockSettings,
+        description="How far an event's ts may lie from its broker (or replay) time before it "
+                    "is flagged and not trusted; ordering never uses it (collector/clock.py).")
     drift: DriftSettings = Field(default_factory=DriftSettings,
                                  description="Detector settings (driftscope_llm.services.drift.DriftSettings).")
     cooldown_s: float = Field(

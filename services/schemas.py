@@ -32,8 +32,10 @@ import numpy as np
 import orjson
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -87,11 +89,32 @@ def _finite(values: list[float], field: str) -> list[float]:
     raise ValueError(f"non_finite: {field}[{i}] is {v}")
 
 
+def _number_on_the_wire(value: Any) -> Any:
+    """Numbers arrive as JSON numbers, never as strings: a string is ``wrong_type`` (the strict
+    float after this refuses it), except one spelling a non-finite number (``"NaN"``,
+    ``"-Infinity"``), which is reported as what it means, ``non_finite``."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(number):
+            raise ValueError(f"non_finite: the string {value[:40]!r} is not a finite number")
+    return value
+
+
+WireFloat = Annotated[float, BeforeValidator(_number_on_the_wire), Strict()]
+"""A float field of an event: a JSON number (an integer is taken as a float); strings and
+booleans are refused (``wrong_type``), a string spelling NaN or an infinity is ``non_finite``."""
+
+
 class OutputEvent(BaseModel):
     """One production output of a watched model.
 
     Required: ``event_id``, ``ts`` (RFC 3339), ``model``, ``output``. Everything else is optional;
-    ``token_logprobs`` must be finite natural-log probabilities (≤ 0), ``confidence`` in [0, 1].
+    ``token_logprobs`` must be finite natural-log probabilities (≤ 0), ``confidence`` in [0, 1];
+    numbers must be JSON numbers (:data:`WireFloat`: ``"-0.5"`` is ``wrong_type``, ``"NaN"``
+    ``non_finite``), never coerced from strings.
     Whatever becomes a stream key, a metric label or a categorical signal value is bounded:
     ids, model and version at most 256 characters, at most 16 segment labels (names up to 64
     characters, values up to 256), ``finish_reason`` up to 64.
@@ -108,10 +131,10 @@ class OutputEvent(BaseModel):
     segment: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
                   Annotated[str, StringConstraints(max_length=256)]] = Field(
         default_factory=dict, max_length=16)
-    token_logprobs: list[float] | None = None
-    top_logprobs: list[dict[str, float]] | None = None
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    latency_ms: float | None = Field(default=None, ge=0.0)
+    token_logprobs: list[WireFloat] | None = None
+    top_logprobs: list[dict[str, WireFloat]] | None = None
+    confidence: WireFloat | None = Field(default=None, ge=0.0, le=1.0)
+    latency_ms: WireFloat | None = Field(default=None, ge=0.0)
     finish_reason: str | None = Field(default=None, max_length=64)
     output_tokens: int | None = Field(default=None, ge=0, strict=True)
     """Generated tokens as the gateway counted them (OTel ``gen_ai.usage.output_tokens``): the

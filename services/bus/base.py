@@ -35,7 +35,12 @@ class Partition(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One consumed message: where it sits, and its bytes."""
+    """One consumed message: where it sits, its bytes, and when the broker took it.
+
+    ``timestamp`` is the record's broker timestamp in seconds since the epoch (Kafka's
+    ``LogAppendTime``, or the producing client's ``CreateTime`` when the topic keeps that), or
+    ``None`` when the record has none; it is not the event's own claim of time.
+    """
 
     topic: str
     partition: int
@@ -43,6 +48,7 @@ class Message:
     value: bytes
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    timestamp: float | None = None
 
 
 RebalanceHook = Callable[[list[Partition]], None]

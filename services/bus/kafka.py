@@ -95,7 +95,7 @@ class KafkaBus:
             raise self._error("poll failed", exc) from exc
         return {
             _p(tp): [Message(r.topic, r.partition, r.offset, r.value or b"", r.key,
-                             tuple(r.headers or ())) for r in records]
+                             tuple(r.headers or ()), _seconds(r.timestamp)) for r in records]
             for tp, records in raw.items()
         }
 
@@ -150,6 +150,11 @@ class KafkaBus:
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close()
+
+
+def _seconds(timestamp_ms: int | None) -> float | None:
+    """A record's timestamp in seconds; ``None`` for the "no timestamp" marker (-1)."""
+    return None if timestamp_ms is None or timestamp_ms < 0 else timestamp_ms / 1000.0
 
 
 def kafka_producer(settings: KafkaSettings, **options: Any) -> KafkaProducer:

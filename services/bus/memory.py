@@ -16,8 +16,9 @@ Not for throughput measurements or anything needing several live members in one 
 from __future__ import annotations
 
 import threading
+import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from driftscope_llm.services.bus.base import Message, Partition, RebalanceHook
 from driftscope_llm.services.errors import BusError
@@ -28,8 +29,10 @@ __all__ = ["MemoryBroker", "MemoryBus"]
 class MemoryBroker:
     """Topics and committed offsets shared by the :class:`MemoryBus` members made from it."""
 
-    def __init__(self, *, partitions: int = 1) -> None:
+    def __init__(self, *, partitions: int = 1,
+                 clock: Callable[[], float] = time.time) -> None:
         self.default_partitions = partitions
+        self.clock = clock  # the broker's append time of each message
         self.topics: dict[str, list[list[Message]]] = {}
         self.committed: dict[tuple[str, Partition], int] = {}
         self.fail_commits = False
@@ -47,14 +50,16 @@ class MemoryBroker:
 
     def append(self, topic: str, value: bytes, *, key: bytes | None = None,
                headers: Sequence[tuple[str, bytes]] = (), partition: int | None = None) -> int:
-        """Write one message (partition by key hash when not given); returns its offset."""
+        """Write one message (partition by key hash when not given), stamped with the broker's
+        ``clock`` (its append time); returns its offset."""
         self.create_topic(topic)
         with self._lock:
             parts = self.topics[topic]
             if partition is None:
                 partition = zlib.crc32(key) % len(parts) if key is not None else 0
             log = parts[partition]
-            log.append(Message(topic, partition, len(log), value, key, tuple(headers)))
+            log.append(Message(topic, partition, len(log), value, key, tuple(headers),
+                               self.clock()))
             return len(log) - 1
 
     def end_offset(self, tp: Partition) -> int:

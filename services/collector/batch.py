@@ -25,7 +25,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,8 +50,8 @@ __all__ = [
     "Rejected",
     "dead_letter_for",
     "decode_isolated",
-    "process_batch",
     "parse_isolated",
+    "process_batch",
 ]
 
 log = logging.getLogger("driftscope.collector.isolation")
@@ -83,6 +84,8 @@ class BatchOutcome:
     raised: list[RaisedAnomaly] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     embedded: int = 0
+    #: events whose ``ts`` was implausible, by direction (collector/clock.py)
+    skewed: Counter[str] = field(default_factory=Counter)
 
 
 def _describe(exc: BaseException, stage: str) -> str:
@@ -132,6 +135,7 @@ def process_batch(
     fatal: tuple[type[BaseException], ...] = DEFAULT_FATAL,
     decode: Callable[[bytes], Decoded] | None = None,
     batched: bool = True,
+    observed: Mapping[int, float] | None = None,
 ) -> BatchOutcome:
     """Parse, embed and observe ``(offset, raw bytes)`` records, isolating each message.
 
@@ -141,6 +145,11 @@ def process_batch(
 
     ``decode`` (default: one OutputEvent per record) may turn one record into many events, all
     at the record's offset; each is measured, observed and isolated on its own.
+
+    ``observed`` maps each offset to the time the record was observed (its broker timestamp,
+    or its arrival in a replay): it orders versions and references and bounds the events'
+    ``ts`` claims (:mod:`~driftscope_llm.services.collector.clock`); skewed claims are counted
+    in ``skewed``. Without it the events' own ``ts`` are trusted.
 
     Records at offsets below ``state.next_offset`` are skipped (already in the state).
     ``on_valid`` runs for each event that parsed (the collector's per-event metrics), inside the
@@ -159,13 +168,18 @@ def process_batch(
         if id(event) in failed_events:  # only that event: a record's others are still observed
             continue
         try:
-            rows.append(pipeline.prepare(state, offset, event, embeddings.get(event.event_id)))
+            row = pipeline.prepare(state, offset, event, embeddings.get(event.event_id),
+                                   observed=None if observed is None else observed[offset])
         except fatal:
             raise
         except Exception as exc:
             log.exception("unexpected error preparing offset %d", offset)
             out.rejected.append(Rejected(offset, "processing_failed",
                                          _describe(exc, "computing signals"), by_offset[offset]))
+            continue
+        rows.append(row)
+        if row.skew is not None:
+            out.skewed[row.skew] += 1
     start = state.next_offset
     for chunk in pipeline.chunks(state, rows) if batched else ([row] for row in rows):
         _observe_guarded(pipeline, state, chunk, out, by_offset, fatal)

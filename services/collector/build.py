@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from rich.console import Console
 
 from driftscope_llm.services.collector.cardinality import StreamCaps
+from driftscope_llm.services.collector.clock import ClockSettings
 from driftscope_llm.services.collector.embedder import (
     OnnxEmbedder,
     default_embedder_dir,
@@ -87,10 +89,12 @@ def build_pipeline(
     cooldown_s: float = 3600.0,
     redaction: RedactionSettings | None = None,
     caps: StreamCaps | None = None,
+    clock: ClockSettings | None = None,
+    on_segment_fold: Callable[[str], None] | None = None,
 ) -> Pipeline:
     embedder = available_embedder(embedder_settings)
     return Pipeline(
         drift, SignalExtractor(signals), segments, store, embedder=embedder,
         embed_sampling_rate=embedder_settings.sampling_rate, cooldown_s=cooldown_s,
-        redactor=Redactor(redaction), caps=caps,
+        redactor=Redactor(redaction), caps=caps, clock=clock, on_segment_fold=on_segment_fold,
     )

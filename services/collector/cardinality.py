@@ -16,7 +16,7 @@ request id in ``model`` creates a stream — monitors, metric series, checkpoint
 Folding is by first arrival and sticky: an admitted name stays admitted for the life of the
 process, and names already in a restored checkpoint are admitted first
 (:meth:`StreamCaps.restore`), so a restart does not reshuffle which model is ``other``. Each
-folded event is counted (``driftscope_streams_folded_total{dimension="model"|"version"}``), so
+folded event is counted (``driftscope_streams_folded_total{kind="model"|"version"}``), so
 an operator sees the cap at work and can raise it. A collector holds at most
 ``max_model_versions`` plus a few ``other`` model versions (at most ``max_models + 2`` of them:
 one per model, and ``other/other``), each with the segment streams of

@@ -113,6 +113,11 @@ class CollectorMetrics:
         self.checkpoints = Counter(
             "driftscope_checkpoints_total", "Checkpoints written to the state store.",
             ["outcome"], registry=registry)
+        self.streams_lost = Counter(
+            "driftscope_checkpoint_streams_lost_total",
+            "Stream states a restored checkpoint listed but the state store no longer held "
+            "(Redis restarted without persistence, failed over or flushed): those streams "
+            "restart, their counts with them.", registry=registry)
         self.up = Gauge("driftscope_collector_up", "1 while the consume loop runs.",
                         registry=registry)
         self.incidents_open = Gauge(

@@ -1,7 +1,7 @@
 """The collector's core: events in, per-stream drift monitors, incidents out.
 
-Pure of Kafka: the Kafka service (:mod:`driftscope_llm.services.collector.service`) and the embedded ``replay``
-both drive this class, so the two raise the same anomalies on the same events.
+Pure of Kafka: the Kafka service (:mod:`driftscope_llm.services.collector.service`) and the
+embedded ``replay`` both drive this class, so the two raise the same anomalies on the same events.
 
 Streams are keyed by (model, model_version, segment). Every event feeds its model version's
 model-level stream (segment ``all``) and one stream per segment label it carries
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftscope_llm.services.collector.cardinality import StreamCaps
+from driftscope_llm.services.collector.clock import ClockSettings, EventClock, Skew
 from driftscope_llm.services.collector.segments import SegmentKeyer, SegmentSettings
 from driftscope_llm.services.collector.signals import SignalExtractor
 from driftscope_llm.services.drift import (
@@ -85,7 +86,8 @@ class Embedder(Protocol):
 
 
 def stream_id(key: StreamKey) -> str:
-    """The stream's id in checkpoints: unambiguous whatever the names hold (driftscope_llm.services.keys)."""
+    """The stream's id in checkpoints: unambiguous whatever the names hold
+    (:mod:`driftscope_llm.services.keys`)."""
     return join_key(key.model, key.model_version, key.segment, sep="|")
 
 
@@ -110,6 +112,9 @@ class PartitionState:
     totals: dict[str, int] = field(default_factory=dict)
     recent: dict[str, OrderedDict[str, tuple[str | None, str]]] = field(default_factory=dict)
     keyer: SegmentKeyer | None = None  # built by the pipeline from the monitors' keys
+    #: replay: judge ``ts`` claims against the file's own clock (collector/clock.py)
+    follow_claims: bool = False
+    clock: EventClock | None = None  # built by the pipeline; not checkpointed
 
     def to_checkpoint(self, now: datetime) -> Checkpoint:
         monitors = {sid: m.state_dict() for sid, m in self.monitors.items()}
@@ -134,7 +139,10 @@ class PartitionState:
 @dataclass(slots=True)
 class Row:
     """One event ready to be observed (:meth:`Pipeline.prepare`): its signal values, its
-    redacted exemplar texts (prompt, output) and the streams it feeds, model-level first."""
+    redacted exemplar texts (prompt, output) and the streams it feeds, model-level first.
+
+    ``ts`` times its detectors and incidents (its own ``ts`` unless ``skew``), ``observed``
+    orders versions and references (:mod:`~driftscope_llm.services.collector.clock`)."""
 
     offset: int
     event: OutputEvent
@@ -143,6 +151,8 @@ class Row:
     texts: tuple[str | None, str]
     keys: list[StreamKey]
     sids: list[str]
+    observed: float = 0.0
+    skew: Skew | None = None
 
 
 def _observe_rows(mon: StreamMonitor, rows: Sequence[Row]) -> list[Anomaly]:
@@ -212,8 +222,13 @@ class Pipeline:
         cooldown_s: float = 3600.0,
         redactor: Redactor | None = None,
         caps: StreamCaps | None = None,
+        clock: ClockSettings | None = None,
+        on_segment_fold: Callable[[str], None] | None = None,
     ) -> None:
         self.drift = drift
+        # how far an event's ts may be from its broker/arrival time (collector/clock.py)
+        self.clock = clock if clock is not None else ClockSettings()
+        self.on_segment_fold = on_segment_fold
         # exemplar texts are redacted before they enter the ring: the ring is what checkpoints
         # and incident records store (default: every built-in detector on)
         self.redactor = redactor if redactor is not None else Redactor()
@@ -240,7 +255,7 @@ class Pipeline:
     def keys_for(self, state: PartitionState, event: OutputEvent) -> list[StreamKey]:
         """Every stream the event feeds: model-level first, then one per segment family."""
         if state.keyer is None:
-            state.keyer = SegmentKeyer(self.segments)
+            state.keyer = SegmentKeyer(self.segments, on_fold=self.on_segment_fold)
             state.keyer.restore((m.key.model, m.key.segment) for m in state.monitors.values())
             self.caps.restore((m.key.model, m.key.model_version)
                               for m in state.monitors.values())
@@ -248,13 +263,15 @@ class Pipeline:
         return [StreamKey(model=model, model_version=version, segment=seg)
                 for seg in state.keyer.segments_for(model, event.segment)]
 
-    def _monitor(self, state: PartitionState, key: StreamKey, ts: float) -> StreamMonitor:
+    def _monitor(self, state: PartitionState, key: StreamKey, observed: float) -> StreamMonitor:
+        """The stream's monitor, opened when new: ``observed`` (never a client's claim) is the
+        version's first-seen time, which decides which earlier version it is compared with."""
         sid = stream_id(key)
         mon = state.monitors.get(sid)
         if mon is None:
-            self.store.record_version(key.model, key.model_version, ts)
+            self.store.record_version(key.model, key.model_version, observed)
             snap = self.store.previous_reference(key.model, key.model_version, key.segment)
-            if snap is None and self._freeze_earlier(state, key, ts):
+            if snap is None and self._freeze_earlier(state, key, observed):
                 snap = self.store.previous_reference(key.model, key.model_version, key.segment)
             reference = ReferenceSnapshot.from_dict(snap) if snap is not None else None
             assert state.keyer is not None
@@ -264,7 +281,7 @@ class Pipeline:
             state.recent[sid] = OrderedDict()
         return mon
 
-    def _freeze_earlier(self, state: PartitionState, key: StreamKey, ts: float) -> bool:
+    def _freeze_earlier(self, state: PartitionState, key: StreamKey, observed: float) -> bool:
         """End the reference phase of this segment's streams of other versions of the model
         (a rollout began): freeze what they collected and store it. True if any was stored."""
         stored = False
@@ -275,7 +292,8 @@ class Pipeline:
                 continue
             snap = mon.freeze_reference()
             if snap is not None:
-                self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(), ts)
+                self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(),
+                                         observed)
                 stored = True
         return stored
 
@@ -292,16 +310,20 @@ class Pipeline:
     # -- one event's preparation ---------------------------------------------------------------
 
     def prepare(self, state: PartitionState, offset: int, event: OutputEvent,
-                embedding: npt.NDArray[np.float32] | None = None) -> Row:
+                embedding: npt.NDArray[np.float32] | None = None, *,
+                observed: float | None = None) -> Row:
         """Everything about one event that does not touch a monitor: its signals (with the
-        embedding, if any), its redacted exemplar texts and the streams it feeds. Raises what
-        a signal raises; the caller isolates the event (collector/isolation.py)."""
+        embedding, if any), its redacted exemplar texts, the streams it feeds and its timing.
+        ``observed`` is the broker (or arrival) time; without it the event's own ``ts`` is all
+        there is and is trusted (tests and benchmarks of the detectors). Raises what a signal
+        raises; the caller isolates the event (collector/batch.py)."""
         values: dict[str, SignalValue] = dict(self.extractor.extract(event))
         values[Signal.EMBEDDING] = embedding
-        return self.prepare_values(state, offset, event, values)
+        return self.prepare_values(state, offset, event, values, observed=observed)
 
     def prepare_values(self, state: PartitionState, offset: int, event: OutputEvent,
-                       values: Mapping[str, SignalValue]) -> Row:
+                       values: Mapping[str, SignalValue], *,
+                       observed: float | None = None) -> Row:
         """Like :meth:`prepare`, with the signal values given."""
         prompt = event.prompt
         texts = (
@@ -311,8 +333,15 @@ class Pipeline:
                 :_EXEMPLAR_CHARS],
         )
         keys = self.keys_for(state, event)
-        return Row(offset, event, event.ts_unix, values, texts, keys,
-                   [self._sid(k) for k in keys])
+        claim = event.ts_unix
+        if observed is None:
+            return Row(offset, event, claim, values, texts, keys, [self._sid(k) for k in keys],
+                       claim)
+        if state.clock is None:
+            state.clock = EventClock(self.clock, follow_claims=state.follow_claims)
+        timing = state.clock.judge(claim, observed=observed)
+        return Row(offset, event, timing.ts, values, texts, keys, [self._sid(k) for k in keys],
+                   timing.observed, timing.skew)
 
     def _sid(self, key: StreamKey) -> str:
         sid = self._sids.get(key)
@@ -427,7 +456,7 @@ class Pipeline:
                 i += 1
         last = chunk[-1]
         for sid in completed:  # only the chunk's last event completes a reference
-            self._store_reference(state.monitors[sid], last.ts)
+            self._store_reference(state.monitors[sid], last.observed)
         state.next_offset = last.offset + 1
         return raised
 
@@ -436,22 +465,23 @@ class Pipeline:
         obs = Observation(event_id=row.event.event_id, ts=row.ts, values=row.values)
         raised: list[RaisedAnomaly] = []
         for key, sid in zip(row.keys, row.sids, strict=True):
-            mon = self._monitor(state, key, row.ts)
+            mon = self._monitor(state, key, row.observed)
             was_ready = mon.is_reference_ready
             anomalies = mon.observe(obs)
             state.totals[sid] = state.totals.get(sid, 0) + 1
             ring = state.recent[sid]
             _remember(ring, row.event.event_id, row.texts, self._ring)
             if not was_ready and mon.is_reference_ready:
-                self._store_reference(mon, row.ts)
+                self._store_reference(mon, row.observed)
             raised.extend(self._incident(a, ring) for a in anomalies)
         return raised
 
-    def _store_reference(self, mon: StreamMonitor, ts: float) -> None:
+    def _store_reference(self, mon: StreamMonitor, observed: float) -> None:
         snap = mon.reference_snapshot()
         if snap is not None:
             k = mon.key
-            self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(), ts)
+            self.store.put_reference(k.model, k.model_version, k.segment, snap.to_dict(),
+                                     observed)
 
     def _incident(
         self, a: Anomaly, ring: OrderedDict[str, tuple[str | None, str]]

@@ -7,6 +7,11 @@ file exporter writes it — detected per line, or named with ``fmt``. A line's n
 for the Kafka offset; every event a line holds is observed at that offset. Invalid items are
 counted by reason and reported (with line numbers), never silently dropped; spans that are not
 generations are counted as skipped.
+
+A line's arrival (the moment it is read) is its observed time: versions and references are
+ordered by the order of the lines, never by the events' ``ts``. A ``ts`` later than the wall
+clock, or more than a day before the latest plausible ``ts`` of the file, is counted in
+``ReplayStats.clock_skew`` and not trusted (:mod:`~driftscope_llm.services.collector.clock`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftscope_llm.services.collector.batch import process_batch
+from driftscope_llm.services.collector.clock import ArrivalClock
 from driftscope_llm.services.collector.pipeline import PartitionState, Pipeline, RaisedAnomaly
 from driftscope_llm.services.ingest.decode import RecordDecoder
 from driftscope_llm.services.ingest.results import Decoded
@@ -33,6 +39,7 @@ class ReplayStats:
     first_invalid: list[tuple[int, str]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
+    clock_skew: Counter[str] = field(default_factory=Counter)  # "behind"/"ahead" -> events
 
 
 def replay_file(
@@ -45,12 +52,15 @@ def replay_file(
     on_progress: Callable[[int], None] | None = None,
     fmt: InputFormat = "auto",
     ingest: IngestSettings | None = None,
+    arrival: Callable[[], float] | None = None,
 ) -> Iterator[RaisedAnomaly]:
     """Yield anomalies in the order raised while replaying ``path`` through ``pipeline``.
 
     Lines go through the collector's own per-message isolation
     (:func:`~driftscope_llm.services.collector.batch.process_batch`): a line that fails to
     parse, or whose handling fails later, is counted by reason and the replay moves on.
+    ``arrival`` gives each line its observed time (default: the wall clock, strictly
+    increasing from line to line).
     """
     if fmt == "otlp_proto":
         raise ValueError("otlp_proto is not line-based; replay OTLP as JSON lines (otlp_json)")
@@ -62,8 +72,10 @@ def replay_file(
         stats.formats[decoded.format] += 1
         return decoded
 
-    state = PartitionState(topic=str(path), partition=0)
+    state = PartitionState(topic=str(path), partition=0, follow_claims=True)
+    clock = arrival if arrival is not None else ArrivalClock()
     batch: list[tuple[int, bytes | None]] = []
+    observed: dict[int, float] = {}
     with Path(path).open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             stats.lines += 1
@@ -71,11 +83,13 @@ def replay_file(
             if not line:
                 continue
             batch.append((lineno, line))
+            observed[lineno] = clock()
             if len(batch) >= batch_size:
                 yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes,
-                                  decode)
-                batch = []
-        yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes, decode)
+                                  decode, observed)
+                batch, observed = [], {}
+        yield from _flush(pipeline, state, batch, stats, on_progress, max_event_bytes, decode,
+                          observed)
 
 
 def _flush(
@@ -86,10 +100,13 @@ def _flush(
     on_progress: Callable[[int], None] | None,
     max_event_bytes: int,
     decode: Callable[[bytes], Decoded] | None = None,
+    observed: dict[int, float] | None = None,
 ) -> Iterator[RaisedAnomaly]:
     if not batch:
         return
-    out = process_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode)
+    out = process_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode,
+                        observed=observed)
+    stats.clock_skew.update(out.skewed)
     for rejected in out.rejected:
         stats.invalid[rejected.reason] += 1
         if len(stats.first_invalid) < 20:

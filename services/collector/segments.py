@@ -26,7 +26,7 @@ values (``billing``, ``other``, ``unlabelled``), with ``allowed`` as the allow-l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,11 +90,15 @@ class SegmentKeyer:
 
     The admitted sets are rebuilt from the stream keys already monitored
     (:meth:`restore`), so a checkpoint needs no extra state and a restarted collector folds the
-    same values into ``other``.
+    same values into ``other``. ``on_fold(label)`` is called once per event whose value of
+    ``label`` is folded into ``other`` (the collector counts it in
+    ``driftscope_streams_folded_total{kind="segment", label=...}``).
     """
 
-    def __init__(self, settings: SegmentSettings) -> None:
+    def __init__(self, settings: SegmentSettings, *,
+                 on_fold: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.on_fold = on_fold
         self._labels: dict[str, list[str]] = {}  # model -> admitted label names, in order
         self._values: dict[tuple[str, str], set[str]] = {}  # (model, label) -> admitted values
 
@@ -140,14 +144,20 @@ class SegmentKeyer:
 
     def _admit(self, model: str, label: str, value: str, allowed: list[str] | None) -> str:
         if allowed is not None:
-            return value if value in allowed else OTHER
+            return value if value in allowed else self._fold(label, value)
         seen = self._values.setdefault((model, label), set())
         if value in seen:
             return value
         if len(seen) >= self.settings.max_values or value in (OTHER, UNLABELLED, MODEL_STREAM):
-            return OTHER
+            return self._fold(label, value)
         seen.add(value)
         return value
+
+    def _fold(self, label: str, value: str) -> str:
+        """``other``, reporting the fold (a value that already says ``other`` is not folded)."""
+        if value != OTHER and self.on_fold is not None:
+            self.on_fold(label)
+        return OTHER
 
     def budget_share(self, segment: str) -> float:
         """The share of the model's false-alarm budget a stream of this segment key gets."""

@@ -57,8 +57,8 @@ class Collector:
     """One collector replica. ``run()`` loops until ``stop()``, or until it has been caught up
     with every assigned partition for ``max_idle_s`` (batch runs and tests).
 
-    Give it a store wrapped in :class:`~driftscope_llm.services.store.retry.RetryingStore` (the pipeline too),
-    so a Redis restart pauses the loop instead of stopping it.
+    Give it a store wrapped in :class:`~driftscope_llm.services.store.retry.RetryingStore` (the
+    pipeline too), so a Redis restart pauses the loop instead of stopping it.
     """
 
     def __init__(
@@ -89,6 +89,9 @@ class Collector:
         self.clock = clock
         self._states: dict[Partition, PartitionState] = {}
         self._since_checkpoint: dict[Partition, int] = {}
+        # per owned partition: the latest broker time seen (observed times never go back)
+        self._observed: dict[Partition, float] = {}
+        self._lag_exported: set[Partition] = set()  # partitions with a lag series
         self._last_summary = 0.0
         self._last_open_count = 0.0
         self._seen_streams: set[Any] = set()
@@ -105,12 +108,18 @@ class Collector:
             for tp in assigned:
                 cp = self.store.load_checkpoint(tp.topic, tp.partition)
                 if cp is not None:
+                    if cp.lost_streams:  # no count without its state: both restart
+                        self.metrics.streams_lost.inc(len(cp.lost_streams))
+                        log.warning("%s[%d]: the checkpoint's states of %d streams were lost; "
+                                    "they restart from this offset", tp.topic, tp.partition,
+                                    len(cp.lost_streams))
                     state = PartitionState.from_checkpoint(cp, self.pipeline.drift)
                     self.bus.seek(tp, state.next_offset)
                 else:
                     state = PartitionState(topic=tp.topic, partition=tp.partition)
                 self._states[tp] = state
                 self._since_checkpoint[tp] = 0
+                self._observed.pop(tp, None)
                 log.info("acquired %s[%d] at offset %d", tp.topic, tp.partition,
                          state.next_offset)
 
@@ -127,6 +136,11 @@ class Collector:
             for tp in owned:
                 self._states.pop(tp, None)
                 self._since_checkpoint.pop(tp, None)
+                self._observed.pop(tp, None)
+            # a partition's lag is its new owner's to export: a series left here would add
+            # the lag of partitions this member no longer reads (a false page after a rebalance)
+            for tp in revoked:
+                self._drop_lag(tp)
 
     # the loop ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -159,19 +173,33 @@ class Collector:
         self._export_summaries()
 
     def on_lag(self, lag: dict[Partition, int]) -> None:
-        for tp, n in lag.items():
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(n)
+        """Export the lag of the partitions this member owns; drop every other series."""
+        with self._lock:
+            for tp in self._lag_exported - set(lag).intersection(self._states):
+                self._drop_lag(tp)
+            for tp, n in lag.items():
+                if tp in self._states:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(n)
+                    self._lag_exported.add(tp)
+
+    def _drop_lag(self, tp: Partition) -> None:
+        if tp in self._lag_exported:
+            self._lag_exported.discard(tp)
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
 
     def _handle(self, tp: Partition, records: list[Message]) -> None:
         state = self._states[tp]
         self.metrics.consumed.labels(tp.topic).inc(len(records))
         now = self.clock()
-        # one message's failure, at any stage, costs that message alone (collector/isolation.py)
+        # one message's failure, at any stage, costs that message alone (collector/batch.py)
         out = process_batch(self.pipeline, state, [(rec.offset, rec.value) for rec in records],
                            max_bytes=self.max_event_bytes,
                            decode=lambda raw: self.decoder.decode(tp.topic, raw),
                            on_valid=lambda ev: self._observe_metrics(ev, now),
-                           fatal=DEFAULT_FATAL)  # BusError is a ServiceError
+                           fatal=DEFAULT_FATAL,  # BusError is a ServiceError
+                           observed=self._observed_times(tp, records, now))
+        for direction, n in out.skewed.items():
+            self.metrics.clock_skew.labels(direction).inc(n)
         for rejected in out.rejected:
             self._dead_letter(tp, rejected)
         self.metrics.embedded.inc(out.embedded)
@@ -179,6 +207,20 @@ class Collector:
             self._publish_anomaly(r)
         self._since_checkpoint[tp] = self._since_checkpoint.get(tp, 0) + len(records)
         self._export_summaries()
+
+    def _observed_times(self, tp: Partition, records: list[Message],
+                        now: float) -> dict[int, float]:
+        """Each record's observed time (collector/clock.py): its broker timestamp, never later
+        than this collector's clock nor earlier than the partition's previous record's."""
+        last = self._observed.get(tp, -float("inf"))
+        out: dict[int, float] = {}
+        for rec in records:
+            broker = rec.timestamp if rec.timestamp is not None else now
+            last = max(last, min(broker, now))
+            out[rec.offset] = last
+        if records:
+            self._observed[tp] = last
+        return out
 
     def _export_open_incidents(self) -> None:
         """Refresh ``driftscope_incidents_open`` from the store every 15 seconds."""

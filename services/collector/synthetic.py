@@ -11,9 +11,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Drift", "StreamSpec", "generate_events"]
+__all__ = ["YEAR_1", "YEAR_9999", "ClockLie", "Drift", "StreamSpec", "generate_events", "rollout"]
 
 ROUTES = ("billing", "shipping", "account", "tech")
 _ANSWERS = {
@@ -114,3 +114,29 @@ def generate_events(spec: StreamSpec) -> Iterator[dict[str, Any]]:
             "token_logprobs": lps,
             "latency_ms": max(1.0, rng.gauss(350.0, 40.0)),
         }
+
+
+YEAR_1 = "0001-01-01T00:00:00+00:00"
+YEAR_9999 = "9999-12-31T23:59:59+00:00"
+ClockLie = Literal["v2-year-1", "v1-year-9999"]
+
+
+def rollout(n_v1: int, n_v2: int, *, lie: ClockLie | None = None, seed: int = 0,
+            start: datetime | None = None, refusal_rate: float = 0.3) -> list[dict[str, Any]]:
+    """A rollout that changes behaviour from its first event: ``n_v1`` ordinary events of
+    ``v1``, then ``n_v2`` of ``v2`` refusing ``refusal_rate`` of the time, one second apart.
+
+    ``lie`` plants one client's claim of time (issue 28): ``"v2-year-1"`` dates v2's first
+    event year 1, ``"v1-year-9999"`` dates v1's first event year 9999. Whatever the lie, the
+    change must be caught exactly as without it (the collector orders by what it observed).
+    """
+    t0 = start if start is not None else datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    v1 = list(generate_events(StreamSpec(n=n_v1, model_version="v1", seed=seed, start=t0)))
+    v2 = list(generate_events(StreamSpec(n=n_v2, model_version="v2", seed=seed + 1,
+                                         refusal_rate=refusal_rate,
+                                         start=t0 + timedelta(seconds=n_v1))))
+    if lie == "v2-year-1":
+        v2[0] = {**v2[0], "ts": YEAR_1}
+    elif lie == "v1-year-9999":
+        v1[0] = {**v1[0], "ts": YEAR_9999}
+    return v1 + v2

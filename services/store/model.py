@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftscope_llm.services.keys import join_key
+from driftscope_llm.services.store.attribution_report import AttributionReport
 from driftscope_llm.services.store.facets import (
     Facet,
     headline,
@@ -17,7 +18,6 @@ from driftscope_llm.services.store.facets import (
     ordered_exemplar_ids,
     severity_of,
 )
-from driftscope_llm.services.store.attribution_report import AttributionReport
 
 __all__ = ["Checkpoint", "Exemplar", "Incident", "IncidentState", "dedup_key", "incident_id_for"]
 
@@ -131,6 +131,9 @@ class Checkpoint(BaseModel):
     monitors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     totals: dict[str, int] = Field(default_factory=dict)
     saved_at: datetime
+    #: set by a store's load only (never saved): streams the checkpoint listed whose state the
+    #: store no longer held; they restart, and their counts with them (none is in ``totals``)
+    lost_streams: list[str] = Field(default_factory=list, exclude=True)
 
 
 def dedup_key(model: str, version: str, segment: str, signal: str, detector: str) -> str:

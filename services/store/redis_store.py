@@ -14,7 +14,9 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +36,15 @@ log = logging.getLogger("driftscope.store")
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass
+class _Held:
+    """What this store believes Redis holds for one partition's checkpoint: the generation
+    token of the head it last wrote or read, and each stream state's digest."""
+
+    generation: str | None = None
+    digests: dict[str, bytes] = field(default_factory=dict)
 
 _CLAIM = """
 -- KEYS: live key, incidents index.  ARGV: new id, event ts, expires, incident key prefix,
@@ -67,8 +78,8 @@ class RedisStore:
         self.keys = StoreKeys(key_prefix)
         self.retention_s = retention_s
         self._claim = self.r.register_script(_CLAIM)
-        # per partition: stream id -> hash of the state last written or read (checkpoints)
-        self._written: dict[tuple[str, int], dict[str, bytes]] = {}
+        # per partition: the checkpoint generation and stream-state hashes last written or read
+        self._written: dict[tuple[str, int], _Held] = {}
 
     def _call(self, what: str, fn: Any, *args: Any, key: str | None = None) -> Any:
         try:
@@ -82,51 +93,76 @@ class RedisStore:
             raise StoreError(f"redis failed to {what}: {exc}", key=key) from exc
 
     # checkpoints -------------------------------------------------------------------------
-    # A checkpoint is split per stream (issue 19): the head key holds the offset, totals and
-    # the stream ids; each stream's detector state has its own key, rewritten only when it
-    # changed since this store last wrote or read it. One MULTI/EXEC makes the set atomic, so
-    # a reader never sees a head without its streams. Heads written whole by earlier versions
-    # (``monitors`` inside) still load.
+    # A checkpoint is split per stream (issue 19): the head key holds the offset, totals, the
+    # stream ids and a generation token; each stream's detector state has its own key,
+    # rewritten only when it changed since this store last wrote or read it. One MULTI/EXEC
+    # makes the set atomic, so a reader never sees a head without its streams. Heads written
+    # whole by earlier versions (``monitors`` inside) still load.
+    #
+    # Skipping unchanged states is only right while Redis still holds what this store wrote
+    # (issue 28): a Redis restarted without persistence, failed over to a lagging replica, or
+    # that lost its last second of an ``everysec`` AOF holds less. Every save therefore reads
+    # the head under WATCH first; when its generation is not the one this store last wrote or
+    # read, every stream state is rewritten. A connection lost between the read and the write
+    # aborts the transaction (WATCH), so the next try reads again.
     def load_checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
         key = self.keys.checkpoint(topic, partition)
         raw = self._call("load a checkpoint", self.r.get, key, key=key)
+        held = self._written[(topic, partition)] = _Held()
         if not raw:
             return None
         head: dict[str, Any] = json.loads(raw)
         streams: list[str] = head.pop("streams", [])
-        written = self._written.setdefault((topic, partition), {})
-        written.clear()
+        held.generation = head.pop("generation", None)
         if streams:
             keys = [self.keys.checkpoint_stream(topic, partition, sid) for sid in streams]
             states = self._call("load a checkpoint", self.r.mget, keys, key=key)
             found = {sid: s for sid, s in zip(streams, states, strict=True) if s is not None}
-            if len(found) < len(streams):  # deleted or evicted by hand: those streams restart
-                log.warning("checkpoint %s: %d of %d stream states missing; they start afresh",
-                            key, len(streams) - len(found), len(streams))
+            lost = [sid for sid in streams if sid not in found]
+            if lost:  # Redis lost them (or someone deleted them): no count without its state
+                log.warning("checkpoint %s: %d of %d stream states missing; those streams and "
+                            "their counts start afresh", key, len(lost), len(streams))
+                totals = head.get("totals") or {}
+                head["totals"] = {sid: n for sid, n in totals.items() if sid not in lost}
+                head["lost_streams"] = lost
             head["monitors"] = {sid: json.loads(s) for sid, s in found.items()}
-            written.update((sid, _digest(s)) for sid, s in found.items())
+            held.digests.update((sid, _digest(s)) for sid, s in found.items())
         return Checkpoint.model_validate(head)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         topic, partition = checkpoint.topic, checkpoint.partition
         key = self.keys.checkpoint(topic, partition)
-        written = self._written.setdefault((topic, partition), {})
+        mine = self._written.get((topic, partition), _Held())
         states = {sid: to_json(state) for sid, state in checkpoint.monitors.items()}
         digests = {sid: _digest(s) for sid, s in states.items()}
-        changed = {sid: states[sid] for sid, d in digests.items() if written.get(sid) != d}
         head = checkpoint.model_dump(mode="json", exclude={"monitors"})
         head["streams"] = sorted(states)
-        pipe = self.r.pipeline(transaction=True)
-        for sid, state in changed.items():
-            pipe.set(self.keys.checkpoint_stream(topic, partition, sid), state)
-        gone = [self.keys.checkpoint_stream(topic, partition, sid)
-                for sid in set(written) - set(states)]
-        if gone:
-            pipe.delete(*gone)
-        pipe.set(key, json.dumps(head))
-        self._call("save a checkpoint", pipe.execute, key=key)
-        written.clear()
-        written.update(digests)
+        head["generation"] = generation = uuid.uuid4().hex
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(key)  # immediate: the pipeline is WATCHing the head
+            stored = json.loads(raw) if raw else {}
+            trusted = mine.generation is not None and stored.get("generation") == mine.generation
+            if not trusted and mine.digests:
+                log.warning("checkpoint %s: redis does not hold the checkpoint last written "
+                            "(restarted without persistence, failed over or flushed); "
+                            "rewriting all %d stream states", key, len(states))
+            written = mine.digests if trusted else {}
+            listed = set(written) if trusted else set(stored.get("streams") or ())
+            pipe.multi()
+            for sid, state in states.items():
+                if written.get(sid) != digests[sid]:
+                    pipe.set(self.keys.checkpoint_stream(topic, partition, sid), state)
+            gone = [self.keys.checkpoint_stream(topic, partition, sid)
+                    for sid in listed - set(states)]
+            if gone:
+                pipe.delete(*gone)
+            pipe.set(key, json.dumps(head))
+
+        self._call("save a checkpoint",
+                   lambda: self.r.transaction(write, key),  # type: ignore[no-untyped-call]
+                   key=key)
+        self._written[(topic, partition)] = _Held(generation, digests)
 
     # references and versions ---------------------------------------------------------------
     def record_version(self, model: str, version: str, first_seen: float) -> None:

@@ -112,7 +112,7 @@ def test_distinct_models_per_event_fold_into_other_and_metrics_stay_bounded(
     metrics = c.metrics()
     assert c.wait_exit() == 0, c.log_text()
 
-    assert metrics['driftscope_streams_folded_total{dimension="model"}'] == len(events) - 5
+    assert metrics['driftscope_streams_folded_total{kind="model",label=""}'] == len(events) - 5
     processed = {k for k in metrics if k.startswith("driftscope_events_processed_total")}
     models = {k.split('model="')[1].split('"')[0] for k in processed}
     assert models == {f"req-{i:04d}" for i in range(5)} | {"other"}
