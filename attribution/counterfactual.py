@@ -183,8 +183,8 @@ class _SeedRuns:
 
 def qld_rows(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[Example],
              removals: Mapping[str, Sequence[int]], *, seeds: Sequence[int] = (0, 1),
-             same_label: Sequence[int] | None = None, log: Log | None = None
-             ) -> dict[str, QldRow]:
+             same_label: Sequence[int] | None = None, baseline_size: int | None = None,
+             log: Log | None = None) -> dict[str, QldRow]:
     """QLD of each removal set (corpus positions) against random sets of the same size and,
     with ``same_label`` (the corpus positions of the queries' label), against random sets of
     that label of the same size (at most the pool's size).
@@ -192,12 +192,15 @@ def qld_rows(retrainer: Retrains, corpus: Sequence[Example], queries: Sequence[E
     Per seed: one full-corpus retrain, one per distinct removal set, and per distinct removal
     size one random set (``random.Random(seed)``) and one same-label set
     (``random.Random(f"same_label:{seed}")``). Besides one row per removal, the result has a
-    ``"random"`` row and, with ``same_label``, a :data:`SAME_LABEL` row (removal size: the
-    largest removal), so a table shows both baselines on the same footing.
+    ``"random"`` row and, with ``same_label``, a :data:`SAME_LABEL` row (removal size:
+    ``baseline_size``, default the largest removal), so a table shows both baselines on the same
+    footing.
     """
+    if baseline_size is None and not removals:
+        raise ValueError("qld_rows needs a removal or a baseline_size")
     names = [*removals, "random"] + ([SAME_LABEL] if same_label is not None else [])
     size_of = {**{n: len(v) for n, v in removals.items()},
-               "random": max((len(v) for v in removals.values()), default=1)}
+               "random": baseline_size or max(len(v) for v in removals.values())}
     size_of[SAME_LABEL] = size_of["random"]
     rises: dict[str, list[list[float]]] = {n: [] for n in names}
     base: dict[str, dict[int, list[list[float]]]] = {"random": {}, SAME_LABEL: {}}

@@ -41,10 +41,12 @@ class VerifySettings(BaseModel):
     epochs: int = Field(default=3, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     seed: int = 0
-    #: ``ascent`` (this module's fast proxy) or ``retrain``: retrain the LoRA adapter without
+    #: ``ascent`` (this module's fast proxy), ``retrain``: retrain the LoRA adapter without
     #: the top-k and without random-k
-    #: (:func:`driftscope_llm.attribution.counterfactual.verify_by_retraining`)
-    mode: Literal["ascent", "retrain"] = "ascent"
+    #: (:func:`driftscope_llm.attribution.counterfactual.verify_by_retraining`), or
+    #: ``replay``: replay the recorded fine-tune exactly without them (needs the replay recipe
+    #: beside the adapter or model, :func:`driftscope_llm.attribution.replay.verify_by_replay`)
+    mode: Literal["ascent", "retrain", "replay"] = "ascent"
     retrain_epochs: int = Field(default=3, ge=1, description="Epochs of each adapter retrain.")
     retrain_lr: float = Field(default=1e-4, gt=0, description="Learning rate of the retrains.")
 

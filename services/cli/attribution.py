@@ -91,9 +91,9 @@ def index_build(
     with user_errors():
         from driftscope_llm.attribution.data import load_corpus
         from driftscope_llm.attribution.index.feature_index import build_index
+        from driftscope_llm.attribution.index.parts import build_part, parse_part
         from driftscope_llm.attribution.modeling import load_model
         from driftscope_llm.attribution.settings import AttributionSettings, parse_method_spec
-        from driftscope_llm.attribution.index.parts import build_part, parse_part
 
         base = AttributionSettings(proj_dim=proj_dim, storage_dtype=storage_dtype)
         settings = parse_method_spec(method, base=base) if method else base
@@ -163,11 +163,18 @@ def index_merge(
 
 @app.command("query")
 def query(
-    index: Annotated[list[Path], typer.Option(
-        "--index", help="Index directory; repeat to compare methods (adds agreement).")],
     queries: Annotated[Path, typer.Option("--queries", help="Queries JSONL.")],
+    index: Annotated[list[Path] | None, typer.Option(
+        "--index", help="Index directory; repeat to compare methods (adds agreement).")] = None,
     method: Annotated[str | None, typer.Option(
-        "--method", help="Score with this method (must use the index's features).")] = None,
+        "--method", help="Score with this method (must use the index's features); 'magic': "
+        "replay the recorded fine-tune (needs --model, --corpus, no --index).")] = None,
+    corpus: Annotated[Path | None, typer.Option(
+        "--corpus", help="--method magic: the fine-tuning corpus JSONL, in recorded order.")
+    ] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", min=1,
+        help="--method magic: steps between stored states; default sqrt(steps).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1)] = 10,
     model: Annotated[Path | None, typer.Option(
         "--model", help="Model directory; default: the one named in the manifest.")] = None,
@@ -180,7 +187,13 @@ def query(
         "large corpora; flat: FAISS exhaustive (needs the 'faiss' extra).")] = "exact",
 ) -> None:
     """Attribute each query to its most responsible corpus examples."""
+    if method == "magic":
+        _query_magic(queries, index, model, adapter, corpus, checkpoint_every, top_k, device,
+                     json_out)
+        return
     with user_errors():
+        if not index:
+            raise _usage("--index is required (except with --method magic)")
         from driftscope_llm.attribution.agreement import agreement
         from driftscope_llm.attribution.data import load_queries
         from driftscope_llm.attribution.index.feature_index import open_index
@@ -213,6 +226,53 @@ def query(
             per_method[name] = idx.query(qs, top_k, batch_size=batch_size, searcher=searcher)
         agree = {a.query_id: a for a in agreement(per_method, top_k)} if len(index) > 1 else {}
         _print_query(per_method, agree, json_out)
+
+
+def _query_magic(queries: Path, index: list[Path] | None, model: Path | None,
+                 adapter: Path | None, corpus: Path | None, checkpoint_every: int | None,
+                 top_k: int, device: str | None, json_out: bool) -> None:
+    """``query --method magic``: one replay of the recorded fine-tune for all the queries
+    pooled (:class:`driftscope_llm.attribution.replay.ReplayAttributor`)."""
+    with user_errors():
+        if index:
+            raise _usage("--method magic replays the fine-tune and takes no --index")
+        if model is None or corpus is None:
+            raise _usage("--method magic needs --model (and --adapter for LoRA) and --corpus")
+        from driftscope_llm.attribution.data import load_corpus, load_queries
+        from driftscope_llm.attribution.replay import ReplayAttributor
+
+        qs = load_queries(queries)
+        cx = load_corpus(corpus)
+        quiet_transformers()
+        log = None if json_out else (lambda line: _err.print(line, highlight=False,
+                                                              markup=False))
+        res = ReplayAttributor(model, adapter, cx, device=device,
+                               checkpoint_every=checkpoint_every).attribute(qs, log=log)
+    top = res.top(top_k)
+    if json_out:
+        _emit({"method": "magic", "queries": [q.id for q in qs], "query_loss": res.query_loss,
+               "reproduction_error": res.reproduction_error, "cost": res.cost.to_json(),
+               "results": [{"rank": r, "id": i, "score": sc} for r, i, sc in top]})
+        return
+    console = Console()
+    table = Table(title=f"magic — {len(qs)} queries pooled (score: loss rise if removed)")
+    for col in ("rank", "id", "score"):
+        table.add_column(col, justify="right" if col != "id" else "left")
+    for r, i, sc in top:
+        table.add_row(str(r), escape_text(i), f"{sc:.4g}")
+    console.print(table)
+    console.print(magic_cost_line(res), highlight=False)
+
+
+def magic_cost_line(res: Any) -> str:
+    """One line: what the replay cost against the fine-tune, and how exactly it reproduced."""
+    c = res.cost
+    mib = 1024 * 1024
+    ratio = f" = {c.ratio:.1f}x the fine-tune's {c.finetune_s:.1f} s" if c.ratio else ""
+    return (f"replay: {c.steps} steps, {c.total_s:.1f} s{ratio}; states held "
+            f"{c.state_bytes / mib:.1f} MiB (fine-tune {c.training_state_bytes / mib:.1f} "
+            f"MiB), peak RSS {c.peak_rss_bytes / mib:.0f} MiB; reproduced the saved weights "
+            f"to max |diff| {res.reproduction_error:.2g}")
 
 
 def _print_query(per_method: dict[str, list[Any]], agree: dict[str, Any], json_out: bool) -> None:

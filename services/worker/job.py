@@ -1,10 +1,10 @@
 """One attribution job: an incident's exemplars → a report (pure of Kafka and Redis).
 
 :class:`Attributor` holds the loaded models (cached per model+adapter directory, loaded on first
-use) and runs, for a :class:`~driftscope_llm.services.worker.settings.ModelTarget`, every configured method's
-index over the exemplars. Indexes are opened afresh for each job, so each job re-checks the
-manifest against the model and every shard's sha256: a swapped or corrupted index fails the job
-with a reason instead of silently scoring garbage.
+use) and runs, for a :class:`~driftscope_llm.services.worker.settings.ModelTarget`, every
+configured method's index over the exemplars. Indexes are opened afresh for each job, so each
+job re-checks the manifest against the model and every shard's sha256: a swapped or corrupted
+index fails the job with a reason instead of silently scoring garbage.
 
 The time limit is checked between steps (model load, each method, each query chunk); a running
 forward pass is not interrupted, so a job overruns its limit by at most one chunk.
@@ -28,8 +28,6 @@ from driftscope_llm.attribution.errors import (
     IndexMismatchError,
     ModelLoadError,
 )
-from driftscope_llm.services.store.facets import headline
-from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.store.attribution_report import (
     AggregateRow,
     AgreementSummary,
@@ -41,8 +39,10 @@ from driftscope_llm.services.store.attribution_report import (
     Verification,
     VerificationFailure,
 )
-from driftscope_llm.services.worker.errors import JobFailedError
+from driftscope_llm.services.store.facets import headline
+from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.worker.aggregate import aggregate_mrr, manifest_id
+from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.settings import ModelTarget
 
 if TYPE_CHECKING:
@@ -216,7 +216,8 @@ class Attributor:
             target=target_key, model_dir=str(target.model_dir),
             adapter_dir=str(target.adapter_dir) if target.adapter_dir else None,
             model_fingerprint=model.fingerprint, primary_method=primary, top_k=target.top_k,
-            aggregation="mean reciprocal rank over exemplars (driftscope_llm.services.worker.aggregate)",
+            aggregation="mean reciprocal rank over exemplars "
+                        "(driftscope_llm.services.worker.aggregate)",
             aggregate=methods[primary].aggregate, methods=methods,
             index_manifest_ids={m: v.manifest_id for m, v in methods.items()},
             agreement=summary, trust=_trust(methods[primary].spec, incident.signal, summary),
@@ -241,7 +242,12 @@ class Attributor:
         try:
             corpus = load_corpus(target.verify.corpus)
             top_ids = [row.id for row in aggregate[: target.top_k]]
-            if target.verify.mode == "retrain":
+            if target.verify.mode == "replay":
+                from driftscope_llm.attribution.replay import verify_by_replay
+
+                out = verify_by_replay(target.model_dir, target.adapter_dir, corpus, top_ids,
+                                       queries, seed=target.verify.seed, device=self.device)
+            elif target.verify.mode == "retrain":
                 from driftscope_llm.attribution.counterfactual import verify_by_retraining
 
                 v = target.verify
@@ -251,7 +257,7 @@ class Attributor:
             else:
                 out = verify(target.model_dir, target.adapter_dir, corpus, top_ids, queries,
                              target.verify, device=self.device)
-        except (CorpusError, ModelLoadError, ValueError, OSError) as exc:
+        except (CorpusError, ModelLoadError, ValueError, OSError) as exc:  # ReplayError too
             return VerificationFailure(error=f"{type(exc).__name__}: {exc}")
         out["settings"] = {**out.get("settings", {}), "exemplars": [q.id for q in queries]}
         return Verification.model_validate({**out, "seconds": self.clock() - t0})
