@@ -44,18 +44,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
-from driftscope_llm.attribution.errors import IndexError_
 from driftscope_llm.attribution.formatting import ExampleLike
-from driftscope_llm.attribution.methods.base import Featurizer, Method, register
+from driftscope_llm.attribution.methods.base import Featurizer, register
 from driftscope_llm.attribution.methods.curvature import (
+    FittedLayerMethod,
     LayerGradients,
     LayerState,
     TransformedGradientFeaturizer,
     iter_batches,
-    load_states,
-    save_states,
 )
 from driftscope_llm.attribution.methods.ekfac import fit_ekfac
 from driftscope_llm.attribution.modeling import LoadedModel
@@ -165,30 +162,16 @@ def astra_solve(per_example: torch.Tensor, state: LayerState, iterations: int) -
 
 
 @register
-class ASTRA(Method):
+class ASTRA(FittedLayerMethod):
     """EK-FAC-preconditioned iterative influence on the tracked layers (module docstring)."""
 
     name = "astra"
     state_file = "astra.safetensors"
+    needs = "its factors"
 
-    def __init__(self, settings: AttributionSettings) -> None:
-        super().__init__(settings)
-        self._states: dict[str, LayerState] | None = None
-
-    def fit(self, model: LoadedModel, corpus: Sequence[ExampleLike], batch_size: int) -> None:
-        self._states = fit_astra(model, corpus, self.settings, batch_size)
-
-    def save_state(self, path: Path) -> None:
-        save_states(path, self._fitted(path))
-
-    def load_state(self, path: Path) -> None:
-        self._states = load_states(path)
-
-    def _fitted(self, path: Path | None = None) -> dict[str, LayerState]:
-        if self._states is None:
-            raise IndexError_("astra needs its factors: build the index with --method astra",
-                              path=str(path or ""))
-        return self._states
+    def fit_states(self, model: LoadedModel, corpus: Sequence[ExampleLike],
+                   batch_size: int) -> dict[str, LayerState]:
+        return fit_astra(model, corpus, self.settings, batch_size)
 
     def featurizer(self, model: LoadedModel) -> Featurizer:
         """Index rows: the rotated training gradients, projected."""

@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from driftscope_llm.attribution.errors import IndexError_
 from driftscope_llm.attribution.formatting import EncodedBatch, ExampleLike, collate
-from driftscope_llm.attribution.methods.base import Block
+from driftscope_llm.attribution.methods.base import Block, Method
 from driftscope_llm.attribution.methods.gradients import response_loss, select_layers
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings
@@ -40,8 +41,8 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["LayerGradients", "LayerState", "TransformedGradientFeaturizer", "iter_batches",
-           "load_states", "save_states"]
+__all__ = ["FittedLayerMethod", "LayerGradients", "LayerState", "TransformedGradientFeaturizer",
+           "iter_batches", "load_states", "save_states"]
 
 #: tensors of one layer's fitted state, by role (EK-FAC: ``q_in``, ``q_out``, ``scale``;
 #: TrackStar: ``scale``); ``scale`` multiplies the (rotated) gradient element-wise
@@ -190,3 +191,36 @@ def load_states(path: Path) -> dict[str, LayerState]:
         layer, role = key.rsplit("|", 1)
         out.setdefault(layer, {})[role] = t
     return out
+
+
+class FittedLayerMethod(Method):
+    """A method whose featurizer needs per-layer state fitted on the corpus (EK-FAC, ASTRA,
+    TrackStar): keeps it, writes it beside the index and reads it back. Subclasses set
+    ``state_file`` and ``needs`` (what the state is, for the error when it is missing) and
+    implement :meth:`fit_states`."""
+
+    needs: str = "its fitted state"
+
+    def __init__(self, settings: AttributionSettings) -> None:
+        super().__init__(settings)
+        self._states: dict[str, LayerState] | None = None
+
+    def fit_states(self, model: LoadedModel, corpus: Sequence[ExampleLike],
+                   batch_size: int) -> dict[str, LayerState]:
+        """The per-layer state, fitted on the whole corpus."""
+        raise NotImplementedError
+
+    def fit(self, model: LoadedModel, corpus: Sequence[ExampleLike], batch_size: int) -> None:
+        self._states = self.fit_states(model, corpus, batch_size)
+
+    def save_state(self, path: Path) -> None:
+        save_states(path, self._fitted(path))
+
+    def load_state(self, path: Path) -> None:
+        self._states = load_states(path)
+
+    def _fitted(self, path: Path | None = None) -> dict[str, LayerState]:
+        if self._states is None:
+            raise IndexError_(f"{self.name} needs {self.needs}: build the index with "
+                              f"--method {self.name}", path=str(path or ""))
+        return self._states

@@ -33,18 +33,15 @@ identification (Cover) tends to fall with more epochs like other gradient method
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from driftscope_llm.attribution.errors import IndexError_
 from driftscope_llm.attribution.formatting import ExampleLike
-from driftscope_llm.attribution.methods.base import Featurizer, Method, register
+from driftscope_llm.attribution.methods.base import Featurizer, register
 from driftscope_llm.attribution.methods.curvature import (
+    FittedLayerMethod,
     LayerGradients,
     LayerState,
     TransformedGradientFeaturizer,
     iter_batches,
-    load_states,
-    save_states,
 )
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings
@@ -99,30 +96,16 @@ def ekfac_transform(per_example: torch.Tensor, state: LayerState) -> torch.Tenso
 
 
 @register
-class EKFAC(Method):
+class EKFAC(FittedLayerMethod):
     """EK-FAC influence on the tracked layers (module docstring)."""
 
     name = "ekfac"
     state_file = "ekfac.safetensors"
+    needs = "its factors"
 
-    def __init__(self, settings: AttributionSettings) -> None:
-        super().__init__(settings)
-        self._states: dict[str, LayerState] | None = None
-
-    def fit(self, model: LoadedModel, corpus: Sequence[ExampleLike], batch_size: int) -> None:
-        self._states = fit_ekfac(model, corpus, self.settings, batch_size)
-
-    def save_state(self, path: Path) -> None:
-        save_states(path, self._fitted(path))
-
-    def load_state(self, path: Path) -> None:
-        self._states = load_states(path)
-
-    def _fitted(self, path: Path | None = None) -> dict[str, LayerState]:
-        if self._states is None:
-            raise IndexError_("ekfac needs its factors: build the index with --method ekfac",
-                              path=str(path or ""))
-        return self._states
+    def fit_states(self, model: LoadedModel, corpus: Sequence[ExampleLike],
+                   batch_size: int) -> dict[str, LayerState]:
+        return fit_ekfac(model, corpus, self.settings, batch_size)
 
     def featurizer(self, model: LoadedModel) -> Featurizer:
         return TransformedGradientFeaturizer(model, self.settings, self._fitted(), ekfac_transform)

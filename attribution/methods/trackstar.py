@@ -25,18 +25,15 @@ own residual error, which is less shared with its class (docs/attribution.md mea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from driftscope_llm.attribution.errors import IndexError_
 from driftscope_llm.attribution.formatting import ExampleLike
-from driftscope_llm.attribution.methods.base import Featurizer, Method, register
+from driftscope_llm.attribution.methods.base import Featurizer, register
 from driftscope_llm.attribution.methods.curvature import (
+    FittedLayerMethod,
     LayerGradients,
     LayerState,
     TransformedGradientFeaturizer,
     iter_batches,
-    load_states,
-    save_states,
 )
 from driftscope_llm.attribution.modeling import LoadedModel
 from driftscope_llm.attribution.settings import AttributionSettings
@@ -82,31 +79,17 @@ def trackstar_transform(per_example: torch.Tensor, state: LayerState) -> torch.T
 
 
 @register
-class TrackStar(Method):
+class TrackStar(FittedLayerMethod):
     """Optimizer-corrected projected gradient cosine (module docstring)."""
 
     name = "trackstar"
     cosine = True
     state_file = "trackstar.safetensors"
+    needs = "its second moments"
 
-    def __init__(self, settings: AttributionSettings) -> None:
-        super().__init__(settings)
-        self._states: dict[str, LayerState] | None = None
-
-    def fit(self, model: LoadedModel, corpus: Sequence[ExampleLike], batch_size: int) -> None:
-        self._states = fit_second_moment(model, corpus, self.settings, batch_size)
-
-    def save_state(self, path: Path) -> None:
-        save_states(path, self._fitted(path))
-
-    def load_state(self, path: Path) -> None:
-        self._states = load_states(path)
-
-    def _fitted(self, path: Path | None = None) -> dict[str, LayerState]:
-        if self._states is None:
-            raise IndexError_("trackstar needs its second moments: build the index with "
-                              "--method trackstar", path=str(path or ""))
-        return self._states
+    def fit_states(self, model: LoadedModel, corpus: Sequence[ExampleLike],
+                   batch_size: int) -> dict[str, LayerState]:
+        return fit_second_moment(model, corpus, self.settings, batch_size)
 
     def featurizer(self, model: LoadedModel) -> Featurizer:
         return TransformedGradientFeaturizer(model, self.settings, self._fitted(),

@@ -53,7 +53,8 @@ def test_state_is_stored_beside_the_index_and_checked(gpt2_model, planted_corpus
                                                       tmp_path) -> None:
     s = AttributionSettings(method="astra", storage_dtype="float32", astra_iterations=3)
     index = build_index(gpt2_model, planted_corpus[:30], tmp_path / "i", s)
-    assert index.manifest["state"]["file"] == "astra.safetensors"
+    assert index.manifest.state is not None
+    assert index.manifest.state.file == "astra.safetensors"
     before = _scores(index, planted_corpus[30:32])
     reopened = open_index(tmp_path / "i", model=gpt2_model, corpus=planted_corpus[:30])
     _assert_same(before, _scores(reopened, planted_corpus[30:32]))
