@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +17,7 @@ from driftscope_llm.services.cli.errors import EXIT_FOUND, EXIT_USAGE, friendly_
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
-    run_until_stopped,
-    serve_metrics,
-    setup_logging,
+    run_deployable,
 )
 from driftscope_llm.services.cli.render import (
     INCIDENT_COLUMNS,
@@ -165,11 +162,7 @@ def collector_cmd(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the collector: consume llm.outputs, detect drift, export metrics, open incidents."""
-    from driftscope_llm.services.config import CollectorSettings, load_settings
+    from driftscope_llm.services.config import CollectorSettings
     from driftscope_llm.services.deployables import build_collector
 
-    setup_logging(log_level)
-    s = load_settings(CollectorSettings, config)
-    built = build_collector(s)
-    server = serve_metrics(s.metrics, built.registry, logging.getLogger("driftscope.collector"))
-    run_until_stopped(built.component, max_idle, server, built.notifier)
+    run_deployable(CollectorSettings, build_collector, config, max_idle, log_level, "collector")

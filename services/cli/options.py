@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
@@ -16,11 +18,19 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from driftscope_llm.services.alerts.notifier import BackgroundNotifier
-    from driftscope_llm.services.config import MetricsSettings, RedisSettings
+    from driftscope_llm.services.config import (
+        CollectorSettings,
+        MetricsSettings,
+        RedisSettings,
+        WorkerSettings,
+    )
+    from driftscope_llm.services.deployables import Deployable
     from driftscope_llm.services.store.base import StateStore
 
-__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store",
-           "quiet_transformers", "run_until_stopped", "serve_metrics", "setup_logging"]
+__all__ = ["LogLevelOpt", "MaxIdleOpt", "open_command_store", "quiet_transformers",
+           "run_deployable", "run_until_stopped", "serve_metrics", "setup_logging"]
+
+S = TypeVar("S", "CollectorSettings", "WorkerSettings")
 
 MaxIdleOpt = Annotated[float | None, typer.Option(
     help="Exit after this many seconds with nothing left to read (batch runs and tests).")]
@@ -102,3 +112,17 @@ def run_until_stopped(service: _Service, max_idle_s: float | None, server: WSGIS
         server.server_close()
         if notifier is not None:
             notifier.close()
+
+
+def run_deployable(settings_cls: type[S], build: Callable[[S], Deployable[Any]],
+                   config: Path | None, max_idle_s: float | None, log_level: str,
+                   name: str) -> None:
+    """The body of a long-running command: settings read once (file, then ``DRIFTSCOPE_*``),
+    the component built by its deployable's builder, metrics served, run until stopped."""
+    from driftscope_llm.services.config import load_settings
+
+    setup_logging(log_level)
+    s = load_settings(settings_cls, config)
+    built = build(s)
+    server = serve_metrics(s.metrics, built.registry, logging.getLogger(f"driftscope.{name}"))
+    run_until_stopped(built.component, max_idle_s, server, built.notifier)

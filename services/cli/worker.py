@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +11,7 @@ from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import (
     LogLevelOpt,
     MaxIdleOpt,
-    run_until_stopped,
-    serve_metrics,
-    setup_logging,
+    run_deployable,
 )
 
 __all__ = ["register"]
@@ -33,14 +30,10 @@ def worker_cmd(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run the attribution worker: consume driftscope.anomalies, attribute incidents."""
-    from driftscope_llm.services.config import WorkerSettings, load_settings
+    from driftscope_llm.services.config import WorkerSettings
     from driftscope_llm.services.deployables import build_worker
 
-    setup_logging(log_level)
-    s = load_settings(WorkerSettings, config)
-    built = build_worker(s)
-    server = serve_metrics(s.metrics, built.registry, logging.getLogger("driftscope.worker"))
-    run_until_stopped(built.component, max_idle, server, built.notifier)
+    run_deployable(WorkerSettings, build_worker, config, max_idle, log_level, "worker")
 
 
 # ``python -m driftscope_llm.services.cli.worker`` runs the command on its own
