@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.render import Column, WideOpt, command_console, print_table
 from driftscope_llm.services.textsafety import terminal
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def regress_cmd(
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one test case per "
                                                     "probe) here.")] = None,
     top: Annotated[int, typer.Option(min=1, help="Most changed probes to show.")] = 5,
+    wide: WideOpt = False,
 ) -> None:
     """Compare a candidate model with a baseline on a probe suite; exit 1 on a regression."""
     from driftscope_llm.services.drift import DriftSettings
@@ -122,7 +123,7 @@ def regress_cmd(
     if as_json:
         sys.stdout.write(json.dumps(to_json(result, info)) + "\n")
     else:
-        print_result(Console(), result, info, top=top)
+        print_result(command_console(wide=wide, highlight=True), result, info, top=top)
     raise typer.Exit(exit_code(result))
 
 
@@ -137,30 +138,33 @@ def _directions(items: list[str]) -> dict[str, str]:
     return out
 
 
+_SIGNAL_COLUMNS = (Column("signal", key=True), Column("decision", key=True),
+                   Column("effect", justify="right"), Column("min", justify="right"),
+                   Column("direction"), Column("why"))
+_PROBE_COLUMNS = (Column("probe", key=True), Column("moved (x min effect)"),
+                  Column("baseline output"), Column("candidate output"))
+
+
 def print_result(con: Console, result: GateResult, info: RunInfo, *, top: int = 5) -> None:
     """The human view: per-signal decisions, the most changed probes, the verdict line."""
     e = terminal
-    table = Table(title=f"signals ({result.pairs} detector pairs at "
-                        f"{result.per_pair_alpha:.2g} each)")
-    for col in ("signal", "decision", "effect", "min", "direction", "why"):
-        table.add_column(col)
+    rows = []
     for d in result.signals:
         style = {"regression": "red", "pass": "green"}.get(d.decision, "dim")
-        eff = "" if d.effect is None else f"{d.effect:.3g}"
-        table.add_row(e(d.signal), f"[{style}]{d.decision}[/{style}]", eff,
-                      "" if d.min_effect is None else f"{d.min_effect:g}", e(d.direction or ""),
-                      e(d.reason))
-    con.print(table)
-    changed = Table(title="most changed probes")
-    for col in ("probe", "moved (x min effect)", "baseline output", "candidate output"):
-        changed.add_column(col)
+        rows.append([e(d.signal), f"[{style}]{d.decision}[/{style}]",
+                     "" if d.effect is None else f"{d.effect:.3g}",
+                     "" if d.min_effect is None else f"{d.min_effect:g}", e(d.direction or ""),
+                     e(d.reason)])
+    print_table(con, f"signals ({result.pairs} detector pairs at {result.per_pair_alpha:.2g} "
+                     "each)", _SIGNAL_COLUMNS, rows)
+    changed = []
     for p in result.most_changed(top):
         moved = ", ".join(f"{s} {p.effects[s]:.1f}" for s in p.moved) or "-"
         mark = " [red]FAILED[/red]" if p.failed else ""
-        changed.add_row(e(p.probe.id) + mark, e(moved),
+        changed.append([e(p.probe.id) + mark, e(moved),
                         e(p.baseline[0].output[:80] if p.baseline else ""),
-                        e(p.candidate[0].output[:80] if p.candidate else ""))
-    con.print(changed)
+                        e(p.candidate[0].output[:80] if p.candidate else "")])
+    print_table(con, "most changed probes", _PROBE_COLUMNS, changed)
     failed = sum(p.failed for p in result.probes)
     colour = "green" if result.verdict == "pass" else "red"
     con.print(f"[bold {colour}]{result.verdict.upper()}[/bold {colour}]: "

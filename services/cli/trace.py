@@ -14,7 +14,7 @@ from rich.console import Console
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.cli.options import quiet_transformers
-from driftscope_llm.services.cli.render import escape_text
+from driftscope_llm.services.cli.render import WideOpt, command_console, escape_text
 from driftscope_llm.services.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ def _parse_indexes(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def _render(rep: AttributedReport, as_json: bool, corpus: Path | None) -> None:
-    """Print ``rep`` as one JSON line, or for a person."""
+def _render(rep: AttributedReport, as_json: bool, corpus: Path | None, wide: bool) -> None:
+    """Print ``rep`` as one JSON line, or for a person (texts in full with ``wide``)."""
     from driftscope_llm.services.cli.render import print_report
 
     if as_json:
@@ -63,7 +63,8 @@ def _render(rep: AttributedReport, as_json: bool, corpus: Path | None) -> None:
         from driftscope_llm.attribution.data import load_corpus
 
         texts = {e.id: f"{e.prompt} → {e.response}" for e in load_corpus(corpus)}
-    print_report(Console(), rep, texts)
+    print_report(command_console(wide=wide, highlight=True), rep, texts,
+                 text_width=None if wide else 80)
 
 
 @friendly_errors
@@ -80,6 +81,7 @@ def trace_cmd(
                                                 exists=True, dir_okay=False)] = None,
     top_k: Annotated[int, typer.Option(min=1, help="How many training examples.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Attribute one prompt/output pair to the fine-tuning examples most responsible for it."""
     from driftscope_llm.services.store.model import Exemplar, Incident
@@ -98,12 +100,13 @@ def trace_cmd(
     quiet_transformers()
     with Console(stderr=True).status("attributing …"):
         report = Attributor().run(incident, "trace", target)
-    _render(report, as_json, corpus)
+    _render(report, as_json, corpus, wide)
 
 
 @friendly_errors
 def attribute_cmd(
-    incident_id: Annotated[str, typer.Argument(help="Incident id (driftscope incidents list).")],
+    incident_id: Annotated[str, typer.Argument(
+        help="Incident id (driftscope incidents list), or a unique prefix of one.")],
     config: Annotated[Path, typer.Option("--config", "-c", help="The worker's YAML settings "
                                          "(models and their indexes, kafka, webhooks).",
                                          exists=True, dir_okay=False)],
@@ -114,6 +117,7 @@ def attribute_cmd(
     corpus: Annotated[Path | None, typer.Option(help="Corpus JSONL, to print example texts.",
                                                 exists=True, dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON line.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Attribute an incident now, exactly as the worker does: take its job lease, run the job,
     store the report, publish the AttributionEvent and send the incident.attributed webhook.
@@ -126,10 +130,12 @@ def attribute_cmd(
     from driftscope_llm.services.deployables import build_worker
     from driftscope_llm.services.errors import NotFoundError
     from driftscope_llm.services.store.lifecycle import Rerun
+    from driftscope_llm.services.store.lookup import resolve_incident_id
     from driftscope_llm.services.worker.settings import find_target
 
     s = load_settings(WorkerSettings, config)
     store = open_command_store(s.redis)
+    incident_id = resolve_incident_id(store, incident_id)
     incident: Incident = store.get_incident(incident_id)
     found = find_target(s.models, incident.model, incident.model_version)
     if found is None:  # a wrong config file: nothing stored, nothing announced
@@ -146,14 +152,15 @@ def attribute_cmd(
                 incident_id, rerun=Rerun.ALWAYS if force else Rerun.FAILED)
     finally:
         built.close()  # the AttributionEvent is flushed already; this delivers the webhook
-    _finish(incident_id, attempt, as_json, corpus)
+    _finish(incident_id, attempt, as_json, corpus, wide)
 
 
 def _extended(target: ModelTarget, extra: dict[str, Path]) -> ModelTarget:
     return target.model_copy(update={"indexes": {**target.indexes, **extra}})
 
 
-def _finish(incident_id: str, attempt: Attempt, as_json: bool, corpus: Path | None) -> None:
+def _finish(incident_id: str, attempt: Attempt, as_json: bool, corpus: Path | None,
+            wide: bool) -> None:
     """Show what :meth:`Worker.attribute` did: the report, or why there is none."""
     from driftscope_llm.services.errors import AttributionError, NotFoundError
     from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport
@@ -177,4 +184,4 @@ def _finish(incident_id: str, attempt: Attempt, as_json: bool, corpus: Path | No
         Console(stderr=True, highlight=False).print(
             f"{escape_text(incident_id)} {what}; --force runs it again")
     if isinstance(report, AttributedReport):
-        _render(report, as_json, corpus)
+        _render(report, as_json, corpus, wide)

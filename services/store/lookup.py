@@ -1,7 +1,7 @@
 """What a person typed for an incident, resolved to the stored incident's id.
 
 The rule every command that names one incident follows (``incidents show``, ``ack``,
-``resolve``, ``report``, ``probes``): an id that exists is itself; otherwise the
+``resolve``, ``report``, ``probes``, ``attribute``): an id that exists is itself; otherwise the
 text is a *prefix*, and the one stored id that starts with it is meant. A prefix that starts no
 id is :class:`~driftscope_llm.services.errors.NotFoundError` (exit 4); one that starts several
 is :class:`~driftscope_llm.services.errors.AmbiguousIdError` (exit 2), naming a few of them so

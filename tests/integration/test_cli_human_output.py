@@ -181,6 +181,11 @@ def test_trace_prints_ranking_agreement_and_texts(built: Built) -> None:
     assert narrow.exit_code == 0, narrow.output
     assert max(len(line) for line in narrow.stdout.splitlines() if "│" in line) <= 80
     assert [r[1] for r in table_rows(narrow.stdout)] == [r[1] for r in rows]  # one line each
+    wide = invoke(*args, "--corpus", str(built.corpus), "--wide", env=NARROW)
+    assert wide.exit_code == 0, wide.output
+    texts = {e.id: f"{e.prompt} → {e.response}" for e in load_corpus(built.corpus)}
+    assert [(r[1], r[6]) for r in table_rows(wide.stdout)] == [  # every text whole
+        (r[1], texts[r[1]]) for r in rows]
     assert f"method repsim: repsim:mean_response, index {built.repsim}," in res.stdout
     assert re.search(rf"^method gradsim: gradsim:\w+, index {re.escape(str(built.gradsim))}, "
                      r"\d+\.\d\ds$", res.stdout, re.M)
