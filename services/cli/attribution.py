@@ -288,11 +288,11 @@ def _print_query(per_method: dict[str, list[Any]], agree: dict[str, Any], json_o
     console = Console()
     for name, results in per_method.items():
         for res in results:
-            table = Table(title=f"query {res.query_id} — {name}")
+            table = Table(title=f"query {escape_text(res.query_id)} — {escape_text(name)}")
             for col in ("rank", "id", "score"):
                 table.add_column(col, justify="right" if col != "id" else "left")
             for h in res.results:
-                table.add_row(str(h.rank), h.id, f"{h.score:.4g}")
+                table.add_row(str(h.rank), escape_text(h.id), f"{h.score:.4g}")
             console.print(table)
             if res.query_id in agree and agree[res.query_id].mean_overlap is not None:
                 a = agree[res.query_id]
