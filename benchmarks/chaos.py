@@ -106,6 +106,10 @@ def run(probes: list[str], *, reduced: bool, workdir: Path | None = None,
             row = Row(name)
             t0 = time.monotonic()
             say(f"--- {name}")
+            restarted = chaos.ensure_up()
+            if restarted:
+                row.notes.append(f"{', '.join(restarted)} did not answer before the probe and "
+                                 "was started again")
             try:
                 PROBES[name](chaos, row)
             except Exception as exc:  # a probe that breaks is a result, not the end of the run

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,6 +72,28 @@ class Chaos:
                  f"redis {self.stack.redis_url})")
         self.stack.run("up", "kafka", "redis")
         return self
+
+    def ensure_up(self) -> list[str]:
+        """Start Kafka or Redis again when it does not answer (a probe before may have left it
+        down, or something outside stopped it); the components restarted, with fresh data."""
+        down = [name for name in ("kafka", "redis") if not self._answers(name)]
+        if down:
+            self.stack.run("up", *down)
+        return down
+
+    def _answers(self, name: str) -> bool:
+        if name == "redis":
+            try:
+                return bool(redis.Redis.from_url(self.stack.redis_url,
+                                                 socket_timeout=3).ping())
+            except redis.exceptions.RedisError:
+                return False
+        host, port = self.bootstrap.split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+            return True
+        except OSError:
+            return False
 
     def __exit__(self, *exc: object) -> None:
         for c in self._collectors:
