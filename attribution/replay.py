@@ -230,6 +230,8 @@ class Replay:
         self.init = [init[n].to(self.device, ref[n].dtype if n in ref else init[n].dtype)
                      for n in self.names]
         self._batches: dict[int, EncodedBatch] = {}
+        #: several query groups: one vmapped double backward per step instead of one each
+        self.batched_adjoints = True
 
     # -- the training step ---------------------------------------------------------------
     def _batch(self, step: int) -> EncodedBatch:
@@ -327,12 +329,24 @@ class Replay:
             g = list(torch.autograd.grad(loss, p, create_graph=True))
             g = clip_grads(g, self.recipe.clip_grad_norm, differentiable=True)
             p2, m2, v2 = adamw_step(p, g, m, v, step + 1, self.recipe.optimizer)
+            n = len(p)
+            if self.batched_adjoints and len(adjs) > 1:  # one vmapped double backward
+                stacked = [torch.stack(parts) for parts in zip(
+                    *[a.params + a.exp_avg + a.exp_avg_sq for a in adjs], strict=True)]
+                grads = torch.autograd.grad(p2 + m2 + v2, p + m + v + [w],
+                                            grad_outputs=stacked, allow_unused=True,
+                                            is_grads_batched=True)
+                for j in range(len(adjs)):
+                    row = [None if g is None else g[j] for g in grads]
+                    out_adj.append(_State(_filled(row[:n], p), _filled(row[n : 2 * n], m),
+                                          _filled(row[2 * n : 3 * n], v)))
+                    out_dw.append(_filled(row[-1:], [w])[0])
+                return out_adj, out_dw
             for j, adj in enumerate(adjs):
                 grads = torch.autograd.grad(
                     p2 + m2 + v2, p + m + v + [w],
                     grad_outputs=adj.params + adj.exp_avg + adj.exp_avg_sq, allow_unused=True,
                     retain_graph=j < len(adjs) - 1)
-                n = len(p)
                 out_adj.append(_State(_filled(grads[:n], p), _filled(grads[n : 2 * n], m),
                                       _filled(grads[2 * n : 3 * n], v)))
                 out_dw.append(_filled(grads[-1:], [w])[0])

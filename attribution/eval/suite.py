@@ -19,6 +19,11 @@ Llama-style, full fine-tune or LoRA — and scores every method and baseline
   its score matrix ranks each query's own label first in random order, so its Acc and Cover are
   1 by construction). Each method's QLD is reported against both (``qld``, ``qld_same``).
 
+``magic`` (:mod:`driftscope_llm.attribution.replay`) is not an index method: the suite replays
+each tiny model's recorded fine-tune and computes one metagradient per query (one replay per
+model, the queries sharing every reverse step), so its Acc/Cover/LDS rows are per query like
+every other method's; its ``seconds`` are the replays' wall time.
+
 Cost is dominated by retraining: per family, ``(methods + 2) × cf_seeds + lds_subsets`` tiny
 fine-tunes; docs/attribution.md records the wall time of the documented run.
 """
@@ -32,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from driftscope_llm.attribution.counterfactual import SAME_LABEL, Retrainer, lds, qld_rows
+from driftscope_llm.attribution.data import Example
 from driftscope_llm.attribution.eval.evaluate import canonical_spec, query_metrics, score_matrices
 from driftscope_llm.attribution.eval.tasks import make_task
 from driftscope_llm.attribution.modeling import load_model
 from driftscope_llm.attribution.stats import Interval, bootstrap_mean
-from driftscope_llm.attribution.tinymodel import Arch, build_tiny_model, cpu_threads
+from driftscope_llm.attribution.tinymodel import Arch, TinyModel, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
 
 try:
@@ -44,18 +50,24 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
-__all__ = ["SUITE_CONFIGS", "SUITE_FAMILIES", "SUITE_METHODS", "Config", "SuiteRow",
-           "run_suite"]
+__all__ = ["SUITE_CONFIGS", "SUITE_FAMILIES", "SUITE_METHODS", "SUITE_ONLY", "Config",
+           "SuiteRow", "magic_matrix", "run_suite", "same_label_matrix"]
 
 Log = Callable[[str], None]
 
 SUITE_FAMILIES = ("style", "rule", "trigger", "topic")
-#: every method, the two baselines, and two fusions of RepSim with a curvature method
+#: every index method, the three baselines, and two fusions of RepSim with a curvature method
+#: (``magic`` is left out of the default: one replay per model costs ~10-70x a fine-tune)
 SUITE_METHODS = (
     "repsim:mean_response", "repsim:last_response", "repsim:last_prompt", "gradsim:cosine",
-    "gradsim:dot", "lissa", "datainf", "ekfac", "trackstar", "bm25", "random",
+    "gradsim:dot", "lissa", "datainf", "ekfac", "trackstar", "bm25", "random", SAME_LABEL,
     "fuse:repsim:mean_response+ekfac", "fuse:repsim:mean_response+trackstar",
 )
+
+
+#: methods the suite computes itself (not through an index): the same-label random baseline and
+#: exact replay
+SUITE_ONLY = (SAME_LABEL, "magic")
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,19 @@ def same_label_matrix(query_labels: Sequence[str], corpus_labels: Sequence[str],
     return same + noise
 
 
+def magic_matrix(tiny: TinyModel, corpus: Sequence[Example], queries: Sequence[Example]
+                 ) -> tuple[torch.Tensor, float]:
+    """(queries × corpus) metagradient scores of a tiny model's recorded fine-tune, one row per
+    query, from one replay (checked against the saved weights); and its wall time."""
+    from driftscope_llm.attribution.replay import ReplayAttributor
+
+    t0 = time.perf_counter()
+    ra = ReplayAttributor(tiny.model_dir, tiny.adapter_dir, corpus, device="cpu")
+    ra.reproduction_error(ra.replay.run()[0])
+    scores, _, _ = ra.replay.metagradients([[q] for q in queries])
+    return scores.float(), time.perf_counter() - t0
+
+
 def run_suite(
     workdir: str | Path,
     *,
@@ -135,7 +160,7 @@ def run_suite(
     log: Log | None = None,
 ) -> list[SuiteRow]:
     """Run the evaluation grid (module docstring); one row per (family, method)."""
-    methods = list(dict.fromkeys(SAME_LABEL if m == SAME_LABEL else canonical_spec(m)
+    methods = list(dict.fromkeys(m if m in SUITE_ONLY else canonical_spec(m)
                                  for m in methods))
     with cpu_threads(1):
         return [row for fam in families
@@ -161,9 +186,12 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
             corpus_labels = [str(e.label) for e in task.corpus]
             query_labels = [str(q.label) for q in task.queries]
             mats = score_matrices(model, task.corpus, task.queries,
-                                  [m for m in methods if m != SAME_LABEL], workdir=run, seed=seed)
+                                  [m for m in methods if m not in SUITE_ONLY], workdir=run,
+                                  seed=seed)
             if SAME_LABEL in methods:
                 mats[SAME_LABEL] = (same_label_matrix(query_labels, corpus_labels, seed), 0.0)
+            if "magic" in methods:
+                mats["magic"] = magic_matrix(tiny, task.corpus, task.queries)
             for name in methods:
                 mat, s = mats[name]
                 per[name].setdefault(cfg.name, []).extend(
