@@ -214,11 +214,17 @@ def test_attribute_reruns_a_failed_incident_through_the_lifecycle(
     broken = tmp_path / "broken.yaml"
     broken.write_text(json.dumps({"redis": {"url": redis_url}, "models": {"bot": {
         "model_dir": str(built.model_dir), "indexes": {"repsim": str(tmp_path / "gone")}}}}))
-    failing = invoke("attribute", "again", "--config", str(broken))
+    skipped = invoke("attribute", "again", "--config", str(broken))
+    assert skipped.exit_code == 0, skipped.output  # attributed already: left alone
+    assert skipped.stderr.strip() == "again is already attributed; --force runs it again"
+    assert store.get_incident("again") == stored
+    failing = invoke("attribute", "again", "--force", "--config", str(broken))
     assert failing.exit_code == 2 and "Traceback" not in failing.output
-    assert failing.stderr.strip() == f"error: index_missing: no index for 'repsim' at " \
-        f"{tmp_path / 'gone'}"
-    assert store.get_incident("again") == stored  # a failed re-run changes nothing
+    assert failing.stderr.strip() == (
+        f"error: incident again: the re-run failed (index_missing: no index for 'repsim' at "
+        f"{tmp_path / 'gone'}); its earlier report is kept")
+    kept = store.get_incident("again")  # a failed forced re-run keeps the report
+    assert kept.state is IncidentState.ATTRIBUTED and kept.attribution == stored.attribution
     assert stored.attribution is not None
     assert [r[1] for r in rows] == [row.id for row in stored.attribution.top()]
 
