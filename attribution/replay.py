@@ -67,7 +67,7 @@ except ImportError as exc:  # pragma: no cover
     raise MissingExtraError("torch", "attribution") from exc
 
 __all__ = ["MagicResult", "Replay", "ReplayAttributor", "ReplayCost", "adamw_step",
-           "clip_grads", "verify_by_replay"]
+           "clip_grads", "recipe_from_lora_run", "verify_by_replay"]
 
 Tensors = list[Tensor]
 Log = Callable[[str], None]
@@ -455,7 +455,9 @@ class ReplayAttributor:
 
     ``model_dir`` (+ ``adapter_dir`` for LoRA) is the deployed model, ``corpus`` its fine-tuning
     corpus in the recorded order. The recipe is read from the adapter directory (LoRA) or the
-    model directory (full fine-tune). :meth:`attribute` replays the fine-tune, checks that the
+    model directory (full fine-tune); an adapter written by
+    :func:`~driftscope_llm.attribution.lora.lora_finetune` is read through
+    :func:`recipe_from_lora_run`. :meth:`attribute` replays the fine-tune, checks that the
     replay reproduces the saved weights (max |Δ| ≤ ``tolerance`` · max(1, max |θ|), else
     :class:`ReplayError`), and returns the metagradient of the queries' pooled loss.
     """
@@ -463,16 +465,25 @@ class ReplayAttributor:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None,
                  corpus: Sequence[Example], *, device: str | None = None,
                  checkpoint_every: int | None = None, tolerance: float = 1e-4) -> None:
+        from driftscope_llm.attribution import lora
         from driftscope_llm.attribution.modeling import load_model
-        from driftscope_llm.attribution.recipe import read_recipe
+        from driftscope_llm.attribution.recipe import RECIPE_FILE, read_recipe
 
         where = Path(adapter_dir) if adapter_dir is not None else Path(model_dir)
-        self.recipe = read_recipe(where)
-        if (self.recipe.kind == "lora") != (adapter_dir is not None):
-            raise ReplayError(f"the recipe in {where} is a {self.recipe.kind} fine-tune; "
-                              + ("pass its adapter directory" if adapter_dir is None else
-                                 "it has no adapter"), field="kind")
+        from_lora = (adapter_dir is not None and not (where / RECIPE_FILE).is_file()
+                     and (where / lora.RECIPE_FILE).is_file())
+        if from_lora:
+            run = lora.load_recipe(where)
+        else:
+            self.recipe = read_recipe(where)
+            if (self.recipe.kind == "lora") != (adapter_dir is not None):
+                raise ReplayError(f"the recipe in {where} is a {self.recipe.kind} fine-tune; "
+                                  + ("pass its adapter directory" if adapter_dir is None else
+                                     "it has no adapter"), field="kind")
         self.loaded = load_model(model_dir, adapter_dir, device=device, dtype="float32")
+        if from_lora:
+            names = [n for n, _ in self.loaded.model.named_parameters() if "lora_" in n]
+            self.recipe = recipe_from_lora_run(run, corpus, names)
         init = _load_init(self.recipe, where, model_dir,
                           Path(adapter_dir) if adapter_dir is not None else None,
                           self.loaded.device)
@@ -513,6 +524,29 @@ class ReplayAttributor:
                                            log=log)
         return MagicResult(scores=res.scores, query_loss=res.query_loss, cost=res.cost,
                            reproduction_error=err, ids=res.ids)
+
+
+def recipe_from_lora_run(run: Any, corpus: Sequence[Example], trainable: list[str]
+                         ) -> ReplayRecipe:
+    """The replay recipe of a :func:`driftscope_llm.attribution.lora.lora_finetune` run (its
+    ``driftscope-recipe.json``): the batches regenerated from its seed exactly as it drew
+    them, the adapter recreated from the same seed, AdamW at its learning rate, clip 1.
+    ``trainable``: the adapter's parameter names in the loaded model's order."""
+    from driftscope_llm.attribution import lora
+    from driftscope_llm.attribution.data import corpus_hash
+    from driftscope_llm.attribution.recipe import ReplayInit
+
+    r = run.recipe
+    if len(corpus) != run.examples or corpus_hash(corpus) != run.corpus_sha256:
+        raise ReplayError("the corpus is not the one the LoRA fine-tune was recorded on",
+                          field="corpus_sha256")
+    batches = list(lora._batches(len(corpus), r, torch.Generator().manual_seed(r.seed)))
+    return ReplayRecipe(kind="lora", trainable=trainable, init=ReplayInit(seed=r.seed),
+                        batches=batches, loss="response",
+                        corpus_sha256=ordered_corpus_hash(corpus), examples=len(corpus),
+                        max_length=r.max_length, optimizer=AdamWRecipe(lr=r.lr),
+                        clip_grad_norm=1.0, seed=r.seed, epochs=r.epochs,
+                        batch_size=r.batch_size, seconds=run.seconds)
 
 
 def verify_by_replay(model_dir: str | Path, adapter_dir: str | Path | None,

@@ -238,3 +238,26 @@ def test_replay_verification_supports_the_planted_examples(lora) -> None:  # typ
     assert set(out["same_label"]["ids"]) <= {e.id for e in corpus if e.label == "trigger"}
     v = Verification.model_validate({**out, "seconds": 1.0})
     assert v.same_label is not None and v.same_label.ids == out["same_label"]["ids"]
+
+
+def test_a_lora_helper_adapter_replays_through_its_own_recipe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An adapter from :func:`lora_finetune` (its ``driftscope-recipe.json``, no replay file):
+    the batches and the initial adapter come back from its seed, and the replay reproduces the
+    adapter (to float32 round-off: lora_finetune trains with the process's thread count)."""
+    from driftscope_llm.attribution.lora import LoraRecipe, lora_finetune
+
+    corpus, queries = _small_task()
+    words = [t for q in queries for t in (q.prompt, q.response)]
+    base = build_tiny_model(corpus, tmp_path / "base", arch="llama", layers=1, dim=8,
+                            epochs=2, extra_texts=words)
+    recipe = LoraRecipe(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=3,
+                        batch_size=8, lr=1e-2, max_length=64, seed=3)
+    lora_finetune(base.model_dir, corpus, tmp_path / "adapter", recipe, device="cpu")
+    assert not (tmp_path / "adapter" / RECIPE_FILE).exists()
+    ra = ReplayAttributor(base.model_dir, tmp_path / "adapter", corpus, device="cpu")
+    assert ra.recipe.steps == 9 and ra.recipe.init.seed == 3
+    res = ra.attribute(queries)
+    assert res.reproduction_error is not None and res.reproduction_error < 1e-6
+    with pytest.raises(ReplayError) as err:
+        ReplayAttributor(base.model_dir, tmp_path / "adapter", corpus[:-1])
+    assert err.value.field == "corpus_sha256"
