@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 
 from driftscope_llm.services.collector.synthetic import ClockLie, rollout
@@ -28,6 +29,8 @@ from tests.collector_harness import (
     incidents,
     produce,
 )
+
+pytestmark = pytest.mark.slow
 
 N_V1, N_V2 = 600, 600
 # the refusal rate alone, tested by windows: what the rollout changes, cheaply

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from driftscope_llm.services.bus.kafka import consumer_lag
@@ -25,6 +26,8 @@ from driftscope_llm.services.bus.settings import KafkaSettings
 from driftscope_llm.services.collector.synthetic import StreamSpec, generate_events
 from tests.collector_harness import SMALL_WINDOWS, CollectorProcess, checkpoint_totals, produce
 from tests.stack import Prometheus
+
+pytestmark = pytest.mark.slow
 
 PARTITIONS = 4
 SESSION_TIMEOUT_S = 10  # kafka-python's default: how long the group waits for a paused member

@@ -5,6 +5,7 @@ accepted; now it is ``wrong_type``. ``"confidence": "NaN"`` used to be coerced t
 refused as ``invalid_value`` ("less than or equal to 1"); now it is ``non_finite``, what it is.
 And 19,984 route values folded into ``route=other`` used to leave no trace in the metrics: each
 fold is counted in ``driftscope_streams_folded_total{kind="segment", label="route"}``.
+On 44e8acf ``["-0.5"]`` was accepted and ``"NaN"`` was ``invalid_value``.
 """
 
 from __future__ import annotations
