@@ -10,12 +10,15 @@ from setuptools import find_packages, setup
 
 NAMESPACE = "driftscope_llm"
 FOLDERS = ("services", "attribution")
+# Data-only folders shipped as driftscope_llm.deploy and driftscope_llm.grafana (which files:
+# package-data in pyproject.toml; `driftscope deploy export` copies them out).
+ASSET_FOLDERS = ("deploy", "grafana")
 
 setup(
     packages=[
         f"{NAMESPACE}.{folder}" + (f".{sub}" if sub else "")
         for folder in FOLDERS
         for sub in ["", *find_packages(folder)]
-    ],
-    package_dir={f"{NAMESPACE}.{folder}": folder for folder in FOLDERS},
+    ] + [f"{NAMESPACE}.{folder}" for folder in ASSET_FOLDERS],
+    package_dir={f"{NAMESPACE}.{folder}": folder for folder in (*FOLDERS, *ASSET_FOLDERS)},
 )

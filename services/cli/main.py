@@ -14,7 +14,9 @@ from rich.console import Console
 
 from driftscope_llm.services.cli.collect import register as register_collect
 from driftscope_llm.services.cli.demo import register as register_demo
+from driftscope_llm.services.cli.deploy import register as register_deploy
 from driftscope_llm.services.cli.errors import friendly_errors
+from driftscope_llm.services.cli.extras import guard_commands
 from driftscope_llm.services.cli.incident_probes import register_probes
 from driftscope_llm.services.cli.incident_report import register_report
 from driftscope_llm.services.cli.incidents import incidents_app
@@ -52,7 +54,7 @@ def export_embedder_cmd(
 ) -> None:
     """Export all-MiniLM-L6-v2 to ONNX for the collector's embedding signal.
 
-    Needs the ``embedder-export`` extra (torch); the collector itself then runs on onnxruntime only.
+    Needs the embedder-export extra (torch); the collector itself then runs on onnxruntime only.
     """
     from driftscope_llm.services.collector.embedder import default_embedder_dir, export_embedder
 
@@ -94,6 +96,9 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+register_deploy(app)
+# commands that need an extra say so in one line (exit 2) before anything else: cli/extras.py
+guard_commands(app)
 
 
 if __name__ == "__main__":
