@@ -9,6 +9,7 @@ Tests under ``tests/integration`` get the ``integration`` marker automatically.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from tests.stack import Prometheus, StackError, StackInfo, ensure_stack, stop_stack
 
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+
+# Hypothesis: derandomized (each test draws the same examples on every run and machine, from a
+# seed fixed by the test itself) and no example database carried between runs, so `make test`
+# passes or fails the same way twice; an example it once found is kept as an explicit @example.
+# HYPOTHESIS_PROFILE=explore draws fresh examples, to look for new failures.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None,
+                                     print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 REDIS_DB_COUNTER = "driftscope:tests:next-db"
 
 

@@ -104,6 +104,11 @@ def test_parse_part() -> None:
             parse_part(bad)
 
 
+def _flat(text: str) -> str:
+    """``text`` without any whitespace: rich wraps a long path anywhere, even inside a name."""
+    return "".join(text.split())
+
+
 def test_cli_build_shards_and_merge(tiny_gpt2, planted_corpus, tmp_path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": e.id, "prompt": e.prompt,
@@ -123,18 +128,22 @@ def test_cli_build_shards_and_merge(tiny_gpt2, planted_corpus, tmp_path) -> None
     assert json.loads(res.stdout) == {"index": str(tmp_path / "m"), "examples": 20, "shards": 4,
                                       "parts": 2}
     res = runner.invoke(app, ["attribution", "index", "merge", str(tmp_path / "p0"),
-                              str(tmp_path / "p1"), "--out", str(tmp_path / "m2")])
+                              str(tmp_path / "p1"), "--out", str(tmp_path / "m2")],
+                        env={"COLUMNS": "40"})
     assert res.exit_code == 0, res.output
-    assert res.stdout.startswith("merged 2 parts (20 examples, 4 shards) into ")
+    assert _flat(res.stdout).startswith(_flat("merged 2 parts (20 examples, 4 shards) into "
+                                              f"{tmp_path / 'm2'}"))
     bad = runner.invoke(app, ["attribution", "index", "merge", str(tmp_path / "p0")])
     assert bad.exit_code == 2 and "parts 1/2 are missing" in bad.stderr
     # human output of a part build: what was built, and whether it merged
-    one = tmp_path / "[b]one"  # markup in a path is printed literally
-    res = runner.invoke(app, [*common[:-1], "--out", str(one), "--shard", "0/1"])
-    assert res.exit_code == 0, res.output
-    assert " ".join(res.stdout.split()).startswith(
-        f"indexed part 0/1: 20 examples in 4 shards with repsim:mean_response into {one} in ")
-    assert res.stdout.rstrip().endswith("all parts done, merged")
+    for columns in ("80", "40"):  # a path and a build time long enough to wrap either way
+        one = tmp_path / f"[b]one-{columns}"  # markup in a path is printed literally
+        res = runner.invoke(app, [*common[:-1], "--out", str(one), "--shard", "0/1"],
+                            env={"COLUMNS": columns})
+        assert res.exit_code == 0, res.output
+        assert _flat(res.stdout).startswith(_flat(
+            f"indexed part 0/1: 20 examples in 4 shards with repsim:mean_response into {one} in "))
+        assert _flat(res.stdout).endswith(_flat("all parts done, merged"))
     # user errors: exit 2 with one line, no traceback
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "x"), "--shard", "2/2"])
     assert bad.exit_code == 2 and "--shard must be i/N" in bad.stderr
