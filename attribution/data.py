@@ -1,4 +1,5 @@
-"""Corpus and query files: JSONL, one example per line (contract in docs/attribution.md, "Command line").
+"""Corpus and query files: JSONL, one example per line (contract in docs/attribution.md, "Command
+line").
 
 A corpus line is ``{"id", "prompt", "response", "label"?, "metadata"?}``; a query line has the same
 shape (``label`` is used only by the evaluation). Unknown keys are kept in ``extra`` so an

@@ -1,8 +1,8 @@
 """Errors raised by the attribution library.
 
-Every class here descends from :class:`driftscope_llm.services.errors.AttributionError`, so a caller can catch
-"anything attribution refused" with one clause; builtin bases are added where the meaning fits.
-Context travels as attributes.
+Every class here descends from :class:`driftscope_llm.services.errors.AttributionError`, so a
+caller can catch "anything attribution refused" with one clause; builtin bases are added where the
+meaning fits. Context travels as attributes.
 
 ::
 

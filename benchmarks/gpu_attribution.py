@@ -16,9 +16,10 @@ the words as prompt, half as response, EOS). In one run it measures:
 * a bare **forward + backward** of the whole model (every parameter requires grad, loss on the
   response tokens, ``backward()``, no optimizer step);
 * ``index build`` with **repsim** and with **gradsim** (projected per-example gradients of the
-  last 2 blocks, k = 16 per side) through :func:`driftscope_llm.attribution.index.feature_index.build_index`:
-  tokenisation, featurizing, float16 shards with sha256, manifest — examples/s and tokens/s and
-  the ratio to the matching bare pass.
+  last 2 blocks, k = 16 per side) through
+  :func:`driftscope_llm.attribution.index.feature_index.build_index`: tokenisation, featurizing,
+  float16 shards with sha256, manifest — examples/s and tokens/s and the ratio to the matching bare
+  pass.
 
 The last line is one JSON object with every figure (``--json`` prints only that).
 """

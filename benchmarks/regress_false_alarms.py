@@ -3,7 +3,8 @@
     python -m benchmarks.regress_false_alarms [--runs N] [--alpha A] [--samples S] [--out DIR]
 
 Real models, real generations: the demo's support bot is fine-tuned (v1 clean; v2 further, with
-planted billing refusals — :mod:`driftscope_llm.services.demo.scenario`), and each version samples a *pool* of
+planted billing refusals — :mod:`driftscope_llm.services.demo.scenario`), and each version samples
+a *pool* of
 ``pool`` generations (temperature 1, token logprobs) for every probe of a suite stratified over
 the four routes. One gate run draws, for every probe, ``2 × samples`` distinct generations of the
 pool at random and gives half to each side, so every run is an exact comparison of two

@@ -106,8 +106,9 @@ class CollectorSettings(DriftscopeSettings):
         default_factory=ClockSettings,
         description="How far an event's ts may lie from its broker (or replay) time before it "
                     "is flagged and not trusted; ordering never uses it (collector/clock.py).")
-    drift: DriftSettings = Field(default_factory=DriftSettings,
-                                 description="Detector settings (driftscope_llm.services.drift.DriftSettings).")
+    drift: DriftSettings = Field(
+        default_factory=DriftSettings,
+        description="Detector settings (driftscope_llm.services.drift.DriftSettings).")
     cooldown_s: float = Field(
         default=3600.0, ge=0,
         description="A repeated anomaly within this many seconds (event time) updates the live "
@@ -116,11 +117,13 @@ class CollectorSettings(DriftscopeSettings):
     redaction: RedactionSettings = Field(
         default_factory=RedactionSettings,
         description="Personal data and credentials removed from exemplar prompts and outputs "
-                    "before they are stored or sent (driftscope_llm.services.security.RedactionSettings).")
+                    "before they are stored or sent "
+                    "(driftscope_llm.services.security.RedactionSettings).")
     ingest: IngestSettings = Field(
         default_factory=IngestSettings,
         description="Input formats per topic (OutputEvent, OpenAI, OTLP; auto-detected by "
-                    "default) and the span mapping (driftscope_llm.services.ingest; docs/ingestion.md).")
+                    "default) and the span mapping (driftscope_llm.services.ingest; "
+                    "docs/ingestion.md).")
     group_id: str = "driftscope-collector"
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     checkpoint_every: int = Field(default=500, ge=1)

@@ -85,7 +85,8 @@ def produce(bootstrap: str, topic: str, values: Iterator[bytes] | list[bytes], *
 
 
 class CollectorProcess:
-    """``driftscope collector`` as a subprocess: ``python -m driftscope_llm.services.cli.main collector``."""
+    """``driftscope collector`` as a subprocess: ``python -m driftscope_llm.services.cli.main
+    collector``."""
 
     def __init__(self, workdir: Path, *, bootstrap: str, topic: str, redis_url: str,
                  config: Mapping[str, Any] = SMALL_WINDOWS) -> None:

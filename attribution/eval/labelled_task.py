@@ -1,8 +1,9 @@
 """The record every evaluation task generator returns: a labelled corpus and labelled queries.
 
 Apart from the generators (:mod:`driftscope_llm.attribution.eval.tasks` for the seed paper's three,
-:mod:`driftscope_llm.attribution.eval.families` for the independent families) so that both can use it
-without importing each other; :func:`driftscope_llm.attribution.eval.tasks.make_task` finds either.
+:mod:`driftscope_llm.attribution.eval.families` for the independent families) so that both can use
+it without importing each other; :func:`driftscope_llm.attribution.eval.tasks.make_task` finds
+either.
 """
 
 from __future__ import annotations

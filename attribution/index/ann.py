@@ -1,8 +1,8 @@
 """Optional FAISS search over an index's rows, for corpora too large for exhaustive scoring.
 
-The default search (:meth:`attribution.index.feature_index.Index.search`) is exact: blocked matrix products over
-every stored row. With millions of rows and many queries an approximate nearest-neighbour graph
-answers in sub-linear time; this module builds one with FAISS (``pip install
+The default search (:meth:`attribution.index.feature_index.Index.search`) is exact: blocked matrix
+products over every stored row. With millions of rows and many queries an approximate
+nearest-neighbour graph answers in sub-linear time; this module builds one with FAISS (``pip install
 'driftscope[faiss]'``), over the same vectors the exact search scores:
 
 - cosine methods: the stored unit rows, queries normalised — inner product = cosine;

@@ -1,15 +1,16 @@
 """Index shards on disk: written once, read memory-mapped block by block.
 
-A shard is a safetensors file (see :mod:`driftscope_llm.attribution.index.manifest`) with ``features``
-(rows × D unit rows, float16 or float32), ``norms`` (float32) and the row ids in its metadata.
+A shard is a safetensors file (see :mod:`driftscope_llm.attribution.index.manifest`) with
+``features`` (rows × D unit rows, float16 or float32), ``norms`` (float32) and the row ids in its
+metadata.
 :class:`MappedShard` parses the safetensors header itself and serves rows ``[start, stop)`` as
 float32 by mapping only that byte range of the file (``mmap`` at the page boundary below it),
 handing it out as a zero-copy tensor, and unmapping it when the next block is asked for. So
 scoring an index of any size keeps at most one block of rows mapped (``block_rows × D × 2``
 bytes for float16 rows) plus its ``block_rows × Q`` scores, while the operating system's page
 cache (not the process) keeps recently read shards warm. Float16 rows are scored in float16
-(see :meth:`driftscope_llm.attribution.index.feature_index.Index.search`): converting them to float32 first
-would cost ten times the matrix product on CPU.
+(see :meth:`driftscope_llm.attribution.index.feature_index.Index.search`): converting them to
+float32 first would cost ten times the matrix product on CPU.
 
 ``in_memory=True`` instead loads all rows as float32 once (the pre-mmap behaviour): faster for
 many queries against a small index, ``N × D × 4`` bytes of RAM.

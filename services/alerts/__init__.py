@@ -8,18 +8,18 @@ Alertmanager-compatible receiver. The payload is documented in ``docs/webhooks.m
 
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
 from driftscope_llm.services.alerts.deadletter import (
-    UndeliveredWebhook,
     DeadLetterSink,
     MemoryDeadLetterSink,
     RedisDeadLetterSink,
+    UndeliveredWebhook,
 )
 from driftscope_llm.services.alerts.delivery import DeliveryResult
 from driftscope_llm.services.alerts.errors import SignatureError
 from driftscope_llm.services.alerts.notifier import BackgroundNotifier, Notifier, WebhookMetrics
 from driftscope_llm.services.alerts.receiver import AlertReceiver
 from driftscope_llm.services.alerts.settings import (
-    EventKind,
     AlertReceiverSettings,
+    EventKind,
     RetryPolicy,
     WebhookEndpoint,
     WebhookSettings,
@@ -29,18 +29,18 @@ from driftscope_llm.services.alerts.transport import UrllibTransport
 
 __all__ = [
     "AlertReceiver",
+    "AlertReceiverSettings",
     "AlertmanagerMessage",
     "BackgroundNotifier",
-    "UndeliveredWebhook",
     "DeadLetterSink",
     "DeliveryResult",
     "EventKind",
     "MemoryDeadLetterSink",
     "Notifier",
-    "AlertReceiverSettings",
     "RedisDeadLetterSink",
     "RetryPolicy",
     "SignatureError",
+    "UndeliveredWebhook",
     "UrllibTransport",
     "WebhookEndpoint",
     "WebhookMetrics",

@@ -7,11 +7,11 @@
                                       (missing | malformed | stale | mismatch | replayed),
                                       .timestamp (the signed time, when it could be read)
 
-Delivery failures are not raised: they end as dead-letter records (``driftscope_llm.services.alerts.deadletter``)
-and a failing sink raises :class:`driftscope_llm.services.errors.StoreError`. No error here ever carries a
-secret: endpoints are named by their configured ``name``, never by their URL (a Slack
-incoming-webhook URL *is* a credential), and a signature failure says why, never what was
-expected.
+Delivery failures are not raised: they end as dead-letter records
+(``driftscope_llm.services.alerts.deadletter``) and a failing sink raises
+:class:`driftscope_llm.services.errors.StoreError`. No error here ever carries a secret:
+endpoints are named by their configured ``name``, never by their URL (a Slack incoming-webhook
+URL *is* a credential), and a signature failure says why, never what was expected.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 attributed (or that Prometheus alerts fired), and record what could not be delivered.
 
 The collector and worker call ``notify(event, incident)``; delivery to each endpoint retries with
-backoff (see :mod:`driftscope_llm.services.alerts.delivery`), so a call can take as long as the slowest
-endpoint's retry budget. A process that must not stall on a dead endpoint wraps the notifier in
+backoff (see :mod:`driftscope_llm.services.alerts.delivery`), so a call can take as long as the
+slowest endpoint's retry budget. A process that must not stall on a dead endpoint wraps the
+notifier in
 :class:`BackgroundNotifier`, which delivers from a thread of its own through a bounded queue.
 """
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from driftscope_llm.services.alerts.alertmanager import AlertmanagerMessage
-from driftscope_llm.services.alerts.deadletter import UndeliveredWebhook, DeadLetterSink
+from driftscope_llm.services.alerts.deadletter import DeadLetterSink, UndeliveredWebhook
 from driftscope_llm.services.alerts.delivery import DeliveryResult, deliver
 from driftscope_llm.services.alerts.payload import (
     Notification,

@@ -7,7 +7,8 @@ Generic payload (``Content-Type: application/json``), schema ``driftscope.incide
       "event": "incident.opened" | "incident.updated" | "incident.attributed",
       "delivery_id": "dlv-…",          stable for one notification; receivers dedupe on it
       "sent_at": "RFC 3339 UTC",       when the first attempt was made
-      "incident": { driftscope_llm.services.store.model.Incident as JSON; exemplar prompt/output text only
+      "incident": { driftscope_llm.services.store.model.Incident as JSON; exemplar prompt/output
+      text only
                     when the endpoint sets include_text }
     }
 

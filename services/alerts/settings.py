@@ -1,10 +1,10 @@
 """Settings of webhook delivery and of the Alertmanager-compatible receiver.
 
 :class:`WebhookSettings` is what a deployable's settings include (``webhooks:`` in the YAML file,
-``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[...]'`` as JSON in the environment); :class:`AlertReceiverSettings`
-configures the receiver. Secrets (HMAC keys, bearer tokens, and endpoint URLs, which for Slack
-carry the token in the path) are :class:`pydantic.SecretStr`: they print as ``**********`` and are
-only unwrapped at the moment they are used.
+``DRIFTSCOPE_WEBHOOKS__ENDPOINTS='[...]'`` as JSON in the environment);
+:class:`AlertReceiverSettings` configures the receiver. Secrets (HMAC keys, bearer tokens, and
+endpoint URLs, which for Slack carry the token in the path) are :class:`pydantic.SecretStr`: they
+print as ``**********`` and are only unwrapped at the moment they are used.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
-    "EventKind",
     "AlertReceiverSettings",
+    "EventKind",
     "RetryPolicy",
     "WebhookEndpoint",
     "WebhookSettings",

@@ -19,8 +19,8 @@ chain's fundamental system ``(I - Q) L = 1``. Increments come from an empirical 
 the in-control mean is off by about ``sd/√n``, which shortens the ARL on average (Jones, Champ &
 Rigdon 2004). :func:`calibrate_mixture` therefore solves for ``h`` with the false-alarm *rate*
 ``1/ARL`` averaged over a mixture of null laws: Bayesian-bootstrap draws of the reference
-(:func:`driftscope_llm.services.drift.sequential.calibrate_sides`), or a Gauss-Hermite rule over the error of
-the mean (:func:`location_mixture`, :func:`calibrate_cusum`).
+(:func:`driftscope_llm.services.drift.sequential.calibrate_sides`), or a Gauss-Hermite rule over
+the error of the mean (:func:`location_mixture`, :func:`calibrate_cusum`).
 
 Wasserstein null (Borell-TIS)
 -----------------------------

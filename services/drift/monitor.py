@@ -8,15 +8,16 @@ alarm on (signal, detector) re-arms that detector (sequential statistic reset) a
 
 Rules for odd input (never an exception from :meth:`StreamMonitor.observe`): ``None`` = not
 measured (counted as missing); values breaking the kind's rule (see
-:mod:`driftscope_llm.services.drift.reference`) are counted as ``non_finite`` or ``invalid`` and skipped; a
-window with fewer than ``min_window`` values is not tested; a signal whose reference is degenerate
-(e.g. constant) has detectors that stay off and say so in :meth:`StreamMonitor.summary`.
+:mod:`driftscope_llm.services.drift.reference`) are counted as ``non_finite`` or ``invalid`` and
+skipped; a window with fewer than ``min_window`` values is not tested; a signal whose reference is
+degenerate (e.g. constant) has detectors that stay off and say so in :meth:`StreamMonitor.summary`.
 
 Two doors, one meaning: :meth:`StreamMonitor.observe` takes one event (the reference semantics);
 :meth:`StreamMonitor.observe_batch` takes a poll's consecutive events in columns and raises the
 same anomalies in the same order and leaves the same state, several times faster (array checks
 of columns, every CUSUM in one array pass, windows extended slice by slice; see
-``docs/drift.md`` "Performance"). Both share the effect gate of :mod:`driftscope_llm.services.drift.effect_precheck`.
+``docs/drift.md`` "Performance"). Both share the effect gate of
+:mod:`driftscope_llm.services.drift.effect_precheck`.
 """
 
 from __future__ import annotations

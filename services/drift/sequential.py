@@ -5,8 +5,8 @@ increase, ``S⁻ = max(0, S⁻ - z - k⁻)`` for a decrease; a side raises when 
 ``h``. Subclasses choose the score (reference normal scores, standardised raw values, a
 log-likelihood ratio) and place ``k`` at the signal's minimum effect, so that under any change
 smaller than the minimum effect the statistic drifts *down*. Each ``h`` is calibrated with
-:func:`driftscope_llm.services.drift.calibration.calibrate_cusum` to twice the pair's budgeted ARL (two sides
-share the budget).
+:func:`driftscope_llm.services.drift.calibration.calibrate_cusum` to twice the pair's budgeted ARL
+(two sides share the budget).
 
 The event at which a side last left zero estimates the change point; the mean of the raw values
 since then estimates the changed level, and an alarm also needs that estimate to differ from the

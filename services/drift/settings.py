@@ -7,13 +7,13 @@ The false-alarm budget
 ----------------------
 ``max_false_alarms_per_100k`` (default 1) is the expected number of false alarms per 100 000
 events of one model, all signals, detectors and segments together. It is split Bonferroni-style
-(see :func:`driftscope_llm.services.drift.calibration.split_budget`): each of the ``J`` (signal, detector) pairs
-of a stream gets ``b = budget / (100 000 · streams_per_event · J)`` expected false alarms per stream
-event. Streams partition a model's events (one segment per event), so per-event rates add up to
-the model-level rate without dividing by the number of segments; ``streams_per_event`` covers
-collectors that feed one event into more than one stream (e.g. a per-segment and a model-wide
-stream). ``max_streams_per_model`` is the cardinality cap the collector enforces on segments; it
-does not enter the budget.
+(see :func:`driftscope_llm.services.drift.calibration.split_budget`): each of the ``J`` (signal,
+detector) pairs of a stream gets ``b = budget / (100 000 · streams_per_event · J)`` expected false
+alarms per stream event. Streams partition a model's events (one segment per event), so per-event
+rates add up to the model-level rate without dividing by the number of segments;
+``streams_per_event`` covers collectors that feed one event into more than one stream (e.g. a
+per-segment and a model-wide stream). ``max_streams_per_model`` is the cardinality cap the
+collector enforces on segments; it does not enter the budget.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ cluster shares to ±2 points) and their window holds 500."""
 
 
 class DriftSettings(BaseModel):
-    """Settings of a :class:`~driftscope_llm.services.drift.StreamMonitor` (one per model, version, segment).
+    """Settings of a :class:`~driftscope_llm.services.drift.StreamMonitor` (one per model, version,
+    segment).
 
     Why the default sizes (``reference_size`` 1000, ``window_size`` 500, ``test_every`` 50): LLM
     traffic is counted in thousands of events per day per model, and a segment may see a tenth of
@@ -233,8 +234,8 @@ class DriftSettings(BaseModel):
     def from_file(cls, path: str | Path) -> DriftSettings:
         """Read settings from a YAML (``.yaml``/``.yml``) or JSON file.
 
-        Raises :class:`~driftscope_llm.services.errors.ConfigError` with ``path`` and, for invalid values, the
-        dotted ``field`` that failed.
+        Raises :class:`~driftscope_llm.services.errors.ConfigError` with ``path`` and, for invalid
+        values, the dotted ``field`` that failed.
         """
         p = Path(path)
         try:

@@ -1,4 +1,5 @@
-"""Errors of the regression gate, under the project's one root (:mod:`driftscope_llm.services.errors`).
+"""Errors of the regression gate, under the project's one root
+(:mod:`driftscope_llm.services.errors`).
 
 ::
 

@@ -14,7 +14,8 @@ three generators write them:
   as often as a common one;
 * :func:`perturb` — seeded, documented variations of each probe (below), to test that a fix
   generalises beyond the exact strings of an incident;
-* :mod:`driftscope_llm.services.regress.incident_probes` — an incident's drifted prompts and their neighbours.
+* :mod:`driftscope_llm.services.regress.incident_probes` — an incident's drifted prompts and their
+neighbours.
 
 Perturbations (each deterministic given the seed and the probe id):
 

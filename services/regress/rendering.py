@@ -13,9 +13,9 @@ validate against): one ``<testsuite>`` with one
 naming the signals it failed on and both sides' first outputs in ``<system-out>``.
 
 The HTML page reuses the incident report's style and SVG bar charts
-(:mod:`driftscope_llm.services.report`): verdict, per-signal table, an effect chart, and the most changed
-probes with baseline and candidate outputs side by side. Everything that came from a model or a
-probe file is escaped; the page has no scripts and loads nothing.
+(:mod:`driftscope_llm.services.report`): verdict, per-signal table, an effect chart, and the most
+changed probes with baseline and candidate outputs side by side. Everything that came from a model
+or a probe file is escaped; the page has no scripts and loads nothing.
 """
 
 from __future__ import annotations

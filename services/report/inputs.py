@@ -1,10 +1,11 @@
 """What an incident report is drawn from, and how to get it from a stream of events.
 
 :func:`signal_series` re-runs the collector's own signal extraction
-(:class:`driftscope_llm.services.collector.signals.SignalExtractor`) over the events of the incident's stream
-(model, segment; every version, in stream order), so the plotted values are exactly what the
-detectors saw. :func:`project_2d` is a PCA fitted on the reference embeddings only — the window
-is projected into the reference's two main directions, so a shifted cloud shows as a shift.
+(:class:`driftscope_llm.services.collector.signals.SignalExtractor`) over the events of the
+incident's stream (model, segment; every version, in stream order), so the plotted values are
+exactly what the detectors saw. :func:`project_2d` is a PCA fitted on the reference embeddings only
+— the window is projected into the reference's two main directions, so a shifted cloud shows as a
+shift.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def signal_series(events: Iterable[OutputEvent], incident: Incident, signals: Se
     """The incident stream's per-event values of ``signals`` (module docstring).
 
     ``change_index`` maps a signal to its change point counted in the incident version's own
-    stream (as :class:`driftscope_llm.services.drift.Anomaly` reports it); it is shifted to this series' index.
+    stream (as :class:`driftscope_llm.services.drift.Anomaly` reports it); it is shifted to this
+    series' index.
     """
     extractor = SignalExtractor(settings or SignalSettings())
     rows: list[dict[str, Any]] = []

@@ -5,17 +5,17 @@ The store owns the incident: its record (:class:`Incident`), its lifecycle (:fun
 (:mod:`~driftscope_llm.services.store.keys`). Open it from settings with :func:`open_store`.
 """
 
+from driftscope_llm.services.store.attribution_report import (
+    AttributedReport,
+    AttributionReport,
+    FailedReport,
+)
 from driftscope_llm.services.store.base import StateStore
 from driftscope_llm.services.store.connect import open_store
 from driftscope_llm.services.store.lease import Lease
 from driftscope_llm.services.store.lifecycle import OPEN_STATES, LifecycleError, advance, is_open
 from driftscope_llm.services.store.memory import MemoryStore
 from driftscope_llm.services.store.model import Checkpoint, Exemplar, Incident, IncidentState
-from driftscope_llm.services.store.attribution_report import (
-    AttributedReport,
-    AttributionReport,
-    FailedReport,
-)
 
 __all__ = [
     "OPEN_STATES",

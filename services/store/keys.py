@@ -33,8 +33,9 @@ class StoreKeys:
 
     prefix: str = "driftscope:"
 
-    # Parts that come from traffic or settings are joined by driftscope_llm.services.keys.join_key: a model
-    # named "a:b" cannot share a key with model "a", version "b" (ordinary names are unchanged).
+    # Parts that come from traffic or settings are joined by driftscope_llm.services.keys.join_key:
+    # a model named "a:b" cannot share a key with model "a", version "b" (ordinary names are
+    # unchanged).
     def checkpoint(self, topic: str, partition: int) -> str:
         return self.prefix + join_key("cp", topic, str(partition), sep=":",
                                       reserved=REDIS_RESERVED)

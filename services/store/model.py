@@ -49,8 +49,9 @@ class Incident(BaseModel):
     ones first. An incident without facets (saved before they existed) is one facet's worth.
 
     ``state`` moves only through :func:`driftscope_llm.services.store.lifecycle.advance`;
-    ``attribution`` is the worker's typed report (:mod:`driftscope_llm.services.store.attribution_report`),
-    validated on assignment too, so a report in its JSON form becomes the typed one.
+    ``attribution`` is the worker's typed report
+    (:mod:`driftscope_llm.services.store.attribution_report`), validated on assignment too, so a
+    report in its JSON form becomes the typed one.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -137,7 +138,8 @@ class Checkpoint(BaseModel):
 
 
 def dedup_key(model: str, version: str, segment: str, signal: str, detector: str) -> str:
-    """One key per (stream, signal, detector); unambiguous (:func:`driftscope_llm.services.keys.join_key`)."""
+    """One key per (stream, signal, detector); unambiguous
+    (:func:`driftscope_llm.services.keys.join_key`)."""
     return join_key(model, version, segment, signal, detector, sep="|")
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 
 from driftscope_llm.attribution.eval.families import FAMILIES
-from driftscope_llm.attribution.settings import AttributionSettings
 from driftscope_llm.attribution.eval.suite import Config, run_suite
 from driftscope_llm.attribution.eval.suite_report import suite_markdown
 from driftscope_llm.attribution.eval.tasks import TASKS, make_task
+from driftscope_llm.attribution.settings import AttributionSettings
 
 #: pooled lower bounds the default must clear in the reduced run
 COVER_LOWER_BOUND = 0.80

@@ -30,8 +30,8 @@ import torch
 
 from driftscope_llm.attribution import modeling
 from driftscope_llm.attribution.data import Example
-from driftscope_llm.services.store.model import Exemplar, Incident
 from driftscope_llm.services.store.attribution_report import AttributedReport
+from driftscope_llm.services.store.model import Exemplar, Incident
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget

@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 @contextmanager
 def receiver_process(tmp_path: Path, *, token: str, endpoints: list[dict[str, Any]],
                      redis_url: str) -> Iterator[str]:
-    """``python -m driftscope_llm.services.alerts receive`` on a free port; yields its webhook URL."""
+    """``python -m driftscope_llm.services.alerts receive`` on a free port; yields its webhook
+    URL."""
     port = free_port()
     env = {
         **os.environ,

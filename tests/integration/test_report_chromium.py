@@ -35,8 +35,8 @@ from driftscope_llm.services.demo import story
 from driftscope_llm.services.report import ReportInputs, render_report
 from driftscope_llm.services.report.svg import SERIES_COLOUR
 from driftscope_llm.services.store import MemoryStore
-from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.store.attribution_report import AttributedReport, Verification
+from driftscope_llm.services.store.model import Incident
 from driftscope_llm.services.worker.job import Attributor
 from driftscope_llm.services.worker.settings import ModelTarget
 from tests.integration.test_worker import TOP_K, Built, built

@@ -10,9 +10,9 @@ import redis
 from pydantic import SecretStr
 
 from driftscope_llm.services.alerts import (
-    UndeliveredWebhook,
     Notifier,
     RedisDeadLetterSink,
+    UndeliveredWebhook,
     UrllibTransport,
     WebhookEndpoint,
     WebhookSettings,

@@ -27,11 +27,15 @@ import redis
 
 pytest.importorskip("torch")
 
+from driftscope_llm.services.store.attribution_report import (
+    AttributedReport,
+    FailedReport,
+    Verification,
+)
 from driftscope_llm.services.store.model import Exemplar, Incident, IncidentState
 from driftscope_llm.services.store.redis_store import RedisStore
-from driftscope_llm.services.store.attribution_report import AttributedReport, FailedReport, Verification
-from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.aggregate import top_ids
+from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.settings import ModelTarget
 from tests.attribution.conftest import PLANTED, PLANTED_QUERY
 from tests.collector_harness import REPO, consume_all, free_port, produce
@@ -62,10 +66,10 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.attribution.eval.tasks import make_task
     from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.settings import AttributionSettings
-    from driftscope_llm.attribution.eval.tasks import make_task
     from driftscope_llm.attribution.tinymodel import build_tiny_model
 
     root = tmp_path_factory.mktemp("worker-model")
@@ -121,7 +125,8 @@ def recall_at_k(report: AttributedReport, k: int) -> float:
 
 @dataclass
 class WorkerProcess:
-    """``python -m driftscope_llm.services.cli.worker`` as a subprocess with its own topics and Redis db."""
+    """``python -m driftscope_llm.services.cli.worker`` as a subprocess with its own topics and
+    Redis db."""
 
     bootstrap: str
     redis_url: str

@@ -1,4 +1,5 @@
-"""Poison isolation on the collector's per-message path (:mod:`driftscope_llm.services.collector.batch`).
+"""Poison isolation on the collector's per-message path
+(:mod:`driftscope_llm.services.collector.batch`).
 
 The batch that stopped the collector on ec31e46: 200 valid events, then a message that fails.
 Here the failure comes from every stage in turn (decoding, measuring, embedding, observing); the

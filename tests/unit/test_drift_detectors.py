@@ -3,7 +3,8 @@
 Each detector runs alone on one signal of its kind, in a tiny monitor (20-event reference, window
 of 20, a test after every value), on hypothesis-generated streams: empty, constant, tiny, with
 NaN/±inf/huge values, wrong types, missing values, wrong embedding dimensions. The documented rule
-(:mod:`driftscope_llm.services.drift.reference`): non-finite and invalid values are excluded and counted,
+(:mod:`driftscope_llm.services.drift.reference`): non-finite and invalid values are excluded and
+counted,
 ``None`` is counted as missing, degenerate references switch detectors off.
 """
 

@@ -2,8 +2,9 @@
 
 On ec31e46 ``model="a|b", model_version="c"`` and ``model="a", model_version="b|c"`` shared a
 dedup key, and ``ref:{model}:{version}:{segment}`` had the same ambiguity with ``:``. Every
-composite key is now built by ``driftscope_llm.services.keys.join_key``; these tests state its invariant
-(injective, inverted by ``split_key``, ordinary names unchanged) and check each key family.
+composite key is now built by ``driftscope_llm.services.keys.join_key``; these tests state its
+invariant (injective, inverted by ``split_key``, ordinary names unchanged) and check each key
+family.
 """
 
 from __future__ import annotations

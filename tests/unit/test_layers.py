@@ -69,7 +69,8 @@ def test_the_tree_keeps_every_contract(lint: Callable[..., dict[str, bool]]) -> 
 @pytest.mark.parametrize("importer,imported", [
     (f"{S}.drift.settings", f"{S}.cli.main"),          # a pure core reaching for the CLI
     (f"{S}.store.base", f"{S}.collector.pipeline"),    # an I/O edge reaching for a component
-    ("driftscope_llm.attribution.index.feature_index", f"{S}.store.base"),  # the library reaching for services
+    # the library reaching for services
+    ("driftscope_llm.attribution.index.feature_index", f"{S}.store.base"),
 ])
 def test_an_upward_import_breaks_the_layers(lint: Callable[..., dict[str, bool]],
                                             importer: str, imported: str) -> None:

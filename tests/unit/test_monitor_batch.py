@@ -30,8 +30,8 @@ from driftscope_llm.services.drift import (
 from driftscope_llm.services.drift.calibration import Budget
 from driftscope_llm.services.drift.detector import DetectorContext
 from driftscope_llm.services.drift.detectors.cusum import uniform_hash, uniform_hashes
-from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.effect_precheck import EffectGate, plan_rounds
+from driftscope_llm.services.drift.effects import WindowView
 from driftscope_llm.services.drift.reference import (
     BooleanReference,
     CategoricalReference,

@@ -1,4 +1,5 @@
-"""The one helper for showing text from outside (``driftscope_llm.services.textsafety``): no control character
+"""The one helper for showing text from outside (``driftscope_llm.services.textsafety``): no
+control character
 and no rich markup survives, and nothing else about the text changes."""
 
 from __future__ import annotations

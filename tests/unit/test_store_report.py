@@ -11,7 +11,6 @@ import pytest
 from pydantic import ValidationError
 
 from driftscope_llm.services.store import Incident, IncidentState
-from driftscope_llm.services.store.lifecycle import ALLOWED, OPEN_STATES, can_advance
 from driftscope_llm.services.store.attribution_report import (
     AttributedReport,
     FailedReport,
@@ -19,6 +18,7 @@ from driftscope_llm.services.store.attribution_report import (
     attribution_event,
     parse_report,
 )
+from driftscope_llm.services.store.lifecycle import ALLOWED, OPEN_STATES, can_advance
 from tests.attribution_reports import attributed_report, verification
 
 # A version-1 report as the untyped worker stored it (keys, nesting and time format as written).

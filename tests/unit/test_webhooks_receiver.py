@@ -15,9 +15,9 @@ from pydantic import SecretStr, ValidationError
 from driftscope_llm.services.alerts import (
     AlertmanagerMessage,
     AlertReceiver,
+    AlertReceiverSettings,
     MemoryDeadLetterSink,
     Notifier,
-    AlertReceiverSettings,
     UrllibTransport,
     WebhookEndpoint,
     WebhookSettings,

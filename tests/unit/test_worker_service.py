@@ -19,8 +19,8 @@ from driftscope_llm.services.bus import MemoryBroker, MemoryBus, TopicSettings
 from driftscope_llm.services.bus.base import Partition
 from driftscope_llm.services.schemas import AnomalyEvent
 from driftscope_llm.services.store import MemoryStore
-from driftscope_llm.services.store.model import Incident, IncidentState
 from driftscope_llm.services.store.attribution_report import AttributedReport
+from driftscope_llm.services.store.model import Incident, IncidentState
 from driftscope_llm.services.worker.errors import JobFailedError
 from driftscope_llm.services.worker.metrics import WorkerMetrics
 from driftscope_llm.services.worker.service import Worker

@@ -3,9 +3,10 @@
 The statistic is Pearson's ``X²`` over the categories seen in either sample (scipy's
 chi2_contingency without correction). Rare categories make its χ² tail unreliable at small
 levels, so the p-value is exact: the smallest per-category two-sided Fisher test (category vs the
-rest), Bonferroni-corrected (:func:`driftscope_llm.services.drift.stats.category_test`). A category never seen in
-the reference is a category like any other (reference count 0). It raises when ``p ≤ α`` and the
-total variation distance reaches the minimum effect; ``focus`` is the category that grew most.
+rest), Bonferroni-corrected (:func:`driftscope_llm.services.drift.stats.category_test`). A category
+never seen in the reference is a category like any other (reference count 0). It raises when ``p ≤
+α`` and the total variation distance reaches the minimum effect; ``focus`` is the category that
+grew most.
 """
 
 from __future__ import annotations

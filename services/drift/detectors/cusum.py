@@ -14,8 +14,9 @@ Page's CUSUM then runs on ``z`` (see :mod:`driftscope_llm.services.drift.sequent
 * ``h`` is calibrated by the Brook-Evans chain on the null law of ``z``: the ``n + 1`` scores
   with the probabilities a new value has of falling between consecutive reference values.
   Those are uniform spacings, Dirichlet(1, …, 1), unknown for a given reference; the false-alarm
-  rate is averaged over draws of them (:func:`driftscope_llm.services.drift.sequential.calibrate_sides`), which
-  accounts for the reference's sampling error (its mean is off by ``1/√n`` in score units).
+  rate is averaged over draws of them
+  (:func:`driftscope_llm.services.drift.sequential.calibrate_sides`), which accounts for the
+  reference's sampling error (its mean is off by ``1/√n`` in score units).
 * Tie-breaking draws come from a hash of (detector seed, event index): restored monitors draw
   the same ones.
 * A constant reference (zero std) leaves nothing to rank against: the detector stays off.

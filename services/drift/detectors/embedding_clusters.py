@@ -2,7 +2,8 @@
 
 Each embedding is assigned, on arrival, to the nearest of the ``embedding_clusters`` k-means
 centroids fitted on the reference's fit half; the held-out half's cluster counts are the
-reference. The test is the categorical one (:func:`driftscope_llm.services.drift.stats.category_test`: Pearson
+reference. The test is the categorical one
+(:func:`driftscope_llm.services.drift.stats.category_test`: Pearson
 ``X²`` statistic, exact Bonferroni-Fisher p-value), cost ``O(w)`` per test after ``O(k d)`` per
 embedding. It says *which* topics moved: ``focus`` is the cluster that grew most, and the
 window summary lists every cluster's share next to the reference's.

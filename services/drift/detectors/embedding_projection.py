@@ -2,8 +2,9 @@
 
 Each embedding is projected, on arrival, onto the top ``embedding_components`` principal
 directions of the reference's *fit* half and whitened by their scales (see
-:mod:`driftscope_llm.services.drift.embedding_space`); a window test then costs ``O(w · r)``. The statistic is
-Hotelling's two-sample ``T² = m (ȳ_w - ȳ_r)ᵀ S⁻¹ (ȳ_w - ȳ_r)``, ``m = wn/(w+n)``, with ``ȳ_r`` and
+:mod:`driftscope_llm.services.drift.embedding_space`); a window test then costs ``O(w · r)``. The
+statistic is Hotelling's two-sample ``T² = m (ȳ_w - ȳ_r)ᵀ S⁻¹ (ȳ_w - ȳ_r)``, ``m = wn/(w+n)``, with
+``ȳ_r`` and
 ``S`` the mean and covariance of the *held-out* half's coordinates. Under no drift
 ``T² (ν-r+1)/(ν r)`` is approximately ``F(r, ν-r+1)``, ``ν = n - 1`` (Hotelling 1931). A topic
 shift (a change of the mixture of topics) moves the mean embedding and therefore ``T²``.

@@ -2,9 +2,10 @@
 
 ``W1 = ∫ |F_w(x) - F_r(x)| dx`` in signal units (scipy.stats.wasserstein_distance). It raises
 when ``W1`` reaches ``max(t_α, min_effect × unit)``, where ``t_α`` is the Borell-TIS null
-threshold (:class:`driftscope_llm.services.drift.calibration.WassersteinNull`) at the pair's budgeted level, and
-a permutation test of the same statistic confirms (:mod:`driftscope_llm.services.drift.permutation`). The
-reported p-value is the Borell-TIS upper bound.
+threshold (:class:`driftscope_llm.services.drift.calibration.WassersteinNull`) at the pair's
+budgeted level, and a permutation test of the same statistic confirms
+(:mod:`driftscope_llm.services.drift.permutation`). The reported p-value is the Borell-TIS upper
+bound.
 """
 
 from __future__ import annotations
