@@ -31,6 +31,7 @@ from typing import Any
 from rich.console import Console
 
 from driftscope_llm.attribution.data import Example, write_jsonl
+from driftscope_llm.services.demo.chat import ModelRef
 from driftscope_llm.services.demo.scenario import PLANTED_PREFIX, ScenarioSettings
 from driftscope_llm.services.regress.gate import GateResult, GateSettings, run_gate
 from driftscope_llm.services.regress.generation import GenerationSettings, LocalGenerator
@@ -55,7 +56,7 @@ class GateStory:
     """What the last act produced: the removed ids, v3's directory, the suite and both runs."""
 
     removed: list[str]
-    v3: Path
+    v3: Path | ModelRef
     suite: Path
     runs: list[tuple[str, GateResult, RunInfo]]
     page: Path
@@ -102,39 +103,70 @@ def retrain(v1: Path, corpus: Sequence[Example], out: Path, settings: ScenarioSe
     return out
 
 
+RetrainV3 = Callable[[Sequence[Example], Path], ModelRef]
+"""The real-model story's retrain: (cleaned corpus, output directory) -> v3."""
+
+
+def _in_segment(segment: str, labels: Mapping[str, str]) -> bool:
+    """Whether an event with ``labels`` belongs to the incident's ``segment``: ``label=value``
+    (or a bare value, the legacy keying); the model-level stream holds every event."""
+    from driftscope_llm.services.collector.segments import MODEL_STREAM
+
+    if segment == MODEL_STREAM:
+        return True
+    label, sep, value = segment.partition("=")
+    return labels.get(label) == value if sep else segment in labels.values()
+
+
+def _ref(model: Path | ModelRef) -> ModelRef:
+    return model if isinstance(model, ModelRef) else ModelRef(model)
+
+
 def close_the_loop(out: Path, incident: Incident, report: AttributedReport,
-                   corpus: Sequence[Example], models: Mapping[str, Path],
-                   traffic: Sequence[OutputEvent], settings: ScenarioSettings, *, top_k: int,
-                   on_step: Callable[[str], None]) -> GateStory:
-    """Clean, retrain and gate (module docstring); ``models`` has ``v1`` and ``v2``."""
+                   corpus: Sequence[Example], models: Mapping[str, Path | ModelRef],
+                   traffic: Sequence[OutputEvent], settings: ScenarioSettings | Any, *,
+                   top_k: int, on_step: Callable[[str], None],
+                   retrain_v3: RetrainV3 | None = None, samples: int = SAMPLES) -> GateStory:
+    """Clean, retrain and gate (module docstring); ``models`` has ``v1`` and ``v2`` (a model
+    directory, or a :class:`ModelRef` with its adapter). ``retrain_v3``: how v3 is trained on
+    the cleaned corpus (default: :func:`retrain` from v1 with ``settings``, a
+    :class:`ScenarioSettings`); ``samples`` per probe and version. ``settings`` gives ``seed``
+    and ``max_new_tokens``."""
     removed = attributed_ids(report, top_k, behaviour_exemplars(incident))
     cleaned = [e for e in corpus if e.id not in set(removed)]
     write_jsonl(out / "corpus-v3.jsonl", cleaned)
-    on_step(f"retraining v3 from v1 on {len(cleaned)} examples")
-    v3 = retrain(models["v1"], cleaned, out / "models" / "v3", settings)
+    on_step(f"retraining v3 on {len(cleaned)} examples")
+    v3: Path | ModelRef
+    if retrain_v3 is not None:
+        v3 = retrain_v3(cleaned, out / "models" / "v3")
+    else:
+        v1 = models["v1"]
+        if not isinstance(v1, Path) or not isinstance(settings, ScenarioSettings):
+            raise TypeError("the tiny story's retrain takes v1's directory and ScenarioSettings")
+        v3 = retrain(v1, cleaned, out / "models" / "v3", settings)
     pool = [Candidate(e.id, e.prompt) for e in corpus]
     seen: set[str] = set()
     reference = []
     for ev in traffic:
         if (ev.model_version != incident.model_version and ev.prompt and ev.prompt not in seen
-                and incident.segment in ev.segment.values()):
+                and _in_segment(incident.segment, ev.segment)):
             seen.add(ev.prompt)
             reference.append(Candidate(ev.event_id, ev.prompt))
     probes = incident_suite(incident, corpus=pool, traffic=reference)
     suite = out / "probes-incident.jsonl"
     write_suite(suite, probes)
     prompts = [p.prompt for p in probes]
-    paths = {"v1": models["v1"], "v2": models["v2"], "v3": v3}
-    samples = {}
-    for i, (name, path) in enumerate(paths.items()):
+    paths = {"v1": _ref(models["v1"]), "v2": _ref(models["v2"]), "v3": _ref(v3)}
+    sampled = {}
+    for i, (name, ref) in enumerate(paths.items()):
         on_step(f"sampling {name} on {len(probes)} probes")
-        g = GenerationSettings(SAMPLES, settings.max_new_tokens, 1.0, settings.seed * 3 + i)
-        samples[name] = (g, LocalGenerator(path).generate(prompts, g))
+        g = GenerationSettings(samples, settings.max_new_tokens, 1.0, settings.seed * 3 + i)
+        sampled[name] = (g, LocalGenerator(ref.model_dir, ref.adapter_dir).generate(prompts, g))
     gate = GateSettings(seed=settings.seed)
     runs = []
     for name in ("v2", "v3"):
-        result = run_gate(probes, samples["v1"][1], samples[name][1], gate)
-        info = RunInfo(str(paths["v1"]), str(paths[name]), str(suite), samples["v1"][0])
+        result = run_gate(probes, sampled["v1"][1], sampled[name][1], gate)
+        info = RunInfo(str(paths["v1"]), str(paths[name]), str(suite), sampled["v1"][0])
         runs.append((f"{name} against v1 on the incident's probes", result, info))
     page = out / "gate.html"
     page.write_text(render_html(runs, title=f"Regression gate for incident {incident.id}"),
@@ -162,18 +194,20 @@ def story_lines(story: GateStory, planted_prefix: str) -> list[str]:
 
 def run_last_act(console: Console, out: Path, incident: Incident,
                  report: AttributedReport, corpus: Sequence[Example],
-                 versions: Any, stream: Path, settings: ScenarioSettings, *,
-                 top_k: int) -> GateStory:
+                 versions: Any, stream: Path, settings: ScenarioSettings | Any, *,
+                 top_k: int, retrain_v3: RetrainV3 | None = None,
+                 samples: int = SAMPLES) -> GateStory:
     """The demo CLI's call: :func:`close_the_loop` with a status line on ``console`` (stderr),
     then the story lines. ``versions`` is
-    :class:`~driftscope_llm.services.demo.scenario.Versions`."""
+    :class:`~driftscope_llm.services.demo.scenario.Versions` or
+    :class:`~driftscope_llm.services.demo.chat.ChatVersions`."""
     from driftscope_llm.services.report import read_events
     from driftscope_llm.services.textsafety import terminal
 
     with console.status("gate: cleaning the data and retraining …") as status:
         story = close_the_loop(out, incident, report, corpus,
                                {"v1": versions.v1, "v2": versions.v2}, read_events(stream),
-                               settings, top_k=top_k,
+                               settings, top_k=top_k, retrain_v3=retrain_v3, samples=samples,
                                on_step=lambda s: status.update(f"gate: {terminal(s)} …"))
     for line in story_lines(story, PLANTED_PREFIX):
         console.print(f"gate: {terminal(line)}", highlight=False)

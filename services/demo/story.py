@@ -78,23 +78,25 @@ def pick_incident(raised: Sequence[RaisedAnomaly], store: MemoryStore) -> Incide
 
 
 def attribute(incident: Incident, model_dir: Path, corpus: Sequence[Example], corpus_path: Path,
-              out: Path, *, top_k: int,
-              on_step: Callable[[str], None]) -> AttributedReport:
-    """Index the v2 corpus with v2 (repsim, gradsim), run the worker's job with verification."""
+              out: Path, *, top_k: int, on_step: Callable[[str], None],
+              adapter_dir: Path | None = None) -> AttributedReport:
+    """Index the v2 corpus with v2 (repsim, gradsim), run the worker's job with verification.
+
+    ``adapter_dir``: v2 is this LoRA adapter over ``model_dir`` (the real-model story)."""
     from driftscope_llm.attribution.index.feature_index import build_index
     from driftscope_llm.attribution.modeling import load_model
     from driftscope_llm.attribution.settings import AttributionSettings
     from driftscope_llm.services.worker.job import Attributor
     from driftscope_llm.services.worker.settings import ModelTarget, VerifySettings
 
-    model = load_model(model_dir, device="cpu")
+    model = load_model(model_dir, adapter_dir, device="cpu")
     indexes = {}
     for method in ("repsim", "gradsim"):
         on_step(f"index {method}")
         build_index(model, corpus, out / method, AttributionSettings(method=method))
         indexes[method] = out / method
-    target = ModelTarget(model_dir=model_dir, indexes=indexes, top_k=top_k,
-                         verify=VerifySettings(enabled=True, corpus=corpus_path))
+    target = ModelTarget(model_dir=model_dir, adapter_dir=adapter_dir, indexes=indexes,
+                         top_k=top_k, verify=VerifySettings(enabled=True, corpus=corpus_path))
     on_step("attribute + verify")
     return Attributor(device="cpu").run(incident, "support-bot@v2", target)
 
