@@ -38,9 +38,16 @@ from typing import Any
 
 from driftscope_llm.attribution.counterfactual import SAME_LABEL, Retrainer, lds, qld_rows
 from driftscope_llm.attribution.data import Example
+from driftscope_llm.attribution.errors import SettingsError
 from driftscope_llm.attribution.eval.evaluate import canonical_spec, query_metrics, score_matrices
+from driftscope_llm.attribution.eval.labelled_task import Task
+from driftscope_llm.attribution.eval.real_config import (
+    RealConfig,
+    build_real_model,
+    counterfactual_cost,
+)
 from driftscope_llm.attribution.eval.tasks import make_task
-from driftscope_llm.attribution.modeling import load_model
+from driftscope_llm.attribution.modeling import LoadedModel, load_model
 from driftscope_llm.attribution.stats import Interval, bootstrap_mean
 from driftscope_llm.attribution.tinymodel import Arch, TinyModel, build_tiny_model, cpu_threads
 from driftscope_llm.services.errors import MissingExtraError
@@ -150,7 +157,7 @@ def run_suite(
     workdir: str | Path,
     *,
     families: Sequence[str] = SUITE_FAMILIES,
-    configs: Sequence[Config] = SUITE_CONFIGS,
+    configs: Sequence[Config | RealConfig] = SUITE_CONFIGS,
     seeds: Sequence[int] = (0, 1),
     methods: Sequence[str] = SUITE_METHODS,
     epochs: int = 12,
@@ -162,13 +169,17 @@ def run_suite(
     """Run the evaluation grid (module docstring); one row per (family, method)."""
     methods = list(dict.fromkeys(m if m in SUITE_ONLY else canonical_spec(m)
                                  for m in methods))
+    real = [c.name for c in configs if isinstance(c, RealConfig)]
+    if real and "magic" in methods:
+        raise SettingsError(f"magic replays tiny fine-tunes only; drop it or {real[0]}",
+                            field="methods")
     with cpu_threads(1):
         return [row for fam in families
                 for row in _family(Path(workdir) / fam, fam, configs, seeds, methods, epochs,
                                    counterfactual, cf_seeds, lds_subsets, log)]
 
 
-def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[int],
+def _family(work: Path, family: str, configs: Sequence[Config | RealConfig], seeds: Sequence[int],
             methods: Sequence[str], epochs: int, counterfactual: bool,
             cf_seeds: Sequence[int], lds_subsets: int, log: Log | None) -> list[SuiteRow]:
     per: dict[str, dict[str, list[tuple[float, float, float]]]] = {m: {} for m in methods}
@@ -176,13 +187,10 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
     cf_input: tuple[Any, ...] | None = None
     for cfg in configs:
         for seed in seeds:
-            task = make_task(family, seed)
-            run = work / f"{cfg.arch}-{'lora' if cfg.lora else 'full'}-{seed}"
+            run = work / f"{cfg.name.replace('/', '-')}-{seed}"
             t0 = time.perf_counter()
-            words = [t for q in task.queries for t in (q.prompt, q.response)]
-            tiny = build_tiny_model(task.corpus, run / "model", arch=cfg.arch, lora=cfg.lora,
-                                    seed=seed, extra_texts=words, epochs=epochs)
-            model = load_model(tiny.model_dir, tiny.adapter_dir, device="cpu")
+            task, model, tiny = _model(cfg, family, seed, run, epochs, counterfactual,
+                                       (len(methods), len(cf_seeds), lds_subsets), log)
             corpus_labels = [str(e.label) for e in task.corpus]
             query_labels = [str(q.label) for q in task.queries]
             mats = score_matrices(model, task.corpus, task.queries,
@@ -190,7 +198,7 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
                                   seed=seed)
             if SAME_LABEL in methods:
                 mats[SAME_LABEL] = (same_label_matrix(query_labels, corpus_labels, seed), 0.0)
-            if "magic" in methods:
+            if "magic" in methods and tiny is not None:  # refused with a real config above
                 mats["magic"] = magic_matrix(tiny, task.corpus, task.queries)
             for name in methods:
                 mat, s = mats[name]
@@ -201,7 +209,7 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
                 best = max(methods, key=lambda m: sum(x[1] for x in per[m][cfg.name]))
                 log(f"{family} {cfg.name} seed {seed}: {time.perf_counter() - t0:.0f}s; "
                     f"best cover so far {best}")
-            if cf_input is None:
+            if cf_input is None and tiny is not None:
                 cf_input = (task, tiny, mats)
     cf = _counterfactual(family, cf_input, methods, epochs, cf_seeds, lds_subsets, log) \
         if counterfactual and cf_input is not None else {}
@@ -215,6 +223,25 @@ def _family(work: Path, family: str, configs: Sequence[Config], seeds: Sequence[
             bootstrap_mean([x[1] for x in pooled]), bootstrap_mean([x[2] for x in pooled]),
             min(by_cfg.values()), by_cfg, secs[name], len(pooled), q, ld, k, qs))
     return rows
+
+
+def _model(cfg: Config | RealConfig, family: str, seed: int, run: Path, epochs: int,
+           counterfactual: bool, cf_shape: tuple[int, int, int], log: Log | None
+           ) -> tuple[Task, LoadedModel, TinyModel | None]:
+    """The task and fine-tuned model of one (configuration, family, seed); the tiny model's
+    directories too (``None`` for a real configuration: no replay, no retrains)."""
+    if isinstance(cfg, RealConfig):
+        real = build_real_model(cfg, family, seed, run, log=log)
+        if counterfactual and log:
+            n, secs = counterfactual_cost(real.run.seconds, *cf_shape)
+            log(f"{family} {cfg.name}: QLD/LDS not run; they would need {n} LoRA retrains "
+                f"(~{secs / 60:.0f} min at {real.run.seconds:.0f}s per fine-tune)")
+        return real.task, real.model, None
+    task = make_task(family, seed)
+    words = [t for q in task.queries for t in (q.prompt, q.response)]
+    tiny = build_tiny_model(task.corpus, run / "model", arch=cfg.arch, lora=cfg.lora,
+                            seed=seed, extra_texts=words, epochs=epochs)
+    return task, load_model(tiny.model_dir, tiny.adapter_dir, device="cpu"), tiny
 
 
 def _counterfactual(family: str, cf_input: tuple[Any, ...], methods: Sequence[str],

@@ -327,7 +327,8 @@ def eval_(
         "baselines and counterfactual QLD/LDS (docs/attribution.md).")] = False,
     families: Annotated[str, typer.Option(help="--suite: comma-separated families.")] = (
         "style,rule,trigger,topic"),
-    configs: Annotated[str, typer.Option(help="--suite: comma-separated arch/full|lora.")] = (
+    configs: Annotated[str, typer.Option(
+        help="--suite: comma-separated arch/full|lora, or smollm2/lora (the real model).")] = (
         "gpt2/full,gpt2/lora,llama/full,llama/lora"),
     seeds: Annotated[str, typer.Option(help="--suite: comma-separated seeds.")] = "0,1",
     counterfactual: Annotated[bool, typer.Option(
@@ -372,6 +373,7 @@ def _eval_suite(families: str, configs: str, seeds: str, methods: str | None, ep
                 json_out: bool) -> None:
     with user_errors():
         from driftscope_llm.attribution.eval.families import FAMILIES
+        from driftscope_llm.attribution.eval.real_config import REAL_CONFIGS, RealConfig
         from driftscope_llm.attribution.eval.suite import SUITE_METHODS, Config, run_suite
         from driftscope_llm.attribution.eval.suite_report import print_suite, suite_markdown
         from driftscope_llm.attribution.eval.tasks import TASKS
@@ -381,11 +383,15 @@ def _eval_suite(families: str, configs: str, seeds: str, methods: str | None, ep
         if unknown or not fams:
             raise _usage(f"unknown --families {', '.join(unknown) or '(none)'}; choose from "
                          f"{', '.join([*FAMILIES, *TASKS])}")
-        cfgs = []
+        cfgs: list[Config | RealConfig] = []
         for c in configs.split(","):
+            if c.strip() in REAL_CONFIGS:
+                cfgs.append(REAL_CONFIGS[c.strip()])
+                continue
             arch, _, kind = c.strip().partition("/")
             if arch not in ("gpt2", "llama") or kind not in ("full", "lora"):
-                raise _usage(f"bad --configs entry {c.strip()!r}; use gpt2|llama/full|lora")
+                raise _usage(f"bad --configs entry {c.strip()!r}; use gpt2|llama/full|lora "
+                             f"or {'|'.join(REAL_CONFIGS)}")
             cfgs.append(Config(arch, kind == "lora"))  # type: ignore[arg-type]
         try:
             seed_list = [int(s) for s in seeds.split(",")]
