@@ -87,16 +87,35 @@ def serve_metrics(settings: MetricsSettings, registry: CollectorRegistry,
     be bound is a :class:`ConfigError` (exit 2, one line), like a busy listen port."""
     from prometheus_client import start_http_server
 
-    from driftscope_llm.services.errors import ConfigError
-
     try:
         server, _thread = start_http_server(settings.port, addr=settings.host, registry=registry)
     except OSError as exc:
-        raise ConfigError(f"cannot serve metrics on {settings.host}:{settings.port}: "
-                          f"{exc.strerror or exc}; choose another metrics port",
-                          field="metrics.port") from None
+        raise _busy(settings, exc) from None
     log.info("metrics on http://%s:%d/metrics", settings.host, server.server_port)
     return server
+
+
+def check_metrics_port(settings: MetricsSettings) -> None:
+    """Refuse a metrics port that cannot be bound *before* any client is built (a Kafka
+    producer's I/O thread dying at exit would print a traceback after the one-line error)."""
+    import socket
+
+    if settings.port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise _busy(settings, exc) from None
+
+
+def _busy(settings: MetricsSettings, exc: OSError) -> Exception:
+    from driftscope_llm.services.errors import ConfigError
+
+    return ConfigError(f"cannot serve metrics on {settings.host}:{settings.port}: "
+                       f"{exc.strerror or exc}; choose another metrics port",
+                       field="metrics.port")
 
 
 def run_until_stopped(service: _Service, max_idle_s: float | None, server: WSGIServer,
@@ -123,6 +142,7 @@ def run_deployable(settings_cls: type[S], build: Callable[[S], Deployable[Any]],
 
     setup_logging(log_level)
     s = load_settings(settings_cls, config)
+    check_metrics_port(s.metrics)  # a busy port: exit 2 before any client exists
     built = build(s)
     server = serve_metrics(s.metrics, built.registry, logging.getLogger(f"driftscope.{name}"))
     run_until_stopped(built.component, max_idle_s, server, built.notifier)
