@@ -100,3 +100,31 @@ def test_on_a_planted_task_the_same_label_baseline_raises_the_loss_more_than_ran
     rows = qld_rows(Retrainer(tiny.model_dir, epochs=6), task.corpus, queries, {},
                     seeds=(0,), same_label=pool, baseline_size=6)
     assert rows[SAME_LABEL].vs_random.lo > 0.05, rows[SAME_LABEL]
+
+
+@pytest.mark.slow
+def test_retraining_verification_reports_the_same_label_arm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """verify.mode = retrain on a labelled corpus: a fourth retrain without k random examples
+    of the queries' label, typed in the report; an unlabelled corpus gets no such arm."""
+    from driftscope_llm.attribution.counterfactual import verify_by_retraining
+    from driftscope_llm.attribution.tinymodel import build_tiny_model
+    from driftscope_llm.services.store.attribution_report import Verification
+
+    task = make_task("trigger", 0)
+    words = [t for q in task.queries for t in (q.prompt, q.response)]
+    tiny = build_tiny_model(task.corpus, tmp_path / "m", lora=True, layers=1, dim=16,
+                            extra_texts=words, epochs=3)
+    top = [e.id for e in task.corpus if e.label == "trigger"][:4]
+    queries = [q for q in task.queries if q.label == "trigger"][:3]
+    out = verify_by_retraining(tiny.model_dir, tiny.adapter_dir, task.corpus, top, queries,
+                               epochs=3, lr=1e-2)
+    v = Verification.model_validate(out)
+    assert v.settings["same_label"] == "trigger"
+    assert v.same_label is not None and len(v.same_label.ids) == 4
+    assert {e.label for e in task.corpus if e.id in set(v.same_label.ids)} == {"trigger"}
+    assert v.same_label.effect == pytest.approx(v.loglik_before - v.same_label.loglik_after)
+    bare = [Example(e.id, e.prompt, e.response) for e in task.corpus]
+    plain = [Example(q.id, q.prompt, q.response) for q in queries]
+    unlabelled = verify_by_retraining(tiny.model_dir, tiny.adapter_dir, bare, top, plain,
+                                      epochs=1, lr=1e-2)
+    assert "same_label" not in unlabelled and unlabelled["settings"]["same_label"] is None
