@@ -101,19 +101,46 @@ def proto_body(events: list[dict[str, Any]]) -> bytes:
     return bytes(export_request([genai_span(e) for e in events]).SerializeToString())
 
 
-def on_topic(bootstrap: str, topic: str) -> Counter[str]:
+def on_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
+    """Every record on ``topic`` (one partition in the private stack), as (offset, value)."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=5000)
-    ids = Counter(json.loads(m.value)["event_id"] for m in consumer)
+    records = [(m.offset, m.value) for m in consumer]
     consumer.close()
-    return ids
+    return records
 
 
-def account(row: Row, acked: list[str], topic_ids: Counter[str]) -> None:
+def collector_counts(records: list[tuple[int, bytes]]) -> Counter[str]:
+    """How many times the collector's own batch step (collector/batch.py, with its repeat
+    detection, collector/dedupe.py) counts each event id of ``records``, in topic order."""
+    from driftscope_llm.services.collector.batch import process_batch
+    from driftscope_llm.services.collector.build import build_pipeline
+    from driftscope_llm.services.collector.pipeline import PartitionState
+    from driftscope_llm.services.config import CollectorSettings
+    from driftscope_llm.services.store.memory import MemoryStore
+
+    s = CollectorSettings()
+    pipeline = build_pipeline(s.drift, s.signals, s.segments,
+                              s.embedder.model_copy(update={"enabled": False}), MemoryStore())
+    state = PartitionState(topic="chaos", partition=0)
+    out = process_batch(pipeline, state, records, max_bytes=s.max_event_bytes)
+    return Counter(event.event_id for _, event in out.observed)
+
+
+def account(row: Row, acked: list[str], records: list[tuple[int, bytes]]) -> None:
+    """Lost: acknowledged and never on the topic. Duplicated: counted more than once by the
+    collector. Copies on the topic that the collector counts once are noted, not failed: an
+    at-least-once topic may hold them (a 503'd batch retried after its first copy landed)."""
+    topic_ids = Counter(json.loads(v)["event_id"] for _, v in records)
     row.produced = len(acked)
     row.counted = sum(1 for i in set(acked) if topic_ids[i])
     row.lost = len(set(acked)) - row.counted
-    row.duplicated = sum(n - 1 for n in topic_ids.values() if n > 1)
+    copies = sum(n - 1 for n in topic_ids.values() if n > 1)
+    counted = collector_counts(records)
+    row.duplicated = sum(n - 1 for n in counted.values() if n > 1)
+    if copies:
+        row.notes.append(f"{copies:,} repeated copies on the topic, each counted once by the "
+                         "collector (driftscope_events_duplicate_total)")
 
 
 def post(port: int, body: bytes, ctype: str = "application/x-protobuf",

@@ -118,6 +118,8 @@ def replay_cmd(
         err.print(f"{sum(stats.invalid.values())} invalid lines: {dict(stats.invalid)}")
     if stats.skipped:  # spans that are not generations (docs/ingestion.md)
         err.print(f"{sum(stats.skipped.values())} spans skipped: {dict(stats.skipped)}")
+    if stats.duplicates:  # the same line again (collector/dedupe.py)
+        err.print(f"{stats.duplicates} repeated events counted once", highlight=False)
     if stats.clock_skew:  # ts not trusted; line order decided (collector/clock.py)
         err.print(f"{sum(stats.clock_skew.values())} events with an implausible ts, ordered by "
                   f"their line instead: {dict(stats.clock_skew)}")

@@ -33,6 +33,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from driftscope_llm.services.collector.dedupe import RecentEvents
 from driftscope_llm.services.collector.pipeline import (
     PartitionState,
     Pipeline,
@@ -86,6 +87,9 @@ class BatchOutcome:
     embedded: int = 0
     #: events whose ``ts`` was implausible, by direction (collector/clock.py)
     skewed: Counter[str] = field(default_factory=Counter)
+    #: offsets of repeated deliveries of an event already counted (collector/dedupe.py):
+    #: skipped, neither observed nor dead-lettered
+    duplicates: list[int] = field(default_factory=list)
 
 
 def _describe(exc: BaseException, stage: str) -> str:
@@ -159,7 +163,7 @@ def process_batch(
     fresh = [(offset, raw or b"") for offset, raw in records if offset >= state.next_offset]
     by_offset = dict(fresh)
     valid = _parse_all(fresh, out, max_bytes=max_bytes, on_valid=on_valid, fatal=fatal,
-                       decode=decode)
+                       decode=decode, recent=state.recent_events)
     embeddings, failed, failed_events = _embed_isolated(pipeline, valid, by_offset, fatal)
     out.rejected.extend(failed)
     out.embedded = len(embeddings)
@@ -215,8 +219,10 @@ def _parse_all(
     on_valid: Callable[[OutputEvent], None] | None,
     fatal: tuple[type[BaseException], ...],
     decode: Callable[[bytes], Decoded] | None = None,
+    recent: RecentEvents | None = None,
 ) -> list[tuple[int, OutputEvent]]:
-    """The events that parsed (and passed ``on_valid``); the rest go to ``out.rejected``."""
+    """The events that parsed (and passed ``on_valid``); the rest go to ``out.rejected``,
+    repeats of an event ``recent`` remembers to ``out.duplicates``."""
     valid: list[tuple[int, OutputEvent]] = []
     for offset, raw in records:
         if decode is None:
@@ -225,7 +231,10 @@ def _parse_all(
         else:
             events, rejects = decode_isolated(decode, raw, offset, fatal=fatal)
         out.rejected.extend(rejects)
-        for event in events:
+        for position, event in enumerate(events):
+            if recent is not None and recent.repeat(raw, position):
+                out.duplicates.append(offset)
+                continue
             _measure(valid, out, offset, raw, event, on_valid, fatal)
     return valid
 

@@ -56,6 +56,10 @@ class CollectorMetrics:
             "used for ordering.", ["direction"], registry=registry)
         for direction in SKEW_DIRECTIONS:
             self.clock_skew.labels(direction)
+        self.duplicates = Counter(
+            "driftscope_events_duplicate_total",
+            "Repeated deliveries of an event already counted on its partition (same id, time, "
+            "model, version and output; a client's retry): skipped.", registry=registry)
         self.embedded = Counter(
             "driftscope_embeddings_computed_total", "Outputs embedded for the embedding signal.",
             registry=registry)

@@ -46,6 +46,7 @@ import numpy.typing as npt
 
 from driftscope_llm.services.collector.cardinality import StreamCaps
 from driftscope_llm.services.collector.clock import ClockSettings, EventClock, Skew
+from driftscope_llm.services.collector.dedupe import RecentEvents
 from driftscope_llm.services.collector.segments import SegmentKeyer, SegmentSettings
 from driftscope_llm.services.collector.signals import SignalExtractor
 from driftscope_llm.services.drift import (
@@ -115,6 +116,8 @@ class PartitionState:
     #: replay: judge ``ts`` claims against the file's own clock (collector/clock.py)
     follow_claims: bool = False
     clock: EventClock | None = None  # built by the pipeline; not checkpointed
+    #: repeated deliveries are counted once (collector/dedupe.py); memory only
+    recent_events: RecentEvents = field(default_factory=RecentEvents)
 
     def to_checkpoint(self, now: datetime) -> Checkpoint:
         monitors = {sid: m.state_dict() for sid, m in self.monitors.items()}

@@ -40,6 +40,7 @@ class ReplayStats:
     skipped: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
     clock_skew: Counter[str] = field(default_factory=Counter)  # "behind"/"ahead" -> events
+    duplicates: int = 0  # repeated lines of an event already counted (collector/dedupe.py)
 
 
 def replay_file(
@@ -107,6 +108,7 @@ def _flush(
     out = process_batch(pipeline, state, batch, max_bytes=max_event_bytes, decode=decode,
                         observed=observed)
     stats.clock_skew.update(out.skewed)
+    stats.duplicates += len(out.duplicates)
     for rejected in out.rejected:
         stats.invalid[rejected.reason] += 1
         if len(stats.first_invalid) < 20:

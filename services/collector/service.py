@@ -200,6 +200,7 @@ class Collector:
                            observed=self._observed_times(tp, records, now))
         for direction, n in out.skewed.items():
             self.metrics.clock_skew.labels(direction).inc(n)
+        self.metrics.duplicates.inc(len(out.duplicates))
         for rejected in out.rejected:
             self._dead_letter(tp, rejected)
         self.metrics.embedded.inc(out.embedded)
