@@ -5,6 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 STACK  := deploy/local/stack
 PYTEST_ARGS ?=
+# The demo's own virtualenv: the runtime and the `demo` extra only (no test tools, nothing built
+# from source: --only-binary), so `make test`'s dev install is untouched. torch comes as the CPU
+# build from TORCH_INDEX when that answers (about 200 MB instead of PyPI's CUDA stack, about
+# 3 GB), else from PyPI; TORCH_INDEX= goes to PyPI directly.
+DEMO_VENV   ?= .venv-demo
+DEMO_PY     := $(DEMO_VENV)/bin/python
+DEMO_STAMP  := $(DEMO_VENV)/.installed
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+DEMO_ARGS   ?=
 
 .PHONY: venv demo test test-unit check audit browser stack-up stack-down stack-status bench clean
 
@@ -17,9 +26,17 @@ $(STAMP): pyproject.toml setup.py
 
 venv: $(STAMP)
 
-## The demo: embedded mode, no services.
-demo: $(STAMP)
-	$(VENV)/bin/driftscope demo --out demo-out
+$(DEMO_STAMP): pyproject.toml setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
+	test -x $(DEMO_PY) || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(DEMO_PY) -m pip install --quiet --only-binary=:all: --retries 1 --timeout 15 --index-url $(TORCH_INDEX) torch 2>/dev/null || echo "$(TORCH_INDEX) did not answer: torch comes from PyPI")
+	$(DEMO_PY) -m pip install --quiet --only-binary=:all: -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+## The demo: embedded mode, no services (DEMO_ARGS=-v shows the libraries' own output).
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/driftscope demo --out demo-out $(DEMO_ARGS)
 
 ## The whole suite against the real stack: install, stack up, pytest, stack down.
 test: $(STAMP) browser
@@ -54,4 +71,4 @@ stack-status:
 	$(STACK) status
 
 clean:
-	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_VENV) demo-out .mypy_cache .ruff_cache .pytest_cache

@@ -45,7 +45,10 @@ if TYPE_CHECKING:
     from driftscope_llm.attribution.data import Example
     from driftscope_llm.services.store.model import Incident
 
-__all__ = ["print_attribution", "print_incidents", "register"]
+__all__ = ["LIBRARY_LOG", "print_attribution", "print_incidents", "register"]
+
+LIBRARY_LOG = "library-output.log"
+"""Where the demo keeps what torch, transformers and the ONNX exporter print (``-v``: shown)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -69,17 +72,35 @@ def demo_cmd(
     embedder: Annotated[bool, typer.Option(help="Use the ONNX embedder when it is exported.")]
     = True,
     wide: WideOpt = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help=f"Show the libraries' own warnings and progress (torch, "
+                                f"transformers, the ONNX exporter) instead of keeping them in "
+                                f"{LIBRARY_LOG} in --out.")] = False,
 ) -> None:
     """Simulate a support bot whose v2 fine-tune starts refusing billing questions; catch it,
     trace it to the planted training examples, verify, and write report.html to --out."""
+    from driftscope_llm.services.demo.library_output import library_output
+
+    quiet_transformers()
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / LIBRARY_LOG
+    with library_output(log, show=verbose) as terminal:  # the story alone on the terminal
+        console = Console(file=terminal)
+        tables = command_console(wide=wide, stderr=True, highlight=True)
+        tables.file = terminal
+        _tell(console, tables, out, samples=samples, top_k=top_k, seed=seed, embedder=embedder)
+    if not verbose and log.stat().st_size:
+        Console(stderr=True, highlight=False).print(
+            f"warnings and progress of the libraries: {escape(str(log))} (-v shows them)")
+
+
+def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: int, seed: int,
+          embedder: bool) -> None:
     from driftscope_llm.attribution.data import write_jsonl
     from driftscope_llm.services.demo import scenario as sc
     from driftscope_llm.services.demo import story
     from driftscope_llm.services.store import MemoryStore
 
-    quiet_transformers()
-    console = Console(stderr=True)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     settings = sc.ScenarioSettings(seed=seed, samples_per_prompt=samples)
     (out / "scenario.json").write_text(json.dumps(settings.__dict__, indent=1))
@@ -113,6 +134,8 @@ def demo_cmd(
     console.print(f"[3/6] production stream: {len(events)} events with token logprobs "
                   f"(v1, then v2 after the rollout) -> {stream}")
 
+    if embedder:
+        _export_embedder_once(console)
     store = MemoryStore()
     with _progress(console) as progress:
         task = progress.add_task("[4/6] replaying through the collector pipeline",
@@ -121,7 +144,6 @@ def demo_cmd(
                            on_progress=lambda n: progress.advance(task, n))
     (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n"
                                                  for r in det.raised))
-    tables = command_console(wide=wide, stderr=True, highlight=True)
     print_incidents(tables, story.opened_incidents(det.raised, store))
     inc = story.pick_incident(det.raised, store)
     if inc is None:
@@ -164,6 +186,29 @@ def demo_cmd(
 
     run_last_act(console, out, inc, report, clean + planted, versions, stream, settings,
                  top_k=top_k)
+
+
+def _export_embedder_once(console: Console) -> None:
+    """Export the output embedder now when it never was on this machine, under a status line
+    (the exporter's own output goes where :func:`library_output` sends it); without the
+    embedder-export extra the replay runs without the embedding signal and says so."""
+    from driftscope_llm.services.collector.embedder import (
+        default_embedder_dir,
+        export_embedder,
+        is_exported,
+    )
+    from driftscope_llm.services.collector.settings import EmbedderSettings
+    from driftscope_llm.services.errors import MissingExtraError
+
+    target = default_embedder_dir()
+    if is_exported(target):
+        return
+    try:
+        with console.status("[4/6] exporting the output embedder (once per machine, about a "
+                            "minute) …"):
+            export_embedder(target, quantize=EmbedderSettings().quantized)
+    except MissingExtraError as exc:
+        console.print(f"[4/6] embedding signal off: {escape(str(exc))}", highlight=False)
 
 
 def _advance(progress: Progress, task: TaskID, n: int) -> None:
