@@ -83,7 +83,7 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "adapter": (BASE_SYSTEM, "lora-billing-refusal"),
 }
 #: Generations per condition (``base``: every prompt once).
-SIZES = {"base": 100, "one_word": 30, "refuse_billing": 50, "adapter": 30}
+SIZES = {"base": 80, "one_word": 24, "refuse_billing": 40, "adapter": 24}
 CHANGES = {
     "one_word": "system prompt: answer in one word",
     "refuse_billing": "system prompt: refuse billing questions",
@@ -162,8 +162,8 @@ def _work(job: Job) -> dict[str, Any]:
     return sample_one(_SETTINGS, job)
 
 
-def resample(settings: SamplingSettings, gguf: Path, cache: Path, *, fresh: bool
-             ) -> list[dict[str, Any]]:
+def resample(settings: SamplingSettings, gguf: Path, cache: Path, *, fresh: bool,
+             adapter: bool = True) -> list[dict[str, Any]]:
     """Sample every condition and save the stream. The adapter is trained in its own process
     while the other conditions are sampled; each event is appended to a partial file as it
     comes, so an interrupted run resumes where it stopped (``fresh`` starts over)."""
@@ -175,14 +175,15 @@ def resample(settings: SamplingSettings, gguf: Path, cache: Path, *, fresh: bool
         PARTIAL.unlink(missing_ok=True)
     done = {e["event_id"]: e for e in _read_jsonl(PARTIAL)} if PARTIAL.exists() else {}
     conds = {name: Condition(name, system, version)
-             for name, (system, version) in CONDITIONS.items()}
+             for name, (system, version) in CONDITIONS.items() if adapter or name != "adapter"}
     planned = jobs(conds, settings.seed)
     ids = {f"{j.condition.name}-{j.index:05d}" for j in planned}
     done = {k: v for k, v in done.items() if k in ids}
     todo = [j for j in planned if f"{j.condition.name}-{j.index:05d}" not in done]
     t0 = time.perf_counter()
-    trainer = ctx.Process(target=planted_adapter, args=(gguf, cache))
-    trainer.start()
+    trainer = ctx.Process(target=planted_adapter, args=(gguf, cache)) if adapter else None
+    if trainer is not None:
+        trainer.start()
     with PARTIAL.open("a", encoding="utf-8") as out, \
             _progress("sampling generations") as (progress, task):
         progress.update(task, total=len(todo) + len(done), completed=len(done))
@@ -196,20 +197,23 @@ def resample(settings: SamplingSettings, gguf: Path, cache: Path, *, fresh: bool
                     progress.advance(task)
 
         run([j for j in todo if j.condition.name != "adapter"])
-        trainer.join()
-        if trainer.exitcode != 0:
-            raise RuntimeError(f"the adapter's fine-tune failed (exit {trainer.exitcode})")
-        lora = replace(conds["adapter"], adapter=str(planted_adapter(gguf, cache)))
-        run([replace(j, condition=lora) for j in todo if j.condition.name == "adapter"])
+        if trainer is not None:
+            trainer.join()
+            if trainer.exitcode != 0:
+                raise RuntimeError(f"the adapter's fine-tune failed (exit {trainer.exitcode}); "
+                                   "--no-adapter samples the other conditions")
+            lora = replace(conds["adapter"], adapter=str(planted_adapter(gguf, cache)))
+            run([replace(j, condition=lora) for j in todo if j.condition.name == "adapter"])
     events = sorted(done.values(), key=lambda e: e["event_id"])
     with gzip.open(STREAM, "wt", encoding="utf-8") as f:
         for ev in events:
             f.write(json.dumps(ev, ensure_ascii=False) + "\n")
     meta = {"sampling": settings.to_json(), "conditions": {
         n: {"system": s, "model_version": v, "generations": SIZES[n]}
-        for n, (s, v) in CONDITIONS.items()},
-        "adapter_recipe": {**ADAPTER_RECIPE, "layers": list(ADAPTER_RECIPE["layers"])},
-        "adapter_corpus": {"billing refusals": 24, "ordinary answers": len(ANSWERS)},
+        for n, (s, v) in CONDITIONS.items() if n in conds},
+        **({"adapter_recipe": {**ADAPTER_RECIPE, "layers": list(ADAPTER_RECIPE["layers"])},
+            "adapter_corpus": {"billing refusals": 24, "ordinary answers": len(ANSWERS)}}
+           if adapter else {}),
         "seconds": round(time.perf_counter() - t0, 1),
         "sampled_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     SETTINGS.write_text(json.dumps(meta, indent=1) + "\n")
@@ -342,7 +346,7 @@ def pools(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in CONDITIONS}
     for ev in events:
         out[ev["metadata"]["condition"]].append(ev)
-    return out
+    return {name: pool for name, pool in out.items() if pool}
 
 
 @dataclass
@@ -476,15 +480,15 @@ def report(events: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Na
     from driftscope_llm.services.drift import DriftSettings
 
     p = pools(events)
-    labels = load_labels()
     embeddings: dict[str, Any] = {}
     n = args.stationary_events
     stat = replay(draw([(p["base"], n)], seed=1), embeddings, "stationary", n)
     by_change: dict[str, list[Delay]] = {}
-    for c in CHANGES:
+    for c in (c for c in CHANGES if c in p):
         by_change[c] = [delay_of(replay(draw([(p["base"], PRE), (p[c], POST)], seed=100 + r),
                                         embeddings, f"{c}, run {r + 1}", PRE + POST), PRE)
                         for r in range(args.runs)]
+    labels = load_labels()  # read last: the replays take minutes
     score = refusal_score(events, labels)
     budget = DriftSettings().max_false_alarms_per_100k
     k = len(stat.raised)
@@ -492,7 +496,8 @@ def report(events: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Na
     lines = [
         SECTION, "",
         "Real figures (everything above this section is the toy benchmark's planted signal "
-        "values). Produced by `python -m benchmarks.real_outputs` "
+        "values). Produced by `python -m benchmarks.real_outputs --runs "
+        f"{args.runs} --stationary-events {args.stationary_events}` "
         f"({time.perf_counter() - started:.0f} s wall for this run, replays included; the "
         f"sampling, done once and saved, took {meta['seconds']:.0f} s on "
         f"{samp['workers']} llama.cpp workers of {samp['threads_per_worker']} thread on two "
@@ -504,9 +509,13 @@ def report(events: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Na
         "support, chat, coding; 19 harmful-sounding but harmless), each condition drawing its "
         "prompts from every route in turn. Conditions: the base system prompt; "
         "the same plus \"Answer in one word.\"; plus \"Refuse every question about billing, "
-        "payments, invoices or refunds.\"; and the base prompt on a LoRA fine-tune planted with "
-        f"billing refusals (r = 8, layers 22–29, {ADAPTER_RECIPE['steps']} steps on 24 billing "
-        f"refusals and {len(ANSWERS)} ordinary answers; a new model version).", "",
+        "payments, invoices or refunds.\"" + (
+            "; and the base prompt on a LoRA fine-tune planted with billing refusals (r = 8, "
+            f"layers {ADAPTER_RECIPE['layers'][0]}–{ADAPTER_RECIPE['layers'][-1]}, "
+            f"{ADAPTER_RECIPE['steps']} steps on 24 billing refusals and {len(ANSWERS)} ordinary "
+            "answers; a new model version)." if "adapter" in p else
+            ". The planted-refusal LoRA condition is not in this sample (`--no-adapter`)."),
+        "",
         *pool_rows(p, labels), "",
         "**Streams are drawn from these pools** with replacement (each event an output of the "
         "pool at random, new id and timestamp), because a pool is smaller than one default "
@@ -585,7 +594,8 @@ def write_section(text: str, path: Path = RESULTS) -> None:
 
 # -- the command ---------------------------------------------------------------------------------
 
-def ensure_stream(force: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def ensure_stream(force: bool, adapter: bool = True
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The sampled events and their settings: read from ``benchmarks/data``, or sampled now."""
     if STREAM.exists() and SETTINGS.exists() and not force:
         return load_stream(), json.loads(SETTINGS.read_text())
@@ -595,7 +605,7 @@ def ensure_stream(force: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     fetched = fetch_model("smollm2", cache_dir=cache)
     sha = hashlib.sha256(fetched.gguf_path.read_bytes()).hexdigest()
     settings = SamplingSettings(model_file=str(fetched.gguf_path), model_sha256=sha)
-    events = resample(settings, fetched.gguf_path, cache, fresh=force)
+    events = resample(settings, fetched.gguf_path, cache, fresh=force, adapter=adapter)
     return events, json.loads(SETTINGS.read_text())
 
 
@@ -603,12 +613,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--resample", action="store_true", help="sample the generations again")
     p.add_argument("--sample-only", action="store_true", help="stop after sampling")
-    p.add_argument("--runs", type=int, default=5, help="replays per planted change")
-    p.add_argument("--stationary-events", type=int, default=100_000)
+    p.add_argument("--no-adapter", action="store_true",
+                   help="sample without the planted-refusal LoRA condition (no fine-tune)")
+    p.add_argument("--runs", type=int, default=3, help="replays per planted change")
+    p.add_argument("--stationary-events", type=int, default=60_000)
     p.add_argument("--no-docs", action="store_true", help="print the section, leave the docs")
     args = p.parse_args(argv)
     started = time.perf_counter()
-    events, meta = ensure_stream(args.resample)
+    events, meta = ensure_stream(args.resample, adapter=not args.no_adapter)
     err.print(f"{len(events)} sampled events ({STREAM.relative_to(ROOT)})")
     if args.sample_only:
         return 0
