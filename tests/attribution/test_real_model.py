@@ -138,7 +138,7 @@ def test_the_gguf_passes_the_gate_against_itself(tmp_path: Path,
     monkeypatch.setenv("DRIFTSCOPE_MODEL_CACHE", str(model.cache_dir))
     suite = write_suite(tmp_path / "billing.jsonl", HELD_OUT_BILLING, "billing")
     res = _cli("regress", "--baseline", model.gguf, "--candidate", model.gguf, "--probes",
-               suite, "--samples", "3", "--max-new-tokens", "24", "--seed", "3", "--json")
+               suite, "--samples", "3", "--max-new-tokens", "16", "--seed", "3", "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["verdict"] == "pass"
