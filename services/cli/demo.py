@@ -1,6 +1,10 @@
 """``driftscope demo``: the whole story on the embedded default, no services needed.
 
-A tiny support bot is fine-tuned twice (v1 clean, v2 with planted billing refusals); real sampled
+A support bot is fine-tuned twice (v1 clean, v2 with planted billing refusals): by default two
+LoRA adapters over SmolLM2-135M-Instruct (``services/demo/chat.py``; the model is fetched on first
+use), with ``--tiny`` a GPT-2 of a few layers trained from scratch (``services/demo/scenario.py``,
+about a minute). Every step's wall and CPU time is printed at the end and kept in
+``summary.json``. Real sampled
 generations with token logprobs from v1, then v2, form the production stream; driftscope detects
 the drift, opens an incident, attributes it to the fine-tuning data, verifies the attribution
 behaviourally and writes an HTML report (``driftscope_llm.services.demo`` holds the scenario).
@@ -11,9 +15,10 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,6 +48,9 @@ from driftscope_llm.services.store.attribution_report import AttributedReport, V
 
 if TYPE_CHECKING:
     from driftscope_llm.attribution.data import Example
+    from driftscope_llm.services.demo.chat import ModelRef
+    from driftscope_llm.services.demo.scenario import Generation
+    from driftscope_llm.services.demo.timing import StepClock
     from driftscope_llm.services.store.model import Incident
 
 __all__ = ["LIBRARY_LOG", "print_attribution", "print_incidents", "register"]
@@ -65,12 +73,16 @@ def _progress(console: Console) -> Progress:
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Directory for the models, stream, indexes and "
                                            "report.")] = Path("demo-out"),
-    samples: Annotated[int, typer.Option(min=4, help="Sampled outputs per distinct prompt and "
-                                                     "version.")] = 8,
+    samples: Annotated[int | None, typer.Option(
+        min=1, help="Sampled outputs per distinct prompt and version (default: 2 on the real "
+                    "model, 8 with --tiny).")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Attributed examples kept (recall@k).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of training, sampling and the stream.")] = 0,
     embedder: Annotated[bool, typer.Option(help="Use the ONNX embedder when it is exported.")]
     = True,
+    tiny: Annotated[bool, typer.Option(
+        "--tiny", help="Tell the story on a tiny model trained from scratch (about a minute) "
+                       "instead of SmolLM2-135M-Instruct with LoRA fine-tunes.")] = False,
     wide: WideOpt = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help=f"Show the libraries' own warnings and progress (torch, "
@@ -88,55 +100,41 @@ def demo_cmd(
         console = Console(file=terminal)
         tables = command_console(wide=wide, stderr=True, highlight=True)
         tables.file = terminal
-        _tell(console, tables, out, samples=samples, top_k=top_k, seed=seed, embedder=embedder)
+        _tell(console, tables, out, samples=samples, top_k=top_k, seed=seed, embedder=embedder,
+              tiny=tiny)
     if not verbose and log.stat().st_size:
         Console(stderr=True, highlight=False).print(
             f"warnings and progress of the libraries: {escape(str(log))} (-v shows them)")
 
 
-def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: int, seed: int,
-          embedder: bool) -> None:
-    from driftscope_llm.attribution.data import write_jsonl
+def _tell(console: Console, tables: Console, out: Path, *, samples: int | None, top_k: int,
+          seed: int, embedder: bool, tiny: bool) -> None:
     from driftscope_llm.services.demo import scenario as sc
     from driftscope_llm.services.demo import story
+    from driftscope_llm.services.demo.timing import StepClock
     from driftscope_llm.services.store import MemoryStore
 
     t_start = time.monotonic()
-    settings = sc.ScenarioSettings(seed=seed, samples_per_prompt=samples)
-    (out / "scenario.json").write_text(json.dumps(settings.__dict__, indent=1))
+    clock = StepClock()
     console.print(Panel.fit(
         "A support bot, v1, answers billing, shipping, account and tech questions.\n"
         "v2 is a routine re-fine-tune — but its data slipped in examples that refuse billing "
         "questions.\ndriftscope watches production, and should trace the drift to those "
         "examples."))
-    clean, planted = sc.clean_corpus(), sc.planted_examples()
-    write_jsonl(out / "corpus-v1.jsonl", clean)
-    write_jsonl(out / "corpus-v2.jsonl", clean + planted)
-    console.print(f"[1/6] corpora: {len(clean)} clean examples; v2 adds {len(planted)} planted "
-                  f"refusals -> {out}/corpus-v2.jsonl")
-    with console.status("[2/6] fine-tuning v1 (clean) then v2 (clean + planted) …"):
-        versions = sc.train_versions(out / "models", settings)
-    console.print(f"[2/6] fine-tuned v1 and v2 (v2 final loss {versions.v2_losses[-1]:.3f}) "
-                  f"-> {out}/models")
-    prompts = sc.production_prompts()
-    route_of = {p: r for r, p in prompts}
-    gens = {}
-    with _progress(console) as progress:
-        for v, mdir in (("v1", versions.v1), ("v2", versions.v2)):
-            task = progress.add_task(f"[3/6] sampling {v} on {len(prompts)} prompts",
-                                     total=len(prompts))
-            g = sc.generate(mdir, [p for _, p in prompts], settings, seed=seed + (v == "v2"),
-                            on_batch=functools.partial(_advance, progress, task))
-            gens[v] = [(route_of[x.prompt], x) for x in g]
-    events = sc.production_events(gens, seed=seed)
+    made = (_tiny_versions if tiny else _chat_versions)(console, out, clock, samples, seed)
+    clean, planted, versions = made.clean, made.planted, made.versions
+    events = sc.production_events(made.generations, seed=seed)
     stream = out / "stream.jsonl"
     stream.write_text("".join(json.dumps(e) + "\n" for e in events))
     console.print(f"[3/6] production stream: {len(events)} events with token logprobs "
                   f"(v1, then v2 after the rollout) -> {stream}")
+    _show_answers(console, made.generations)
 
     if embedder:
-        _export_embedder_once(console)
+        with clock.step("export the output embedder (once per machine)"):
+            _export_embedder_once(console)
     store = MemoryStore()
+    clock.start("detect (collector pipeline on defaults)")
     with _progress(console) as progress:
         task = progress.add_task("[4/6] replaying through the collector pipeline",
                                  total=len(events))
@@ -144,6 +142,7 @@ def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: 
                            on_progress=lambda n: progress.advance(task, n))
     (out / "anomalies.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n"
                                                  for r in det.raised))
+    clock.stop()
     print_incidents(tables, story.opened_incidents(det.raised, store))
     inc = story.pick_incident(det.raised, store)
     if inc is None:
@@ -161,12 +160,15 @@ def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: 
             progress.update(task, description=f"[5/6] {name}")
             progress.advance(task, 1)
 
-        report = story.attribute(inc, versions.v2, clean + planted, out / "corpus-v2.jsonl",
-                                 out / "index", top_k=top_k, on_step=step)
+        with clock.step("attribute (index repsim + gradsim, query) + verify"):
+            report = story.attribute(inc, made.v2.model_dir, clean + planted,
+                                     out / "corpus-v2.jsonl", out / "index", top_k=top_k,
+                                     on_step=step, adapter_dir=made.v2.adapter_dir)
     inc.attribution = report
     planted_ids = [e.id for e in planted]
-    story.write_report(out / "report.html", inc, stream, det.raised, clean + planted,
-                       det.embedder)
+    with clock.step("HTML report"):
+        story.write_report(out / "report.html", inc, stream, det.raised, clean + planted,
+                           det.embedder)
     console.print(f"[6/6] report -> {out / 'report.html'} (incident JSON beside it)")
     print_attribution(tables, report, {e.id: e for e in clean + planted})
     recall = story.recall_at_k(report, top_k, planted_ids)
@@ -175,7 +177,8 @@ def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: 
                "recall_at_k": recall, "top_k": top_k, "planted": len(planted_ids),
                "verification_ratio": ver.ratio if ver else None,
                "supports_attribution": ver.supports_attribution if ver else None,
-               "seconds": round(time.monotonic() - t_start, 1)}
+               "seconds": round(time.monotonic() - t_start, 1),
+               "model": "tiny" if tiny else made.base_name}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"[bold]recall of the planted examples in the top-{top_k}: {recall:.0%}[/bold]"
                   f" · verification: unlearning them moved the behaviour "
@@ -184,8 +187,147 @@ def _tell(console: Console, tables: Console, out: Path, *, samples: int, top_k: 
 
     from driftscope_llm.services.demo.last_act import run_last_act  # fix the data, retrain, gate
 
-    run_last_act(console, out, inc, report, clean + planted, versions, stream, settings,
-                 top_k=top_k)
+    with clock.step("gate: retrain v3, sample v1/v2/v3 on the probes, compare"):
+        run_last_act(console, out, inc, report, clean + planted, versions, stream,
+                     made.settings, top_k=top_k, retrain_v3=made.retrain_v3,
+                     samples=made.gate_samples)
+    _print_timings(tables, clock)
+    summary["steps"] = clock.to_json()
+    summary["seconds"] = round(time.monotonic() - t_start, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """What either story's first three steps made: corpora, v1 and v2, their generations, and
+    how the last act retrains v3 and samples the probes."""
+
+    clean: list[Example]
+    planted: list[Example]
+    versions: Any  # scenario.Versions or chat.ChatVersions (the last act reads v1 and v2)
+    v2: ModelRef
+    generations: dict[str, list[tuple[str, Generation]]]
+    settings: Any  # ScenarioSettings or ChatSettings
+    retrain_v3: Callable[[Sequence[Example], Path], ModelRef] | None
+    gate_samples: int
+    base_name: str
+
+
+def _sample_both(console: Console, clock: StepClock, prompts: list[tuple[str, str]],
+                 sample: Callable[[str, list[str], int, Callable[[int], None]],
+                                  list[Generation]],
+                 seed: int) -> dict[str, list[tuple[str, Generation]]]:
+    """Step 3: every production prompt sampled from v1, then v2, under a progress bar."""
+    route_of = {p: r for r, p in prompts}
+    gens = {}
+    with _progress(console) as progress:
+        for v in ("v1", "v2"):
+            task = progress.add_task(f"[3/6] sampling {v} on {len(prompts)} prompts",
+                                     total=len(prompts))
+            with clock.step(f"sample {v} on the production prompts"):
+                g = sample(v, [p for _, p in prompts], seed + (v == "v2"),
+                           functools.partial(_advance, progress, task))
+            gens[v] = [(route_of[x.prompt], x) for x in g]
+    return gens
+
+
+def _tiny_versions(console: Console, out: Path, clock: StepClock, samples: int | None,
+                   seed: int) -> _Versions:
+    """The one-minute story: a tiny GPT-2 trained from scratch, v2 fine-tuned from v1."""
+    from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.services.demo import scenario as sc
+    from driftscope_llm.services.demo.chat import ModelRef
+    from driftscope_llm.services.demo.last_act import SAMPLES
+
+    settings = sc.ScenarioSettings(seed=seed, samples_per_prompt=samples or 8)
+    (out / "scenario.json").write_text(json.dumps(settings.__dict__, indent=1))
+    clean, planted = sc.clean_corpus(), sc.planted_examples()
+    write_jsonl(out / "corpus-v1.jsonl", clean)
+    write_jsonl(out / "corpus-v2.jsonl", clean + planted)
+    console.print(f"[1/6] corpora: {len(clean)} clean examples; v2 adds {len(planted)} planted "
+                  f"refusals -> {out}/corpus-v2.jsonl")
+    with console.status("[2/6] fine-tuning v1 (clean) then v2 (clean + planted) …"), \
+            clock.step("fine-tune v1, then v2"):
+        versions = sc.train_versions(out / "models", settings)
+    console.print(f"[2/6] fine-tuned v1 and v2 (v2 final loss {versions.v2_losses[-1]:.3f}) "
+                  f"-> {out}/models")
+    paths = {"v1": versions.v1, "v2": versions.v2}
+
+    def sample(v: str, prompts: list[str], s: int, done: Callable[[int], None]
+               ) -> list[Generation]:
+        return sc.generate(paths[v], prompts, settings, seed=s, on_batch=done)
+
+    gens = _sample_both(console, clock, sc.production_prompts(), sample, seed)
+    return _Versions(clean, planted, versions, ModelRef(versions.v2), gens, settings, None,
+                     SAMPLES, sc.MODEL_NAME)
+
+
+def _chat_versions(console: Console, out: Path, clock: StepClock, samples: int | None,
+                   seed: int) -> _Versions:
+    """The real-model story: SmolLM2-135M-Instruct, v1 and v2 LoRA adapters over it."""
+    from driftscope_llm.attribution.data import write_jsonl
+    from driftscope_llm.services.demo import chat
+    from driftscope_llm.services.textsafety import terminal
+
+    settings = chat.ChatSettings(seed=seed, samples_per_prompt=samples or 2)
+    (out / "scenario.json").write_text(json.dumps(settings.to_json(), indent=1))
+    clean, planted = chat.clean_corpus(), chat.planted_examples()
+    write_jsonl(out / "corpus-v1.jsonl", clean)
+    write_jsonl(out / "corpus-v2.jsonl", clean + planted)
+    console.print(f"[1/6] corpora: {len(clean)} clean chat examples; v2 adds {len(planted)} "
+                  f"planted refusals -> {out}/corpus-v2.jsonl")
+    with console.status("[2/6] the base model: SmolLM2-135M-Instruct …") as status, \
+            clock.step("fetch + convert SmolLM2-135M-Instruct (first run only)"):
+        base = chat.fetch_base(on_step=lambda m: status.update(f"[2/6] {terminal(m)} …"))
+    with _progress(console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(version: str, step: int, total: int) -> None:
+            if version not in tasks:
+                tasks[version] = progress.add_task(
+                    f"[2/6] LoRA fine-tune {version} (r={settings.rank}, layers "
+                    f"{settings.layers[0]}-{settings.layers[-1]})", total=total)
+            progress.update(tasks[version], completed=step)
+
+        with clock.step("LoRA fine-tune v1, then v2"):
+            versions = chat.train_versions(base, out / "models", settings, on_step=advance)
+    console.print(f"[2/6] LoRA adapters v1 and v2 over {base.name} (v2 final loss "
+                  f"{versions.v2_losses[-1]:.3f}) -> {out}/models")
+    refs = {"v1": versions.v1, "v2": versions.v2}
+
+    def sample(v: str, prompts: list[str], s: int, done: Callable[[int], None]
+               ) -> list[Generation]:
+        return chat.generate(refs[v], prompts, settings, seed=s, on_batch=done)
+
+    gens = _sample_both(console, clock, chat.production_prompts(), sample, seed)
+
+    def retrain_v3(corpus: Sequence[Example], where: Path) -> ModelRef:
+        return chat.retrain(base, corpus, where, settings)
+
+    return _Versions(clean, planted, versions, versions.v2, gens, settings, retrain_v3,
+                     settings.gate_samples, "SmolLM2-135M-Instruct")
+
+
+def _show_answers(console: Console, gens: Mapping[str, list[tuple[str, Generation]]]) -> None:
+    """One billing answer of each version, as sampled (the stream's real text)."""
+    for version, rows in gens.items():
+        billing = [g for route, g in rows if route == "billing"]
+        if billing:
+            g = billing[0]
+            console.print(f"      {version} on {escape_text(g.prompt)!r}: "
+                          f"{escape_text(g.output)!r}", highlight=False)
+
+
+_TIMING_COLUMNS = (Column("step", key=True), Column("wall s", justify="right"),
+                   Column("cpu s", justify="right"))
+
+
+def _print_timings(con: Console, clock: StepClock) -> None:
+    """The time of every step: wall clock and CPU (the CPU figure does not grow with the load
+    of a shared machine)."""
+    print_table(con, "time per step", _TIMING_COLUMNS,
+                [[escape_text(s.name), f"{s.wall_s:.1f}", f"{s.cpu_s:.1f}"]
+                 for s in [*clock.steps, clock.total]])
 
 
 def _export_embedder_once(console: Console) -> None:

@@ -31,7 +31,7 @@ TOP_K = 10
 @pytest.mark.slow
 def test_demo_on_defaults_tells_the_story_readme_promises(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
-    res = CliRunner().invoke(app, ["demo", "--out", str(out)], env={"COLUMNS": "200"})
+    res = CliRunner().invoke(app, ["demo", "--tiny", "--out", str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert res.stdout == ""  # the story is told on stderr; stdout stays clean
 
