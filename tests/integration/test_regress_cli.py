@@ -46,7 +46,8 @@ def billing_probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _regress(*args: str | Path) -> tuple[int, str, str]:
-    res = CliRunner().invoke(app, ["regress", *map(str, args)])
+    # 80 columns set here, never the machine's COLUMNS: the progress line and the tables
+    res = CliRunner().invoke(app, ["regress", *map(str, args)], env={"COLUMNS": "80"})
     return res.exit_code, res.stdout, res.stderr
 
 
