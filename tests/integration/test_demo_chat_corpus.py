@@ -1,6 +1,6 @@
 """The real-model demo's data (services/demo/chat.py), checked against the collector it feeds.
 
-The whole real-model story (``driftscope demo`` without ``--tiny``) takes minutes of CPU and is
+The whole real-model story (``driftscope demo --real``) takes minutes of CPU and is
 run as ``make demo``, not here; what it relies on is checked here in well under a second: the
 planted answers are refusals to the collector's default patterns and no clean answer is, every
 training prompt is also asked in production (plus unseen phrasings), ids are unique and planted
