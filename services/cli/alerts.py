@@ -17,13 +17,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from driftscope_llm.services.cli.errors import friendly_errors
 from driftscope_llm.services.config import AlertsSettings, load_settings
 from driftscope_llm.services.errors import ConfigError, DriftscopeError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 __all__ = ["app"]
 
@@ -57,15 +60,15 @@ def receive_cmd(
     try:
         built = build_alert_receiver(s, registry=registry)
     except DriftscopeError:
-        server.shutdown()
+        _close(server)
         raise
     except OSError as exc:  # the port is taken (a missing receiver was refused before)
-        server.shutdown()
+        _close(server)
         where = f"{s.receiver.host}:{s.receiver.port}" if s.receiver else "the receiver port"
         raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}",
                           field="receiver.port") from None
     except BaseException:
-        server.shutdown()
+        _close(server)
         raise
     receiver = built.component.start()
     stop = threading.Event()
@@ -81,7 +84,14 @@ def receive_cmd(
     finally:
         receiver.close()
         built.close()  # the relay delivers what it holds
-        server.shutdown()
+        _close(server)
+
+
+def _close(server: WSGIServer) -> None:
+    """Stop the metrics server and release its listening socket (shutdown alone leaves the
+    socket open until garbage collection)."""
+    server.shutdown()
+    server.server_close()
 
 
 @app.command("dead-letters")

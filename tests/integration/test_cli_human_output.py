@@ -14,6 +14,7 @@ incidents there are real, opened by the collector pipeline replaying two rollout
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import re
@@ -507,3 +508,4 @@ def test_alert_receiver_without_credentials_says_which_setting() -> None:
     assert res.stderr.startswith("error: the receiver needs credentials: set "
                                  "receiver.bearer_token or receiver.signing_secrets")
     assert res.stderr.rstrip().endswith("(setting: receiver)") and "Traceback" not in res.output
+    gc.collect()  # the metrics socket it opened is closed, not left to a later test's collector
