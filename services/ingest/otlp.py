@@ -16,17 +16,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from driftscope_llm.services.errors import InvalidEventError
 from driftscope_llm.services.ingest.results import Reject
 
-__all__ = ["GENAI_MARKERS", "SpanView", "any_json", "any_proto", "attrs_json", "spans_from_json",
-           "spans_from_proto"]
+__all__ = ["GENAI_MARKERS", "SpanView", "any_json", "any_proto", "attrs_json", "parse_export",
+           "spans_from_json", "spans_from_proto"]
 
 GENAI_MARKERS = frozenset({
     "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model",
@@ -87,13 +87,21 @@ def spans_from_proto(raw: bytes) -> Iterator[SpanView | Reject | str]:
     and the string ``"not_genai"`` per other span; a span whose values cannot be read is yielded
     as a :class:`Reject`. :class:`InvalidEventError` (``otlp_invalid``)
     when the bytes are not such a message (truncated, or another message)."""
-    request = ExportTraceServiceRequest()
+    return _walk_proto(parse_export(ExportTraceServiceRequest(), raw))
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse_export(request: M, raw: bytes) -> M:
+    """``raw`` parsed into the empty OTLP export ``request`` (traces or logs);
+    :class:`InvalidEventError` (``otlp_invalid``) naming the message when it is not one."""
     try:
         request.ParseFromString(raw)
     except DecodeError as exc:
-        raise InvalidEventError("otlp_invalid", f"not an OTLP ExportTraceServiceRequest "
+        raise InvalidEventError("otlp_invalid", f"not an OTLP {type(request).__name__} "
                                                 f"(protobuf): {exc}") from None
-    return _walk_proto(request)
+    return request
 
 
 def _walk_proto(request: ExportTraceServiceRequest) -> Iterator[SpanView | Reject | str]:

@@ -22,11 +22,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from driftscope_llm.services.errors import InvalidEventError
-from driftscope_llm.services.ingest.otlp import any_json, any_proto, attrs_json
+from driftscope_llm.services.ingest.otlp import any_json, any_proto, attrs_json, parse_export
 from driftscope_llm.services.ingest.results import Reject
 
 __all__ = ["CONTENT_EVENTS", "ContentEvent", "OtlpSignal", "content_from_json",
@@ -129,13 +128,7 @@ def content_from_proto(raw: bytes) -> Iterator[ContentEvent | Reject | str]:
     record, the string ``"not_genai"`` per other record, a :class:`Reject` per content record
     whose values cannot be read. :class:`InvalidEventError` (``otlp_invalid``) when the bytes
     are not such a message."""
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(raw)
-    except DecodeError as exc:
-        raise InvalidEventError("otlp_invalid", f"not an OTLP ExportLogsServiceRequest "
-                                                f"(protobuf): {exc}") from None
-    return _walk_proto(request)
+    return _walk_proto(parse_export(ExportLogsServiceRequest(), raw))
 
 
 def _walk_proto(request: ExportLogsServiceRequest) -> Iterator[ContentEvent | Reject | str]:
