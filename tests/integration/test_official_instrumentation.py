@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.collector_harness import consume_all, free_port
-from tests.stack import CLI_MODULE
+from tests.ingest_process import ingest_subprocess
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +51,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: flo
     raise AssertionError(f"{url} never answered:\n{log.read_text()}")
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"driftscope ingest exited:\n{log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"driftscope ingest never listened:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``llama_cpp.server`` on loopback with a small context, so the calls are quick."""
@@ -87,22 +74,8 @@ def ingest(kafka_bootstrap: str, new_topic: Callable[..., str],
            tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``driftscope ingest`` as a user runs it; yields (OTLP base URL, output topic)."""
     topic = new_topic(partitions=1)
-    port = free_port()
-    env = {**os.environ, "DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "DRIFTSCOPE_TOPICS__OUTPUTS": topic, "DRIFTSCOPE_TOPICS__DEAD_LETTER": f"{topic}.dlq",
-           "DRIFTSCOPE_METRICS__PORT": str(free_port()),
-           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    log = tmp_path / "ingest.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", CLI_MODULE, "ingest", "--port", str(port)],
-                                env=env, cwd=REPO, stdout=out, stderr=out)
-    try:
-        wait_port(port, proc, log)
+    with ingest_subprocess(kafka_bootstrap, topic, tmp_path) as (port, _log):
         yield f"http://127.0.0.1:{port}", topic
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert proc.returncode == 0, log.read_text()
 
 
 def run_app(base_url: str, otlp: str, capture: str, first: str) -> list[dict[str, Any]]:

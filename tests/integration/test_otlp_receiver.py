@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +36,7 @@ from driftscope_llm.services.deployables import build_otlp_receiver
 from driftscope_llm.services.ingest import RecordDecoder
 from driftscope_llm.services.otlp_receiver.server import KafkaSink, OtlpReceiver
 from driftscope_llm.services.otlp_receiver.settings import OtlpReceiverSettings
-from tests.collector_harness import SMALL_WINDOWS, CollectorProcess, consume_all, free_port
+from tests.collector_harness import SMALL_WINDOWS, CollectorProcess, consume_all
 from tests.fixtures.ingest.spans import (
     export_request,
     genai_attributes,
@@ -51,9 +47,7 @@ from tests.fixtures.ingest.spans import (
     span_times,
     to_otlp_json,
 )
-from tests.stack import CLI_MODULE
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.ingest_process import ingest_subprocess
 
 
 def send_with_sdk(exporter: SpanExporter, events: list[dict[str, Any]], service: str) -> None:
@@ -72,39 +66,13 @@ def send_with_sdk(exporter: SpanExporter, events: list[dict[str, Any]], service:
     provider.shutdown()
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"driftscope ingest exited:\n{log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"driftscope ingest never listened:\n{log.read_text()}")
-
-
 @pytest.fixture
 def ingest_process(kafka_bootstrap: str, new_topic: Callable[..., str],
                    tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``driftscope ingest`` as a subprocess; yields (traces URL, output topic)."""
     topic = new_topic(partitions=1)
-    port = free_port()
-    env = {**os.environ, "DRIFTSCOPE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "DRIFTSCOPE_TOPICS__OUTPUTS": topic, "DRIFTSCOPE_TOPICS__DEAD_LETTER": f"{topic}.dlq",
-           "DRIFTSCOPE_METRICS__PORT": str(free_port()),
-           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    log = tmp_path / "ingest.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", CLI_MODULE, "ingest", "--port", str(port)],
-                                env=env, cwd=REPO, stdout=out, stderr=out)
-    try:
-        wait_port(port, proc, log)
+    with ingest_subprocess(kafka_bootstrap, topic, tmp_path) as (port, log):
         yield f"http://127.0.0.1:{port}/v1/traces", topic
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert proc.returncode == 0, log.read_text()
     assert "OTLP/HTTP receiver on" in log.read_text()
 
 
