@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -239,10 +240,15 @@ class GroupLag:
 
 
 def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
-                 request_timeout_ms: int = 6000) -> dict[str, list[GroupLag]]:
+                 request_timeout_ms: int = 6000,
+                 coordinator_wait_s: float = 15.0) -> dict[str, list[GroupLag]]:
     """Per group, the lag of every partition it has committed offsets for (sorted).
 
-    Raises :class:`BusError` when the cluster cannot be reached or does not answer.
+    A broker that has just started answers the offsets request with a retriable error until
+    its group coordinator has loaded (``GroupCoordinatorNotAvailable``,
+    ``CoordinatorLoadInProgress``); such errors are retried for up to ``coordinator_wait_s``
+    before the cluster counts as not answering. Raises :class:`BusError` when the cluster
+    cannot be reached or does not answer.
     """
     address = settings.bootstrap_servers
     kw = {**settings.client_kwargs(), "request_timeout_ms": request_timeout_ms}
@@ -259,7 +265,7 @@ def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
     consumer: KafkaConsumer | None = None
     try:
         consumer = KafkaConsumer(**kw)
-        offsets = admin.list_group_offsets(list(groups)) if groups else {}
+        offsets = _group_offsets(admin, groups, coordinator_wait_s) if groups else {}
         out: dict[str, list[GroupLag]] = {}
         for group in groups:
             committed = offsets.get(group) or {}
@@ -275,6 +281,19 @@ def consumer_lag(settings: KafkaSettings, groups: Sequence[str], *,
         admin.close()
         if consumer is not None:
             consumer.close()
+
+
+def _group_offsets(admin: KafkaAdminClient, groups: Sequence[str],
+                   wait_s: float) -> Any:
+    """``admin.list_group_offsets`` retried while the error is retriable and ``wait_s`` lasts."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return admin.list_group_offsets(list(groups))
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _accepts(server: str, timeout_s: float) -> bool:
