@@ -38,6 +38,12 @@ REDIS_DB_COUNTER = "driftscope:tests:next-db"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Human output is wrapped by rich at the terminal width, which it reads from COLUMNS (80 when
+    # unset and not a terminal). The suite sets it to 80 for itself and every subprocess, so the
+    # machine's COLUMNS (40 in a tmux pane, 200 in a wide CI log) never changes what a test
+    # sees; a test of another width sets its own (tests/README.md, "Human output").
+    os.environ["COLUMNS"] = "80"
+    os.environ.pop("LINES", None)
     # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text, deprecated
     # since Python 3.11; with warnings as errors every import of kafka would fail. Silence that
     # call from that module only, and the open_text warning read_text itself raises inside
