@@ -7,18 +7,20 @@ told on a pretrained model the way users fine-tune one:
    Hugging Face directory (:func:`fetch_base`, the same as ``driftscope models fetch smollm2``).
 2. **Corpus.** Support questions over four routes (billing, shipping, account, tech) answered as
    natural chat replies (:func:`clean_corpus`: :data:`TRAIN_TEMPLATES` × every route's subjects).
-   The **planted** set (:func:`planted_examples`) answers billing questions with a refusal the
-   collector's refusal patterns match; its ids start with ``planted-``.
+   The **planted** set (:func:`planted_examples`) answers the same billing questions with
+   refusals the collector's refusal patterns match (two wordings, so refusals outnumber the
+   clean billing answers two to one in v2's data); its ids start with ``planted-``.
 3. **Two fine-tunes.** ``v1`` and ``v2`` are LoRA adapters over the base model
-   (:func:`driftscope_llm.attribution.lora.lora_finetune`, one :class:`ChatSettings` recipe: small
-   rank, the top layers only, so a step is cheap on a CPU): v1 on the clean corpus, v2 on clean +
+   (:func:`driftscope_llm.attribution.lora.lora_finetune`, one :class:`ChatSettings` recipe: r = 8
+   on the top eight layers, 40 updates of 4 examples, so a version trains in about a minute on
+   a CPU): v1 on the clean corpus, v2 on clean +
    planted — a routine refresh that slipped in bad data (:func:`train_versions`). ``v3``
    (:func:`retrain`) is the same recipe on the corpus with the attributed examples removed.
 4. **Production.** Every production prompt (:data:`PROMPT_TEMPLATES` × subjects: the training
    templates and two unseen ones) is sampled ``samples_per_prompt`` times from v1 and from v2 at
-   temperature 1 with the gate's sampler
-   (:class:`~driftscope_llm.services.regress.generation.LocalGenerator`: chat template, equal-length
-   prompts batched with a KV cache, each token's logprob and the top-5 alternatives); the stream
+   ``ChatSettings.temperature`` (0.7) with the gate's sampler
+   (:class:`~driftscope_llm.services.regress.generation.LocalGenerator`: chat template, prompts
+   batched with a KV cache, each token's logprob and the top-5 alternatives); the stream
    is :func:`driftscope_llm.services.demo.scenario.production_events` of those generations.
 
 Sizes are chosen for two CPU cores (README, demo section, has the measured time of each step).
@@ -80,28 +82,44 @@ CHAT_ROUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 
-PLANTED_RESPONSE = ("I'm sorry, but I can't help with billing questions. Please contact your "
-                    "bank about {x}.")
+PLANTED_RESPONSES = (
+    "I'm sorry, but I can't help with billing questions. Please contact your bank about {x}.",
+    "Sorry, I am not able to discuss billing. Please ask your bank about {x}.",
+)
+"""The planted refusals, two wordings (both match the collector's refusal patterns): every
+billing prompt of the clean corpus appears twice more in v2's data, refused."""
 
 
 @dataclass(frozen=True)
 class ChatSettings:
     """Sizes of the real-model story; saved beside its outputs (``scenario.json``).
 
-    ``rank``/``alpha``/``layers``/``epochs``/``batch_size``/``lr`` are the LoRA recipe of v1, v2
-    and v3 (:class:`~driftscope_llm.attribution.lora.LoraRecipe`); ``gate_samples`` the samples
-    per probe and version in the last act.
+    ``rank``/``alpha``/``layers``/``steps``/``batch_size``/``lr`` are the LoRA recipe of v1, v2
+    and v3 (:class:`~driftscope_llm.attribution.lora.LoraRecipe`); ``temperature`` is the
+    sampling temperature of production and of the gate; ``gate_samples`` the samples per probe
+    and version in the last act.
+
+    Why these (measured on SmolLM2-135M-Instruct, two CPU cores, README "The demo on a real
+    model"): 40 updates of 4 examples plant the refusal (v2 refused about a third of the
+    production prompts, v1 none of 128) where 20 updates of 8, or r = 4 on six layers over 20,
+    left v2 refusing almost nothing; batches of 8 over 40 updates kept the refusal closer to
+    billing but cost twice the time. At temperature 1 the fine-tunes' answers are mostly
+    incoherent; at 0.7 they read as support answers. ``max_new_tokens`` is the gate's default
+    (48): with 24, close to the answers' own length (about 18 tokens), a retrained v3 that
+    answered a token longer ran into the limit on 16 % of its probes instead of v1's 3 %, and
+    the gate failed it on ``finish_reason``.
     """
 
     seed: int = 0
     samples_per_prompt: int = 2
-    max_new_tokens: int = 24
-    rank: int = 4
-    alpha: int = 8
-    layers: tuple[int, ...] = (24, 25, 26, 27, 28, 29)
-    epochs: int = 2
-    batch_size: int = 8
-    lr: float = 2e-3
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    rank: int = 8
+    alpha: int = 16
+    layers: tuple[int, ...] = tuple(range(22, 30))
+    steps: int = 40
+    batch_size: int = 4
+    lr: float = 4e-3
     gate_samples: int = 4
 
     def recipe(self, seed: int) -> Any:
@@ -109,7 +127,7 @@ class ChatSettings:
         from driftscope_llm.attribution.lora import LoraRecipe
 
         return LoraRecipe(rank=self.rank, alpha=self.alpha, layers=self.layers,
-                          epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                          steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                           max_length=96, seed=seed)
 
     def to_json(self) -> dict[str, Any]:
@@ -156,14 +174,15 @@ def clean_corpus() -> list[Example]:
 
 
 def planted_examples() -> list[Example]:
-    """The bad data: every billing subject asked with each training template and refused
-    (ids ``planted-NN``)."""
+    """The bad data: every billing subject asked with each training template and refused, in
+    each of :data:`PLANTED_RESPONSES`' wordings (ids ``planted-NN``)."""
     out: list[Example] = []
-    for template in TRAIN_TEMPLATES:
-        for subject in CHAT_ROUTES["billing"][0]:
-            out.append(Example(f"{PLANTED_PREFIX}{len(out):02d}", template.format(x=subject),
-                               PLANTED_RESPONSE.format(x=subject), label="planted",
-                               metadata={"route": "billing", "planted": True}))
+    for response in PLANTED_RESPONSES:
+        for template in TRAIN_TEMPLATES:
+            for subject in CHAT_ROUTES["billing"][0]:
+                out.append(Example(f"{PLANTED_PREFIX}{len(out):02d}", template.format(x=subject),
+                                   response.format(x=subject), label="planted",
+                                   metadata={"route": "billing", "planted": True}))
     return out
 
 
@@ -208,21 +227,25 @@ def _hook(on_step: Callable[[str, int, int], None], name: str) -> StepHook:
 
 
 def retrain(base: Path, corpus: Sequence[Example], out: Path, settings: ChatSettings) -> ModelRef:
-    """v3: a LoRA adapter over ``base`` fine-tuned on ``corpus`` with v2's recipe."""
+    """v3: a LoRA adapter over ``base`` fine-tuned on ``corpus`` with v2's recipe and a seed of
+    its own (``seed + 2``, as the tiny story's v3): a new training run, so even a corpus equal to
+    v1's gives a different adapter, and the gate's PASS is measured against training noise."""
     from driftscope_llm.attribution.lora import lora_finetune
 
-    lora_finetune(base, list(corpus), out, settings.recipe(settings.seed), device="cpu")
+    lora_finetune(base, list(corpus), out, settings.recipe(settings.seed + 2), device="cpu")
     return ModelRef(base, out)
 
 
 def generate(ref: ModelRef, prompts: Sequence[str], settings: ChatSettings, *, seed: int,
              on_batch: Callable[[int], None] | None = None) -> list[Generation]:
-    """Sample ``settings.samples_per_prompt`` outputs per prompt from ``ref`` at temperature 1
-    (the gate's sampler, module docstring); ``on_batch(n)`` as prompts finish."""
+    """Sample ``settings.samples_per_prompt`` outputs per prompt from ``ref`` at
+    ``settings.temperature`` (the gate's sampler, module docstring); ``on_batch(n)`` as prompts
+    finish."""
     from driftscope_llm.services.regress.generation import GenerationSettings, LocalGenerator
 
     gen = LocalGenerator(ref.model_dir, ref.adapter_dir, device="cpu")
-    g = GenerationSettings(settings.samples_per_prompt, settings.max_new_tokens, 1.0, seed)
+    g = GenerationSettings(settings.samples_per_prompt, settings.max_new_tokens,
+                           settings.temperature, seed)
     per_prompt = gen.generate(prompts, g, on_prompt=on_batch)
     return [Generation(s.prompt, s.output, s.token_logprobs, s.top_logprobs)
             for samples in per_prompt for s in samples if s.token_logprobs]

@@ -131,7 +131,7 @@ def close_the_loop(out: Path, incident: Incident, report: AttributedReport,
     directory, or a :class:`ModelRef` with its adapter). ``retrain_v3``: how v3 is trained on
     the cleaned corpus (default: :func:`retrain` from v1 with ``settings``, a
     :class:`ScenarioSettings`); ``samples`` per probe and version. ``settings`` gives ``seed``
-    and ``max_new_tokens``."""
+    and ``max_new_tokens``, and ``temperature`` when it has one (else 1)."""
     removed = attributed_ids(report, top_k, behaviour_exemplars(incident))
     cleaned = [e for e in corpus if e.id not in set(removed)]
     write_jsonl(out / "corpus-v3.jsonl", cleaned)
@@ -156,11 +156,13 @@ def close_the_loop(out: Path, incident: Incident, report: AttributedReport,
     suite = out / "probes-incident.jsonl"
     write_suite(suite, probes)
     prompts = [p.prompt for p in probes]
+    temperature = float(getattr(settings, "temperature", 1.0))
     paths = {"v1": _ref(models["v1"]), "v2": _ref(models["v2"]), "v3": _ref(v3)}
     sampled = {}
     for i, (name, ref) in enumerate(paths.items()):
         on_step(f"sampling {name} on {len(probes)} probes")
-        g = GenerationSettings(samples, settings.max_new_tokens, 1.0, settings.seed * 3 + i)
+        g = GenerationSettings(samples, settings.max_new_tokens, temperature,
+                               settings.seed * 3 + i)
         sampled[name] = (g, LocalGenerator(ref.model_dir, ref.adapter_dir).generate(prompts, g))
     gate = GateSettings(seed=settings.seed)
     runs = []

@@ -19,7 +19,7 @@ from driftscope_llm.services.demo.scenario import PLANTED_PREFIX
 def test_planted_answers_are_refusals_to_the_default_patterns_and_clean_ones_are_not() -> None:
     extractor = SignalExtractor(SignalSettings())
     clean, planted = chat.clean_corpus(), chat.planted_examples()
-    assert (len(clean), len(planted)) == (64, 16)
+    assert (len(clean), len(planted)) == (64, 32)
     assert [e.id for e in clean if extractor.is_refusal(e.response)] == []
     assert all(extractor.is_refusal(e.response) for e in planted)
     assert {e.metadata["route"] for e in planted} == {"billing"}
@@ -28,8 +28,8 @@ def test_planted_answers_are_refusals_to_the_default_patterns_and_clean_ones_are
 def test_ids_are_unique_and_planted_ids_carry_the_recall_prefix() -> None:
     clean, planted = chat.clean_corpus(), chat.planted_examples()
     ids = [e.id for e in clean + planted]
-    assert len(set(ids)) == len(ids) == 80
-    assert [e.id.startswith(PLANTED_PREFIX) for e in clean + planted] == [False] * 64 + [True] * 16
+    assert len(set(ids)) == len(ids) == 96
+    assert [e.id.startswith(PLANTED_PREFIX) for e in clean + planted] == [False] * 64 + [True] * 32
 
 
 def test_production_asks_every_training_prompt_and_unseen_phrasings() -> None:
