@@ -25,6 +25,7 @@ from driftscope_llm.services.cli.ingest import register as register_ingest
 from driftscope_llm.services.cli.models import register as register_models
 from driftscope_llm.services.cli.probes import register as register_probe_suites
 from driftscope_llm.services.cli.regress import register as register_regress
+from driftscope_llm.services.cli.render import escape_text
 from driftscope_llm.services.cli.status import register as register_status
 from driftscope_llm.services.cli.trace import register as register_trace
 from driftscope_llm.services.cli.worker import register as register_worker
@@ -61,7 +62,9 @@ def export_embedder_cmd(
     target = out or default_embedder_dir()
     with err_console.status(f"exporting all-MiniLM-L6-v2 to {target} …"):
         path = export_embedder(target, quantize=quantize, overwrite=overwrite)
-    err_console.print(f"[green]embedder ready[/green] at {path}")
+    # a path is printed whole on its line (soft wrap), never broken where the terminal ends
+    err_console.print(f"[green]embedder ready[/green] at {escape_text(str(path))}",
+                      soft_wrap=True)
 
 
 register_models(models_app)
