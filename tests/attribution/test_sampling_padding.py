@@ -1,7 +1,8 @@
 """Prompts of different lengths sampled in one left-padded batch behave as if each were alone
 (attribution/sampling.py): the first step's distribution matches to float precision and greedy
-continuations are the same tokens, on both tiny architectures (GPT-2's learned positions and
-Llama's rotary ones: a wrong ``position_ids`` or mask changes both)."""
+continuations are the same tokens, on both tiny architectures. Without the ``position_ids``
+GPT-2 (learned absolute positions) fails it; Llama passes either way, since rotary positions
+enter attention only as differences, which a left shift keeps."""
 
 from __future__ import annotations
 
