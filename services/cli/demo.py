@@ -183,8 +183,8 @@ def _tell(console: Console, tables: Console, out: Path, *, samples: int | None, 
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"[bold]recall of the planted examples in the top-{top_k}: {recall:.0%}[/bold]"
                   f" · verification: unlearning them moved the behaviour "
-                  f"{_ratio(ver.ratio if ver else None)}x more than random examples · "
-                  f"{summary['seconds']}s")
+                  f"{_ratio(ver.ratio if ver else None)}x more than random examples "
+                  f"({summary['seconds']} s so far)")
 
     from driftscope_llm.services.demo.last_act import run_last_act  # fix the data, retrain, gate
 
@@ -310,15 +310,20 @@ def _chat_versions(console: Console, out: Path, clock: StepClock, samples: int |
 
 
 def _show_answers(console: Console, gens: Mapping[str, list[tuple[str, Generation]]]) -> None:
-    """One billing answer of each version, as sampled (the stream's real text), and how many of
-    each version's answers the collector's refusal patterns match, on billing and elsewhere."""
+    """Each version's answer to one billing prompt, as sampled (the stream's real text): the
+    first billing prompt the last version refused, else the first billing prompt. Then how many
+    of each version's answers the collector's refusal patterns match, on billing and
+    elsewhere."""
     from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 
     refusal = SignalExtractor(SignalSettings()).is_refusal
-    for version, rows in gens.items():
-        billing = [g for route, g in rows if route == "billing"]
-        if billing:
-            g = billing[0]
+    billing = {v: [g for route, g in rows if route == "billing"] for v, rows in gens.items()}
+    last = list(billing.values())[-1] if billing else []
+    shown = next((g.prompt for g in last if refusal(g.output)),
+                 last[0].prompt if last else None)
+    for version, answers in billing.items():
+        g = next((a for a in answers if a.prompt == shown), None)
+        if g is not None:
             console.print(f"      {version} on {escape_text(g.prompt)!r}: "
                           f"{escape_text(g.output)!r}", highlight=False)
     counts = []
