@@ -31,7 +31,8 @@ $(DEMO_STAMP): pyproject.toml setup.py
 	test -x $(DEMO_PY) || $(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(DEMO_PY) -m pip install --quiet --only-binary=:all: --retries 1 --timeout 15 --index-url $(TORCH_INDEX) torch 2>/dev/null || echo "$(TORCH_INDEX) did not answer: torch comes from PyPI")
-	$(DEMO_PY) -m pip install --quiet --only-binary=:all: -e '.[demo]'
+	$(DEMO_PY) -m pip install --quiet --only-binary=:all: -e '.[demo]' 2> $(DEMO_VENV)/install.log \
+	  || { cat $(DEMO_VENV)/install.log >&2; exit 1; }
 	touch $(DEMO_STAMP)
 
 ## The demo: embedded mode, no services (DEMO_ARGS=-v shows the libraries' own output).
