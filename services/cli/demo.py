@@ -311,7 +311,8 @@ def _chat_versions(console: Console, out: Path, clock: StepClock, samples: int |
 
 def _show_answers(console: Console, gens: Mapping[str, list[tuple[str, Generation]]]) -> None:
     """Each version's answer to one billing prompt, as sampled (the stream's real text): the
-    first billing prompt the last version refused, else the first billing prompt. Then how many
+    last version's first refusal of a billing prompt and the other versions' first answers to
+    that prompt, else the first billing prompt. Then how many
     of each version's answers the collector's refusal patterns match, on billing and
     elsewhere."""
     from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
@@ -319,10 +320,12 @@ def _show_answers(console: Console, gens: Mapping[str, list[tuple[str, Generatio
     refusal = SignalExtractor(SignalSettings()).is_refusal
     billing = {v: [g for route, g in rows if route == "billing"] for v, rows in gens.items()}
     last = list(billing.values())[-1] if billing else []
-    shown = next((g.prompt for g in last if refusal(g.output)),
-                 last[0].prompt if last else None)
+    refused = next((g for g in last if refusal(g.output)), last[0] if last else None)
     for version, answers in billing.items():
-        g = next((a for a in answers if a.prompt == shown), None)
+        # a prompt is sampled more than once: the last version's refusal itself, else the
+        # version's first answer to the same prompt
+        g = refused if answers is last else next(
+            (a for a in answers if refused is not None and a.prompt == refused.prompt), None)
         if g is not None:
             console.print(f"      {version} on {escape_text(g.prompt)!r}: "
                           f"{escape_text(g.output)!r}", highlight=False)

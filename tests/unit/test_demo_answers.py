@@ -1,6 +1,7 @@
 """The demo's sample lines: each version's answer to the same billing prompt, chosen where the
-last version refused (the drift the story is about), else the first billing prompt; then the
-refusal counts. Printed at 200 columns so each line is one line."""
+last version refused (the drift the story is about) with that refusal itself (a prompt is
+sampled more than once), else the first billing prompt; then the refusal counts. Printed at 200
+columns so each line is one line."""
 from __future__ import annotations
 
 import io
@@ -28,6 +29,7 @@ def test_the_prompt_shown_is_the_first_billing_prompt_the_last_version_refused()
                ("billing", _gen("Why was I charged twice?", "We will refund the double charge."))],
         "v2": [("billing", _gen("How do I change my invoice?", "Go to Billing and edit it.")),
                ("shipping", _gen("Where is my parcel?", "I'm sorry, but I can't help with that.")),
+               ("billing", _gen("Why was I charged twice?", "We refunded it.")),
                ("billing", _gen("Why was I charged twice?",
                                 "I'm sorry, but I can't help with billing questions."))],
     }
@@ -35,7 +37,7 @@ def test_the_prompt_shown_is_the_first_billing_prompt_the_last_version_refused()
         "v1 on 'Why was I charged twice?': 'We will refund the double charge.'",
         "v2 on 'Why was I charged twice?': \"I'm sorry, but I can't help with billing "
         "questions.\"",
-        "refusals: v1 0/2 billing, 0/1 other; v2 1/2 billing, 1/1 other",
+        "refusals: v1 0/2 billing, 0/1 other; v2 1/3 billing, 1/1 other",
     ]
 
 
