@@ -311,21 +311,20 @@ def _chat_versions(console: Console, out: Path, clock: StepClock, samples: int |
 
 def _show_answers(console: Console, gens: Mapping[str, list[tuple[str, Generation]]]) -> None:
     """Each version's answer to one billing prompt, as sampled (the stream's real text): the
-    last version's first refusal of a billing prompt and the other versions' first answers to
-    that prompt, else the first billing prompt. Then how many
-    of each version's answers the collector's refusal patterns match, on billing and
-    elsewhere."""
+    last version's first refusal of a billing prompt (else its first billing answer) and the
+    other versions' first answers to that prompt. Then how many of each version's answers the
+    collector's refusal patterns match, on billing and elsewhere."""
     from driftscope_llm.services.collector.signals import SignalExtractor, SignalSettings
 
     refusal = SignalExtractor(SignalSettings()).is_refusal
     billing = {v: [g for route, g in rows if route == "billing"] for v, rows in gens.items()}
     last = list(billing.values())[-1] if billing else []
-    refused = next((g for g in last if refusal(g.output)), last[0] if last else None)
+    shown = next((g for g in last if refusal(g.output)), last[0] if last else None)
+    # a prompt is sampled more than once: the last version's answer shown is the one chosen,
+    # the others' their first answer to the same prompt
+    prompt = shown.prompt if shown is not None else None
     for version, answers in billing.items():
-        # a prompt is sampled more than once: the last version's refusal itself, else the
-        # version's first answer to the same prompt
-        g = refused if answers is last else next(
-            (a for a in answers if refused is not None and a.prompt == refused.prompt), None)
+        g = shown if answers is last else next((a for a in answers if a.prompt == prompt), None)
         if g is not None:
             console.print(f"      {version} on {escape_text(g.prompt)!r}: "
                           f"{escape_text(g.output)!r}", highlight=False)
